@@ -1,0 +1,60 @@
+# matcher: `make run` serves the API and page on http://127.0.0.1:8000, `make test` runs every check.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+WORKERS ?= 2
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## install: create .venv and install matcher
+install: $(VENV)/.installed
+
+## train: fit a new model version on data/ and make it active
+train: install
+	$(BIN)/matcher train
+
+## run: install, build the default model when none is active, serve on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/matcher train --if-none-active
+	$(BIN)/matcher serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+## lint: ruff
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check matcher tests benchmarks data api.py
+
+## test: install what the tests need, lint, and run the whole suite
+test: $(VENV)/.installed-test lint
+	$(BIN)/python -m pytest -q
+
+## bench: the latency benchmark (see benchmarks/README.md)
+bench: install
+	$(BIN)/python benchmarks/latency.py
+
+## data: regenerate the embedded sample libraries (byte-identical for the same seed)
+data: install
+	$(BIN)/python data/generate.py
+
+## clean: remove the virtual environment and caches
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: help install train run lint test bench data clean

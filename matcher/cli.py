@@ -1,0 +1,141 @@
+"""The ``matcher`` command line; with ``create_app`` the only place that configures logging.
+
+Every expected failure is one clear line on stderr and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from matcher.errors import MatcherError
+
+logger = logging.getLogger("matcher")
+
+EXIT_USAGE = 2
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+
+
+def _read_params(path: Path | None) -> dict[str, Any]:
+    """A ``--params`` file: a flat JSON object of ``get_params()`` keys."""
+    if path is None:
+        return {}
+    try:
+        params = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError as error:
+        raise click.BadParameter(f"{path}: file not found", param_hint="--params") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise click.BadParameter(f"{path}: not valid JSON ({error})", param_hint="--params") from error
+    if not isinstance(params, dict):
+        raise click.BadParameter(f"{path}: expected a JSON object of parameters", param_hint="--params")
+    return params
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+def cli(verbose: bool) -> None:
+    """Match social-work needs to experts, resources and exemplary projects."""
+    _configure_logging(verbose)
+
+
+@cli.command()
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="JSON object of model parameters.")
+@click.option("--no-activate", is_flag=True, help="Save the version without making it active.")
+@click.option("--if-none-active", is_flag=True, help="Do nothing when an active version exists.")
+def train(params_file: Path | None, no_activate: bool, if_none_active: bool) -> None:
+    """Fit the matcher on the libraries and save a new model version in models/."""
+    from matcher import persist
+    from matcher.training import train_version
+
+    active = persist.active_version()
+    if if_none_active and active and (persist.models_dir() / active).is_dir():
+        click.echo(f"model version {active} is active; nothing to do")
+        return
+    version = train_version(_read_params(params_file), activate=not no_activate)
+    click.echo(f"saved model version {version}" + ("" if no_activate else " (active)"))
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--k", default=5, show_default=True, type=int, help="Results per target type (1-50).")
+@click.option("--targets", default=None, help="Comma-separated target types: expert,resource,project.")
+@click.option("--county", default=None, help="Keep targets that serve this county.")
+@click.option("--json", "as_json", is_flag=True, help="Print the HTTP response body as JSON.")
+def match(text: str, k: int, targets: str | None, county: str | None, as_json: bool) -> None:
+    """Match a need typed as TEXT with the active model."""
+    from pydantic import ValidationError
+
+    from matcher import persist
+    from matcher.library import load_libraries
+    from matcher.service import MatchRequest, match_body
+
+    payload: dict[str, Any] = {"text": text, "k": k}
+    if targets:
+        payload["targets"] = [t.strip() for t in targets.split(",") if t.strip()]
+    if county:
+        payload["filters"] = {"county": county}
+    try:
+        request = MatchRequest.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "text"
+        raise click.UsageError(f"{field}: {first['msg']}") from error
+    model, manifest = persist.load()
+    body = match_body(request, model, manifest["version"], load_libraries())
+    if as_json:
+        click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    for target_type, results in body["results"].items():
+        click.echo(f"== {target_type} ({len(results)})")
+        for rank, result in enumerate(results, 1):
+            reasons = result["reasons"]
+            terms = "、".join(t["term"] for t in reasons["terms"]) or "-"
+            tags = "、".join(reasons["tags"]) or "-"
+            click.echo(f"{rank:>2}. {result['score']:.3f}  {result['id']}  {result['name']}  词: {terms}  标签: {tags}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API and the web page with gunicorn."""
+    from matcher.server import run
+
+    run(host=host, port=port, workers=workers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``matcher`` console script."""
+    try:
+        cli.main(args=argv, prog_name="matcher", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        click.echo(f"matcher: {error.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (MatcherError, ValueError, OSError) as error:
+        click.echo(f"matcher: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as error:
+        logger.debug("unexpected error", exc_info=True)
+        click.echo(f"matcher: internal error: {type(error).__name__}: {error}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Typed errors raised by the library; the CLI and the web layer map them once each."""
+
+from __future__ import annotations
+
+
+class MatcherError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class LibraryError(MatcherError, ValueError):
+    """A library file or record is missing, unreadable or invalid.
+
+    The message names what is wrong: the file, the row as the user sees it, and the field.
+    """
+
+
+class ModelError(MatcherError):
+    """A model version is missing, corrupt or incompatible."""
+
+
+class NotFoundError(MatcherError, LookupError):
+    """A requested record (need, target, model version) does not exist."""

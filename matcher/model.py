@@ -1,0 +1,496 @@
+"""The matcher estimator: fitted on the target libraries, it scores needs and explains its matches.
+
+Data flow: targets frame -> normalise -> vectorise (one index per target type) -> for a block of needs,
+one sparse product per target type -> scores (text, tags, region) -> hard rules -> top k -> reasons.
+Only this module and :mod:`matcher.rank` know matrix rows; everything returned speaks in ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
+from matcher.rank import SCORE_DECIMALS, top_k
+from matcher.text import normalise
+from matcher.vectorize import TextVectorizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MATCH_COLUMNS", "Matcher"]
+
+MATCH_COLUMNS = ("need_id", "target_type", "target_id", "rank", "score")
+AGGREGATIONS = ("concat", "max")
+
+
+@dataclass
+class _TypeIndex:
+    """Everything needed to score one target type; rows are the targets of that type sorted by id."""
+
+    frame: pd.DataFrame  # target metadata, rows in index order
+    texts: sp.csr_matrix  # (n_texts, n_features) text vectors, rows of unit norm
+    postings: sp.csr_matrix  # (n_features, n_texts) the same, transposed: an inverted index
+    starts: np.ndarray | None  # (n_targets,) first text row of each target ("max" aggregation)
+    owners: np.ndarray  # (n_texts,) target row of each text row
+    docs: list[str]  # (n_texts,) normalised texts, for reasons
+    tags: sp.csr_matrix  # (n_targets, n_tags) binary
+    counties: sp.csr_matrix  # (n_targets, n_counties) binary
+    free: np.ndarray  # (n_targets,) free capacity, inf when unlimited
+    available: np.ndarray  # (n_targets,) bool
+    org_ids: np.ndarray  # (n_targets,) object, None when no affiliation
+
+
+@dataclass
+class _NeedBlock:
+    """A block of needs, vectorised once for all target types."""
+
+    frame: pd.DataFrame
+    docs: list[str]  # normalised texts
+    vectors: sp.csr_matrix  # (n_needs, n_features)
+    tags: sp.csr_matrix  # (n_needs, n_tags)
+    counties: sp.csr_matrix  # (n_needs, n_counties)
+    n_tags: np.ndarray  # (n_needs,) number of known tags of each need
+
+
+class Matcher(BaseEstimator):
+    """Match needs to experts, resources and projects by text, tags and region.
+
+    The score of a (need, target) pair is ``text_weight * text + tag_weight * tags + region_weight * region``
+    with ``text_weight = 1 - tag_weight - region_weight``:
+
+    * ``text``: cosine similarity of the vectorised texts (the profile texts concatenated, or the best
+      single text with ``aggregation="max"``), in [0, 1];
+    * ``tags``: the share of the need's tags that the target carries (0 when the need has none);
+    * ``region``: 1 when the target serves one of the need's counties.
+
+    Scores are not normalised per need, so a threshold means the same for every need of one model.
+    Hard rules: targets scoring no more than ``min_score``, unavailable targets, targets with no free capacity and targets affiliated with the
+    need's own organisation are never recommended; an optional county filter keeps the targets that
+    serve that county (a target with no counties serves all). Ties are broken by id.
+
+    Parameters
+    ----------
+    vectorizer : TextVectorizer or None
+        The text vectoriser (cloned when fitting); None means ``TextVectorizer()``.
+    aggregation : {"concat", "max"}
+        How a profile's several texts are combined.
+    tag_weight, region_weight : float
+        Weights of the tag and region components; their sum must be below 1.
+    min_score : float
+        Only targets scoring above this are recommended (the default 0 drops targets that share
+        nothing with the need).
+    n_terms : int
+        How many matched terms a match's reasons list.
+
+    Attributes
+    ----------
+    vectorizer_ : TextVectorizer
+        The fitted vectoriser.
+    index_ : dict of str to _TypeIndex
+        One index per target type present in the training frame.
+    tag_vocabulary_ : dict of str to int
+        Normalised tag -> column of the tag matrices.
+    county_vocabulary_ : dict of str to int
+        Normalised county -> column of the county matrices.
+    feature_names_ : array of shape (n_features,)
+        Feature names of the vectoriser.
+    """
+
+    def __init__(
+        self,
+        *,
+        vectorizer: TextVectorizer | None = None,
+        aggregation: str = "concat",
+        tag_weight: float = 0.2,
+        region_weight: float = 0.05,
+        min_score: float = 0.0,
+        n_terms: int = 5,
+    ) -> None:
+        self.vectorizer = vectorizer
+        self.aggregation = aggregation
+        self.tag_weight = tag_weight
+        self.region_weight = region_weight
+        self.min_score = min_score
+        self.n_terms = n_terms
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.tag_weight < 0 or self.region_weight < 0 or self.tag_weight + self.region_weight >= 1:
+            raise ValueError(
+                "tag_weight and region_weight must be non-negative with a sum below 1, "
+                f"got {self.tag_weight} and {self.region_weight}"
+            )
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> Matcher:
+        """Fit the vocabulary on the targets ``X`` and index them.
+
+        Parameters
+        ----------
+        X : DataFrame with columns ``target_type, id, name, texts, tags, counties, org_id, capacity,
+            load, available`` (see :func:`matcher.library.targets_frame`); ``texts`` is a list of
+            strings per target.
+        """
+        self._check_params()
+        frame = _check_targets(X)
+        self.vectorizer_ = clone(self.vectorizer) if self.vectorizer is not None else TextVectorizer()
+        per_type = {t: frame.loc[frame["target_type"] == t].reset_index(drop=True) for t in TARGET_TYPES}
+        per_type = {t: f for t, f in per_type.items() if len(f)}
+        documents = {t: self._documents(f) for t, f in per_type.items()}
+        fit_docs = [d for docs, _ in documents.values() for d in docs]
+        self.vectorizer_.fit_preprocessed(fit_docs)
+        self.feature_names_ = self.vectorizer_.get_feature_names_out()
+        self.tag_vocabulary_ = _vocabulary(frame["tags"])
+        self.county_vocabulary_ = _vocabulary(frame["counties"])
+        self.index_ = {t: self._build_index(f, *documents[t]) for t, f in per_type.items()}
+        self.n_targets_ = {t: len(f) for t, f in per_type.items()}
+        logger.info("fitted on %s targets, %d features", self.n_targets_, len(self.feature_names_))
+        return self
+
+    def _documents(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        """Normalised documents of the targets and the target row of each document."""
+        preprocess = self.vectorizer_.preprocessor
+        if self.aggregation == "concat":
+            docs = [preprocess("\n".join(t for t in texts if t)) for texts in frame["texts"]]
+            return docs, np.arange(len(frame))
+        docs, owners = [], []
+        for row, texts in enumerate(frame["texts"]):
+            kept = [preprocess(t) for t in texts if t and t.strip()] or [""]
+            docs.extend(kept)
+            owners.extend([row] * len(kept))
+        return docs, np.asarray(owners)
+
+    def _build_index(self, frame: pd.DataFrame, docs: list[str], owners: np.ndarray) -> _TypeIndex:
+        texts = self.vectorizer_.transform_preprocessed(docs)
+        capacity = frame["capacity"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
+        load = frame["load"].to_numpy(dtype=float)
+        starts = None
+        if self.aggregation == "max":
+            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        return _TypeIndex(
+            frame=frame.drop(columns=["texts"]),
+            texts=texts,
+            postings=texts.T.tocsr(),
+            starts=starts,
+            owners=owners,
+            docs=docs,
+            tags=_binary(frame["tags"], self.tag_vocabulary_),
+            counties=_binary(frame["counties"], self.county_vocabulary_),
+            free=capacity - load,
+            available=frame["available"].to_numpy(dtype=bool),
+            org_ids=frame["org_id"].to_numpy(dtype=object),
+        )
+
+    # ------------------------------------------------------------------ scoring
+    @property
+    def target_types_(self) -> tuple[str, ...]:
+        """The target types this model was fitted on, in canonical order."""
+        check_is_fitted(self, "index_")
+        return tuple(self.index_)
+
+    def _needs(self, needs: pd.DataFrame) -> _NeedBlock:
+        frame = _check_needs(needs)
+        docs = self.vectorizer_.preprocess(frame["text"])
+        tags = _binary(frame["tags"], self.tag_vocabulary_)
+        return _NeedBlock(
+            frame=frame,
+            docs=docs,
+            vectors=self.vectorizer_.transform_preprocessed(docs),
+            tags=tags,
+            counties=_binary(frame["counties"], self.county_vocabulary_),
+            n_tags=np.asarray([len({normalise(t) for t in ts}) for ts in frame["tags"]], dtype=float),
+        )
+
+    def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Text, tag and region components, each of shape (n_needs, n_targets)."""
+        index = self.index_[target_type]
+        text = (block.vectors @ index.postings).toarray()
+        if index.starts is not None:
+            text = np.maximum.reduceat(text, index.starts, axis=1)
+        np.clip(text, 0.0, 1.0, out=text)
+        overlap = (block.tags @ index.tags.T).toarray()
+        tags = np.divide(
+            overlap, block.n_tags[:, None], out=np.zeros_like(overlap, dtype=float), where=block.n_tags[:, None] > 0
+        )
+        region = ((block.counties @ index.counties.T).toarray() > 0).astype(float)
+        return text, tags, region
+
+    def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
+        text_weight = 1.0 - self.tag_weight - self.region_weight
+        scores = text_weight * text + self.tag_weight * tags + self.region_weight * region
+        return np.round(scores, SCORE_DECIMALS)
+
+    def _eligible(self, block: _NeedBlock, target_type: str, county: str | None) -> np.ndarray:
+        """Boolean mask of shape (n_needs, n_targets): the hard rules of matching."""
+        index = self.index_[target_type]
+        allowed = index.available & (index.free > 0)
+        if county:
+            column = self.county_vocabulary_.get(normalise(county))
+            serves_all = np.asarray(index.counties.sum(axis=1)).ravel() == 0
+            serves = serves_all if column is None else serves_all | (index.counties[:, column].toarray().ravel() > 0)
+            allowed = allowed & serves
+        mask = np.repeat(allowed[None, :], len(block.frame), axis=0)
+        for row, org_id in enumerate(block.frame["org_id"]):
+            if org_id:
+                mask[row] &= index.org_ids != org_id
+        return mask
+
+    def score(self, needs: pd.DataFrame, target_type: str = "expert") -> np.ndarray:
+        """Scores of every need against every target of one type, hard rules not applied.
+
+        Returns
+        -------
+        scores : array of shape (n_needs, n_targets)
+            Columns follow the targets of ``target_type`` sorted by id (``targets(target_type)``).
+        """
+        check_is_fitted(self, "index_")
+        self._check_type(target_type)
+        return self._combine(*self._components(self._needs(needs), target_type))
+
+    def targets(self, target_type: str) -> pd.DataFrame:
+        """The fitted targets of one type, in the column order of :meth:`score`."""
+        check_is_fitted(self, "index_")
+        self._check_type(target_type)
+        return self.index_[target_type].frame
+
+    def _check_type(self, target_type: str) -> None:
+        if target_type not in self.index_:
+            raise ValueError(f"this model has no targets of type {target_type!r}; it has {list(self.index_)}")
+
+    def _ranked(
+        self, block: _NeedBlock, target_type: str, k: int, county: str | None
+    ) -> tuple[list[np.ndarray], np.ndarray, tuple[np.ndarray, ...]]:
+        components = self._components(block, target_type)
+        scores = self._combine(*components)
+        scores[~self._eligible(block, target_type, county) | (scores <= self.min_score)] = -np.inf
+        return [top_k(row, k) for row in scores], scores, components
+
+    def match(
+        self,
+        needs: pd.DataFrame,
+        *,
+        k: int = 10,
+        target_types: list[str] | tuple[str, ...] | None = None,
+        county: str | None = None,
+        chunk_size: int = 500,
+    ) -> pd.DataFrame:
+        """Top ``k`` targets of each type for every need, as rows of a flat score table.
+
+        Returns
+        -------
+        DataFrame with columns ``need_id, target_type, target_id, rank, score``, sorted by need
+        (input order), target type (canonical order), rank; ``rank`` starts at 1.
+        """
+        check_is_fitted(self, "index_")
+        types = self._requested(target_types)
+        parts = []
+        for start in range(0, len(needs), chunk_size):
+            block = self._needs(needs.iloc[start : start + chunk_size])
+            ids = block.frame["id"].to_numpy(dtype=object)
+            per_type = {}
+            for target_type in types:
+                ranked, scores, _ = self._ranked(block, target_type, k, county)
+                target_ids = self.index_[target_type].frame["id"].to_numpy(dtype=object)
+                per_type[target_type] = [(target_ids[rows], scores[i, rows]) for i, rows in enumerate(ranked)]
+            for i, need_id in enumerate(ids):
+                for target_type in types:
+                    found, values = per_type[target_type][i]
+                    parts.append(
+                        pd.DataFrame(
+                            {
+                                "need_id": need_id,
+                                "target_type": target_type,
+                                "target_id": found,
+                                "rank": np.arange(1, len(found) + 1),
+                                "score": values,
+                            }
+                        )
+                    )
+        if not parts:
+            return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
+        return pd.concat(parts, ignore_index=True).loc[:, list(MATCH_COLUMNS)]
+
+    def recommend(
+        self,
+        need: dict[str, Any],
+        *,
+        k: int = 5,
+        target_types: list[str] | tuple[str, ...] | None = None,
+        county: str | None = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Top ``k`` targets of each requested type for one need, with their reasons.
+
+        Parameters
+        ----------
+        need : mapping with ``text`` and optionally ``id``, ``tags``, ``counties``, ``org_id``.
+
+        Returns
+        -------
+        ``{target_type: [{"id", "name", "score", "reasons"}, ...]}``, best first. ``reasons`` holds
+        ``terms`` (matched terms with their weight in the score and their ``[start, end)`` character
+        spans in the normalised need text), ``tags`` (matched tags), ``region`` (``match`` and the
+        need's ``counties``) and ``components`` (the text, tag and region parts of the score).
+        """
+        check_is_fitted(self, "index_")
+        row = {
+            "id": need.get("id") or "",
+            "text": need.get("text", ""),
+            "tags": need.get("tags") or [],
+            "counties": need.get("counties") or [],
+            "org_id": need.get("org_id"),
+        }
+        block = self._needs(pd.DataFrame([row]))
+        results = {}
+        for target_type in self._requested(target_types):
+            ranked, scores, components = self._ranked(block, target_type, k, county)
+            results[target_type] = [
+                self._explain(block, target_type, int(target), float(scores[0, target]), components)
+                for target in ranked[0]
+            ]
+        return results
+
+    def _requested(self, target_types: list[str] | tuple[str, ...] | None) -> list[str]:
+        if target_types is None:
+            return list(self.index_)
+        for target_type in target_types:
+            self._check_type(target_type)
+        return [t for t in TARGET_TYPES if t in target_types]
+
+    # ------------------------------------------------------------------ reasons
+    def _explain(
+        self, block: _NeedBlock, target_type: str, target: int, score: float, components: tuple[np.ndarray, ...]
+    ) -> dict[str, Any]:
+        index = self.index_[target_type]
+        record = index.frame.iloc[target]
+        text, tags, region = (float(c[0, target]) for c in components)
+        text_weight = 1.0 - self.tag_weight - self.region_weight
+        need_tags = {normalise(t): t for t in block.frame["tags"].iloc[0]}
+        target_tags = {normalise(t) for t in record["tags"]}
+        rows = np.flatnonzero(index.owners == target)
+        if len(rows) > 1:  # "max" aggregation: explain with the text that scored
+            rows = rows[[np.argmax((block.vectors @ index.texts[r].T).toarray()) for r in rows][:1]]
+        terms = self._terms(block.docs[0], block.vectors[0], index.texts[rows[0]], text_weight)
+        return {
+            "id": record["id"],
+            "name": record["name"],
+            "score": score,
+            "reasons": {
+                "terms": terms,
+                "tags": [label for key, label in need_tags.items() if key in target_tags],
+                "region": {"match": bool(region > 0), "counties": list(block.frame["counties"].iloc[0])},
+                "components": {
+                    "text": round(text_weight * text, SCORE_DECIMALS),
+                    "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
+                    "region": round(self.region_weight * region, SCORE_DECIMALS),
+                },
+            },
+        }
+
+    def _terms(self, doc: str, need: sp.csr_matrix, target: sp.csr_matrix, scale: float) -> list[dict[str, Any]]:
+        """The overlapping terms that contributed most to the text score, with spans in ``doc``."""
+        product = need.multiply(target).tocoo()
+        contributions: dict[str, float] = {}
+        for column, value in zip(product.col, product.data, strict=True):
+            kind, term = self.feature_names_[column].split(":", 1)
+            if len(term.strip()) > 1 or (kind == "word" and term.isascii()):
+                contributions[term] = contributions.get(term, 0.0) + float(value) * scale
+        # attribute each character n-gram to the longest matched term that contains it
+        terms = sorted(contributions, key=lambda t: (-len(t), t))
+        weights: dict[str, float] = {}
+        for term in terms:
+            holder = next((w for w in weights if term in w), None)
+            key = holder or term
+            weights[key] = weights.get(key, 0.0) + contributions[term]
+        best = sorted(weights.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
+        return [
+            {"term": term, "weight": round(weight, SCORE_DECIMALS), "spans": _spans(doc, term)}
+            for term, weight in best
+            if weight > 0
+        ]
+
+
+def _spans(doc: str, term: str) -> list[list[int]]:
+    """Non-overlapping ``[start, end)`` spans of ``term`` in ``doc``."""
+    spans, start = [], doc.find(term)
+    while start >= 0:
+        spans.append([start, start + len(term)])
+        start = doc.find(term, start + len(term))
+    return spans
+
+
+def _vocabulary(lists: pd.Series) -> dict[str, int]:
+    """Normalised distinct values of a column of lists -> column index, sorted."""
+    values = sorted({normalise(v) for items in lists for v in items})
+    return {v: i for i, v in enumerate(values)}
+
+
+def _binary(lists: pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:
+    """Binary (n_rows, len(vocabulary)) matrix of the known values of each row's list."""
+    rows, cols = [], []
+    for row, items in enumerate(lists):
+        for column in {vocabulary.get(normalise(v)) for v in items} - {None}:
+            rows.append(row)
+            cols.append(column)
+    data = np.ones(len(rows), dtype=float)
+    return sp.csr_matrix((data, (rows, cols)), shape=(len(lists), len(vocabulary)))
+
+
+def _check_targets(X: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"Matcher.fit expects a DataFrame of targets, not {type(X).__name__}")
+    missing = [c for c in TARGET_COLUMNS if c not in X.columns]
+    if missing:
+        raise ValueError(f"the targets frame lacks the columns {missing}")
+    unknown = sorted(set(X["target_type"]) - set(TARGET_TYPES))
+    if unknown:
+        raise ValueError(f"unknown target_type {unknown[0]!r}; expected one of {TARGET_TYPES}")
+    if X.empty:
+        raise ValueError("cannot fit on an empty targets frame")
+    frame = X.loc[:, list(TARGET_COLUMNS)].copy()
+    frame["id"] = frame["id"].astype(str)
+    duplicated = frame.duplicated(["target_type", "id"])
+    if duplicated.any():
+        first = frame.loc[duplicated].iloc[0]
+        raise ValueError(f"duplicate {first['target_type']} id {first['id']!r}")
+    frame["capacity"] = pd.array(frame["capacity"], dtype="Int64")
+    frame["load"] = frame["load"].fillna(0).astype(int)
+    frame["available"] = frame["available"].fillna(True).astype(bool)
+    frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
+    return frame.sort_values(["target_type", "id"], kind="stable").reset_index(drop=True)
+
+
+def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(needs, pd.DataFrame):
+        raise TypeError(f"expected a DataFrame of needs, not {type(needs).__name__}")
+    frame = needs.reset_index(drop=True).copy()
+    for column in NEED_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = [[] for _ in range(len(frame))] if column in ("tags", "counties") else None
+    frame["text"] = frame["text"].fillna("").astype(str)
+    frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
+    return frame
+
+
+def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
+    """The default matcher, with ``params`` (flat ``get_params`` keys, nested with ``__``) applied.
+
+    Raises
+    ------
+    ValueError
+        Naming an unknown parameter and listing the valid ones.
+    """
+    matcher = Matcher(vectorizer=TextVectorizer())
+    params = dict(params or {})
+    valid = matcher.get_params(deep=True)
+    for key in params:
+        if key not in valid:
+            raise ValueError(f"unknown parameter {key!r}; valid parameters: {', '.join(sorted(valid))}")
+    return matcher.set_params(**params)

@@ -1,0 +1,118 @@
+"""Text normalisation and Chinese word segmentation.
+
+Everything that turns raw, messy input text into the canonical form the model sees lives here:
+``normalise`` (one string in, one string out) and ``segment`` (one normalised string in, words out).
+Both are module-level functions so that estimators holding them can be pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+__all__ = ["normalise", "segment", "split_list", "tokenize"]
+
+# A CJK ideograph followed by a parenthesised pinyin syllable: `首頁(yè)`, `導(dǎo)`, `行(xing2)`.
+# Only syllables that carry a tone (a tone mark, ü or a tone digit) count as annotations, so that
+# ordinary bracketed Latin text after Chinese, such as `社会组织(NGO)` or `(SWOT)`, is kept.
+_TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ"
+_PINYIN_ANNOTATION = re.compile(
+    rf"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])"
+    rf"\((?:[a-z{_TONED}]*[{_TONED}][a-z{_TONED}]*|[a-z]+[1-5])\)",
+    re.IGNORECASE,
+)
+_WHITESPACE = re.compile(r"\s+")
+# Tokens that are only punctuation, symbols or spaces carry no meaning for matching.
+_MEANINGLESS = re.compile(r"^[\W_]+$")
+
+
+@lru_cache(maxsize=1)
+def _converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalise(text: str) -> str:
+    """Return the canonical form of ``text``.
+
+    Steps, in order: Unicode NFKC (full-width letters, digits, punctuation and the ideographic space
+    become half-width), inline pinyin annotations removed (``首頁(yè)`` -> ``首頁``), Latin lower-cased,
+    traditional characters converted to simplified (OpenCC ``t2s``), whitespace collapsed to single
+    spaces and trimmed. The function is idempotent: ``normalise(normalise(s)) == normalise(s)``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalise() expects a string, not {type(text).__name__}")
+    text = unicodedata.normalize("NFKC", text)
+    text = _PINYIN_ANNOTATION.sub("", text)
+    text = text.lower()
+    text = _converter().convert(text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+_tokenizer_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    """A private jieba tokenizer with the social-work user dictionary, built on first use."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    with _tokenizer_lock:
+        tokenizer.initialize()
+        dictionary = resources.files("matcher.dict").joinpath("social_work.txt")
+        with dictionary.open("r", encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.split()
+                if parts and not parts[0].startswith("#"):
+                    freq = int(parts[1]) if len(parts) > 1 else None
+                    tokenizer.add_word(parts[0], freq=freq)
+    return tokenizer
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    words = resources.files("matcher.dict").joinpath("stop_words.txt").read_text(encoding="utf-8")
+    return frozenset(w for w in words.split() if not w.startswith("#"))
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """Segment normalised ``text`` into ``(word, start, end)`` character spans.
+
+    Spaces, punctuation and stop words are dropped; Latin words stay whole, so English text is
+    segmented into words.
+    """
+    stop = _stop_words()
+    return [
+        (word, start, end)
+        for word, start, end in _tokenizer().tokenize(text)
+        if word not in stop and not _MEANINGLESS.match(word)
+    ]
+
+
+def segment(text: str) -> list[str]:
+    """Segment normalised ``text`` into words (jieba, with the social-work user dictionary)."""
+    return [word for word, _, _ in tokenize(text)]
+
+
+_LIST_SEPARATORS = re.compile(r"[;；、]")
+
+
+def split_list(value: object) -> list[str]:
+    """Split a list cell (``a;b``, ``a；b``, ``a、b``) or take a list as is; blanks dropped."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        text = str(value)
+        if not text or text.lower() == "nan":
+            return []
+        items = _LIST_SEPARATORS.split(text)
+    return [item.strip() for item in items if item and item.strip()]

@@ -1,0 +1,67 @@
+"""Every error leaves the service as ``application/problem+json``, mapped here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from matcher.errors import LibraryError, ModelError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+
+class BadRequestError(Exception):
+    """A client error found by the web layer itself (body not JSON, not an object…)."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+def problem(status: int, title: str, detail: str, **extra: object) -> Response:
+    """An RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM)
+
+
+def _field(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "body"
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map exceptions to problem responses once for the whole app."""
+
+    @app.errorhandler(ValidationError)
+    def _validation(error: ValidationError) -> Response:
+        errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in error.errors(include_url=False)]
+        first = errors[0]
+        return problem(400, "Invalid request", f"{first['field']}: {first['message']}", errors=errors)
+
+    @app.errorhandler(BadRequestError)
+    def _bad_request(error: BadRequestError) -> Response:
+        return problem(error.status, "Invalid request", error.detail)
+
+    @app.errorhandler(NotFoundError)
+    def _not_found(error: NotFoundError) -> Response:
+        return problem(404, "Not found", str(error))
+
+    @app.errorhandler(ModelError)
+    @app.errorhandler(LibraryError)
+    def _unavailable(error: Exception) -> Response:
+        logger.error("service unavailable: %s", error)
+        return problem(503, "Service unavailable", str(error))
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        return problem(error.code or 500, error.name, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unexpected error")
+        return problem(500, "Internal server error", "an unexpected error occurred; it has been logged")

@@ -1,0 +1,82 @@
+"use strict";
+// The match page: POST /v1/match and show the ranked targets with their reasons.
+const TYPE_NAMES = { expert: "专家", resource: "资源", project: "示范项目" };
+const form = document.getElementById("match-form");
+const statusLine = document.getElementById("status");
+const results = document.getElementById("results");
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+// The need text with the matched terms' spans wrapped in <mark>.
+function highlighted(text, terms) {
+  const spans = terms.flatMap((t) => t.spans).sort((a, b) => a[0] - b[0]);
+  const out = el("span");
+  let at = 0;
+  for (const [start, end] of spans) {
+    if (start < at) continue;
+    out.append(text.slice(at, start), el("mark", text.slice(start, end)));
+    at = end;
+  }
+  out.append(text.slice(at));
+  return out;
+}
+
+function reasonList(reasons) {
+  const list = el("ul", undefined, "reasons");
+  if (reasons.terms.length) list.append(el("li", "匹配词：" + reasons.terms.map((t) => `${t.term}（${t.weight.toFixed(3)}）`).join("、")));
+  if (reasons.tags.length) list.append(el("li", "匹配标签：" + reasons.tags.join("、")));
+  list.append(el("li", reasons.region.match ? `服务地区一致（${reasons.region.counties.join("、")}）` : "服务地区不同或未知"));
+  const c = reasons.components;
+  list.append(el("li", `得分构成：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`));
+  return list;
+}
+
+function render(body) {
+  results.replaceChildren();
+  document.getElementById("need").hidden = false;
+  const allTerms = Object.values(body.results).flat().flatMap((m) => m.reasons.terms);
+  document.getElementById("need-normalised").replaceChildren(highlighted(body.need.text, allTerms));
+  for (const [type, matches] of Object.entries(body.results)) {
+    const section = el("section");
+    section.append(el("h2", `${TYPE_NAMES[type] || type}（${matches.length}）`));
+    if (!matches.length) section.append(el("p", "没有符合条件的推荐。"));
+    for (const m of matches) {
+      const item = el("article", undefined, "match");
+      const title = el("h3", `${m.name}`);
+      title.append(el("span", m.score.toFixed(3), "score"));
+      item.append(title, el("small", m.id), reasonList(m.reasons));
+      section.append(item);
+    }
+    results.append(section);
+  }
+  statusLine.textContent = `模型版本 ${body.model_version}`;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = document.getElementById("need-text").value.trim();
+  const needId = document.getElementById("need-id").value.trim();
+  const county = document.getElementById("county").value;
+  const payload = { k: Number(document.getElementById("k").value) || 5 };
+  if (needId) payload.need_id = needId; else payload.text = text;
+  if (county) payload.filters = { county };
+  statusLine.className = "";
+  statusLine.textContent = "正在匹配…";
+  try {
+    const response = await fetch("/v1/match", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || body.title || response.statusText);
+    render(body);
+  } catch (error) {
+    results.replaceChildren();
+    statusLine.className = "error";
+    statusLine.textContent = `出错了：${error.message}`;
+  }
+});

@@ -1,0 +1,167 @@
+"""Shared fixtures: a tiny Chinese library with known right answers, and a model trained on data/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def target(
+    target_type: str,
+    id_: str,
+    name: str,
+    texts: list[str],
+    tags: list[str],
+    counties: list[str] | None = None,
+    org_id: str | None = None,
+    capacity: int | None = None,
+    load: int = 0,
+    available: bool = True,
+) -> dict:
+    """One row of a targets frame."""
+    return {
+        "target_type": target_type,
+        "id": id_,
+        "name": name,
+        "texts": texts,
+        "tags": tags,
+        "counties": counties or [],
+        "org_id": org_id,
+        "capacity": capacity,
+        "load": load,
+        "available": available,
+    }
+
+
+@pytest.fixture
+def toy_targets() -> pd.DataFrame:
+    """Experts, resources and projects whose best match for each toy need is known."""
+    return pd.DataFrame(
+        [
+            target(
+                "expert",
+                "E01",
+                "周敏",
+                ["专长：个案管理", "长期研究个案管理的流程与转介，带过多期个案会议督导。"],
+                ["个案管理"],
+                ["雄县", "容城县"],
+                capacity=3,
+            ),
+            target(
+                "expert",
+                "E02",
+                "李强",
+                ["专长：小组工作", "擅长设计和带领小组工作，开展过小组工作实务工作坊。"],
+                ["小组工作"],
+                ["容城县"],
+                capacity=2,
+            ),
+            target(
+                "expert",
+                "E03",
+                "王芳",
+                ["专长：养老服务", "关注居家养老与失能老人照护，熟悉为老服务项目。"],
+                ["养老服务"],
+                ["安新县"],
+                capacity=2,
+            ),
+            target("expert", "E04", "赵磊", ["专长：战略规划", ""], ["战略规划"], ["雄县"], capacity=1),  # empty bio
+            target(
+                "expert",
+                "E05",
+                "陈静",
+                ["专长：儿童保护", "儿童保护与预防校园欺凌，心语小屋项目督导。"],
+                ["儿童保护"],
+                ["容城县"],
+                capacity=2,
+            ),
+            target(
+                "resource",
+                "R01",
+                "个案管理技巧虚拟仿真实验系统",
+                ["个案管理技巧虚拟仿真实验系统", "三维虚拟实验模拟个案会谈与转介"],
+                ["个案管理"],
+                ["容城县"],
+            ),
+            target(
+                "resource", "R02", "孵化基地共享办公区", ["孵化基地共享办公区", "免费办公场地与会议室"], ["能力建设"]
+            ),
+            target(
+                "project",
+                "P01",
+                "护苗行动",
+                ["护苗行动", "未成年人关爱保护，预防校园欺凌，心语小屋"],
+                ["儿童保护"],
+                ["容城县"],
+                org_id="O9",
+            ),
+            target(
+                "project",
+                "P02",
+                "银龄相伴",
+                ["银龄相伴", "回迁社区老人居家养老探访与互助"],
+                ["养老服务"],
+                ["雄县"],
+                org_id="O8",
+            ),
+        ]
+    )
+
+
+@pytest.fixture
+def toy_matcher(toy_targets):
+    """A default matcher fitted on the toy library."""
+    from matcher.model import build_matcher
+
+    return build_matcher().fit(toy_targets)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A model trained on the embedded libraries in a private models folder (trained once per run)."""
+    from matcher.training import train_version
+
+    models = tmp_path_factory.mktemp("models")
+    version = train_version(data=ROOT / "data", models=models)
+    return {"models": models, "data": ROOT / "data", "version": version}
+
+
+@pytest.fixture
+def models_copy(trained, tmp_path) -> Path:
+    """A writable copy of the trained models folder, for tests that change it."""
+    target_dir = tmp_path / "models"
+    shutil.copytree(trained["models"], target_dir)
+    return target_dir
+
+
+@pytest.fixture
+def app(trained):
+    """The Flask app serving the trained model and the embedded libraries."""
+    from matcher.web import create_app
+
+    return create_app({"TESTING": True, "MODELS_DIR": str(trained["models"]), "DATA_DIR": str(trained["data"])})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def cli_env(trained) -> dict[str, str]:
+    """Environment for running the ``matcher`` CLI as a subprocess against the trained model."""
+    env = dict(os.environ)
+    env.update(MATCHER_MODELS_DIR=str(trained["models"]), MATCHER_DATA_DIR=str(trained["data"]))
+    return env
+
+
+def requires_shared(path: str) -> pytest.MarkDecorator:
+    """Skip with a reason where ``../shared/<path>`` is absent (a plain clone on a user's machine)."""
+    return pytest.mark.skipif(not (SHARED / path).exists(), reason=f"../shared/{path} is not beside this clone")

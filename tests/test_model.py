@@ -1,0 +1,225 @@
+"""The matcher: known best matches, hard rules, determinism, reasons and the sklearn contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
+from tests.conftest import target
+
+
+def ids(results: list[dict]) -> list[str]:
+    return [r["id"] for r in results]
+
+
+@pytest.mark.parametrize(
+    ("text", "expert", "resource", "project"),
+    [
+        ("我们机构分不清个案工作和个案管理，转介流程也不会做", "E01", "R01", None),
+        ("社工站想开展小组工作，但不知道怎么设计和带领小组", "E02", None, None),
+        ("回迁社区里失能老人多，居家养老服务怎么做", "E03", None, "P02"),
+        ("學校裡有校園欺凌，想做兒童保護項目", "E05", None, "P01"),  # traditional characters
+    ],
+)
+def test_known_best_match(toy_matcher, text, expert, resource, project) -> None:
+    results = toy_matcher.recommend({"text": text}, k=3)
+    assert results["expert"][0]["id"] == expert
+    if resource:
+        assert results["resource"][0]["id"] == resource
+    if project:
+        assert results["project"][0]["id"] == project
+
+
+def test_empty_bio_expert_is_matchable_through_specialties(toy_matcher) -> None:
+    results = toy_matcher.recommend({"text": "需要专家帮我们做战略规划"}, k=1, target_types=["expert"])
+    assert ids(results["expert"]) == ["E04"]
+
+
+def test_reasons_structure_and_spans(toy_matcher) -> None:
+    need = {"text": "我們機構不會做個案管理(lǐ)，轉介怎么做？", "tags": ["个案管理"], "counties": ["雄县"]}
+    best = toy_matcher.recommend(need, k=1, target_types=["expert"])["expert"][0]
+    reasons = best["reasons"]
+    assert set(reasons) >= {"terms", "tags", "region"}
+    normalised = "我们机构不会做个案管理,转介怎么做?"
+    terms = {t["term"]: t for t in reasons["terms"]}
+    assert "个案管理" in terms and "转介" in terms
+    for term in reasons["terms"]:
+        assert term["weight"] > 0
+        for start, end in term["spans"]:
+            assert normalised[start:end] == term["term"]
+    assert reasons["tags"] == ["个案管理"]
+    assert reasons["region"] == {"match": True, "counties": ["雄县"]}
+    assert sum(reasons["components"].values()) == pytest.approx(best["score"], abs=2e-6)
+
+
+def test_tags_and_region_raise_the_score(toy_matcher) -> None:
+    plain = toy_matcher.recommend({"text": "个案管理"}, k=1, target_types=["expert"])["expert"][0]
+    tagged = toy_matcher.recommend(
+        {"text": "个案管理", "tags": ["個案管理"], "counties": ["雄县"]}, k=1, target_types=["expert"]
+    )["expert"][0]
+    assert tagged["id"] == plain["id"] == "E01"
+    assert tagged["score"] == pytest.approx(plain["score"] + 0.2 + 0.05, abs=2e-6)
+
+
+def test_scores_are_comparable_across_needs(toy_matcher) -> None:
+    strong = toy_matcher.recommend({"text": "个案管理与转介，个案会议督导"}, k=1)["expert"][0]["score"]
+    weak = toy_matcher.recommend({"text": "想了解一下管理方面的东西"}, k=1)["expert"][0]["score"]
+    assert strong > 0.3 > weak  # not normalised per need: a weak need's best match stays weak
+
+
+# ---------------------------------------------------------------- hard rules
+def test_unavailable_expert_is_never_recommended(toy_targets) -> None:
+    toy_targets.loc[toy_targets["id"] == "E01", "available"] = False
+    results = build_matcher().fit(toy_targets).recommend({"text": "个案管理"}, k=5)
+    assert "E01" not in ids(results["expert"])
+
+
+def test_fully_booked_expert_is_never_recommended(toy_targets) -> None:
+    toy_targets.loc[toy_targets["id"] == "E01", "load"] = 3  # capacity 3
+    results = build_matcher().fit(toy_targets).recommend({"text": "个案管理"}, k=5)
+    assert "E01" not in ids(results["expert"])
+    toy_targets.loc[toy_targets["id"] == "E01", "load"] = 2
+    results = build_matcher().fit(toy_targets).recommend({"text": "个案管理"}, k=5)
+    assert ids(results["expert"])[0] == "E01"
+
+
+def test_conflict_of_interest_excludes_own_organisation(toy_targets) -> None:
+    toy_targets.loc[toy_targets["id"] == "E01", "org_id"] = "O1"
+    model = build_matcher().fit(toy_targets)
+    assert "E01" not in ids(model.recommend({"text": "个案管理", "org_id": "O1"}, k=5)["expert"])
+    assert ids(model.recommend({"text": "个案管理", "org_id": "O2"}, k=5)["expert"])[0] == "E01"
+    assert "P01" not in ids(model.recommend({"text": "护苗行动", "org_id": "O9"}, k=5)["project"])
+
+
+def test_county_filter(toy_matcher) -> None:
+    results = toy_matcher.recommend({"text": "个案管理与小组工作"}, k=5, county="安新县")
+    assert set(ids(results["expert"])) <= {"E03"}
+    assert "R02" in ids(toy_matcher.recommend({"text": "办公场地"}, k=5, county="安新县")["resource"])  # serves all
+
+
+def test_fewer_than_k_eligible_gives_fewer_results(toy_matcher) -> None:
+    results = toy_matcher.recommend({"text": "个案管理"}, k=50, target_types=["resource"])
+    assert 1 <= len(results["resource"]) <= 2
+    assert toy_matcher.recommend({"text": "qwerty zxcvb"}, k=5, target_types=["project"])["project"] == []
+
+
+def test_ties_are_broken_by_id() -> None:
+    frame = pd.DataFrame([target("expert", i, i, ["个案管理"], ["个案管理"], capacity=1) for i in ("E9", "E1", "E5")])
+    model = build_matcher().fit(frame)
+    results = model.recommend({"text": "个案管理"}, k=3)["expert"]
+    assert ids(results) == ["E1", "E5", "E9"]
+    assert len({r["score"] for r in results}) == 1
+
+
+# ---------------------------------------------------------------- batch path and contract
+def test_match_rows_equal_recommend(toy_matcher) -> None:
+    needs = pd.DataFrame(
+        {
+            "id": ["N1", "N2"],
+            "text": ["个案管理转介", "校园欺凌"],
+            "tags": [["个案管理"], []],
+            "counties": [["雄县"], []],
+            "org_id": [None, "O9"],
+        }
+    )
+    rows = toy_matcher.match(needs, k=2)
+    assert tuple(rows.columns) == MATCH_COLUMNS
+    for need in needs.to_dict("records"):
+        expected = toy_matcher.recommend(need, k=2)
+        for target_type, results in expected.items():
+            got = rows[(rows["need_id"] == need["id"]) & (rows["target_type"] == target_type)]
+            assert got["target_id"].tolist() == ids(results)
+            assert got["score"].tolist() == [r["score"] for r in results]
+            assert got["rank"].tolist() == list(range(1, len(results) + 1))
+
+
+def test_chunking_does_not_change_results(toy_matcher) -> None:
+    needs = pd.DataFrame(
+        {
+            "id": [f"N{i}" for i in range(7)],
+            "text": ["个案管理", "小组工作", "养老", "儿童保护", "战略规划", "办公场地", "护苗"],
+        }
+    )
+    pd.testing.assert_frame_equal(toy_matcher.match(needs, chunk_size=2), toy_matcher.match(needs, chunk_size=500))
+
+
+def test_score_matrix_shape_and_column_order(toy_matcher) -> None:
+    scores = toy_matcher.score(pd.DataFrame({"id": ["N1"], "text": ["个案管理"]}), "expert")
+    assert scores.shape == (1, 5)
+    assert toy_matcher.targets("expert")["id"].tolist() == ["E01", "E02", "E03", "E04", "E05"]
+    assert scores[0].argmax() == 0
+
+
+@pytest.mark.parametrize("aggregation", ["concat", "max"])
+def test_aggregations_find_the_right_expert(toy_targets, aggregation) -> None:
+    model = build_matcher({"aggregation": aggregation}).fit(toy_targets)
+    assert model.recommend({"text": "小组工作实务工作坊"}, k=1)["expert"][0]["id"] == "E02"
+
+
+def test_max_aggregation_uses_the_best_single_text() -> None:
+    frame = pd.DataFrame(
+        [
+            target("expert", "E1", "a", ["个案管理", "养老 服务 社区 治理 品牌 筹资 财务 党建"], [], capacity=1),
+            target("expert", "E2", "b", ["个案管理与养老"], [], capacity=1),
+        ]
+    )
+    concat = build_matcher({"tag_weight": 0, "region_weight": 0}).fit(frame)
+    best = build_matcher({"tag_weight": 0, "region_weight": 0, "aggregation": "max"}).fit(frame)
+    need = pd.DataFrame({"id": ["N"], "text": ["个案管理"]})
+    assert concat.score(need)[0, 0] < best.score(need)[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_sklearn_contract(toy_targets) -> None:
+    model = build_matcher({"tag_weight": 0.3, "vectorizer__char_weight": 0.7})
+    twin = clone(model)
+    assert twin.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    assert twin.get_params()["vectorizer__char_weight"] == 0.7
+    fitted = model.fit(toy_targets)
+    assert fitted is model and hasattr(model, "vectorizer_") and not hasattr(twin, "vectorizer_")
+    assert model.vectorizer is not model.vectorizer_  # the parameter is not mutated by fit
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"aggregation": "mean"}, "aggregation"),
+        ({"tag_weight": 0.9, "region_weight": 0.2}, "sum below 1"),
+        ({"tag_weight": -0.1}, "non-negative"),
+    ],
+)
+def test_invalid_parameters(toy_targets, params, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_matcher(params).fit(toy_targets)
+
+
+def test_unknown_parameter_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown parameter 'tag_wieght'"):
+        build_matcher({"tag_wieght": 0.1})
+
+
+def test_fit_validates_the_frame(toy_targets) -> None:
+    with pytest.raises(ValueError, match="lacks the columns"):
+        Matcher().fit(toy_targets.drop(columns=["texts"]))
+    with pytest.raises(ValueError, match="duplicate expert id 'E01'"):
+        Matcher().fit(pd.concat([toy_targets, toy_targets.iloc[:1]]))
+    with pytest.raises(ValueError, match="no targets of type 'project'"):
+        Matcher().fit(toy_targets[toy_targets["target_type"] == "expert"]).recommend(
+            {"text": "x"}, target_types=["project"]
+        )
+
+
+def test_a_single_target_library() -> None:
+    model = build_matcher().fit(pd.DataFrame([target("resource", "R1", "场地", ["会议场地"], [])]))
+    assert ids(model.recommend({"text": "需要会议场地"}, k=10)["resource"]) == ["R1"]
+    assert set(model.target_types_) == {"resource"}
+
+
+def test_scores_are_rounded_and_deterministic(toy_matcher, toy_targets) -> None:
+    need = pd.DataFrame({"id": ["N"], "text": ["个案管理与小组工作"]})
+    a = toy_matcher.score(need)
+    b = build_matcher().fit(toy_targets.sample(frac=1, random_state=3)).score(need)  # input order irrelevant
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, np.round(a, 6))

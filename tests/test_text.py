@@ -1,0 +1,93 @@
+"""Normalisation and segmentation of messy Chinese input."""
+
+from __future__ import annotations
+
+import pytest
+
+from matcher.text import normalise, segment, split_list, tokenize
+from tests.conftest import SHARED, requires_shared
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("首頁(yè)", "首页"),
+        ("導(dǎo)航", "导航"),
+        ("首頁(yè) | 版面導(dǎo)航 | 標(biāo)題導(dǎo)航", "首页 | 版面导航 | 标题导航"),
+        (
+            "雄安新區(qū):持續(xù)推進(jìn)社會(huì)工作孵化培育體系建設(shè)",
+            "雄安新区:持续推进社会工作孵化培育体系建设",
+        ),
+        ("社會(huì)工作服務(wù)機(jī)構(gòu)從1家增加至24家", "社会工作服务机构从1家增加至24家"),
+        ("個案管理和小組工作", "个案管理和小组工作"),
+        ("ＳＷＯＴ分析，ＮＧＯ２０２３", "swot分析,ngo2023"),
+        ("全角\u3000空格\t和\n换行   ", "全角 空格 和 换行"),
+        ("社会组织(NGO)与(SWOT)", "社会组织(ngo)与(swot)"),  # bracketed Latin that is not pinyin stays
+        ("行(xing2)为", "行为"),  # tone-number pinyin annotation
+        ("Case Management", "case management"),
+        ("", ""),
+    ],
+)
+def test_normalise(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
+def test_normalise_is_idempotent() -> None:
+    text = "容城縣容善社工服務(wù)中心成立於2020年5月，是較早一批成立的社會(huì)工作服務(wù)機(jī)構(gòu)之一。"
+    once = normalise(text)
+    assert normalise(once) == once
+    assert once == "容城县容善社工服务中心成立于2020年5月,是较早一批成立的社会工作服务机构之一。"
+
+
+def test_normalise_rejects_non_strings() -> None:
+    with pytest.raises(TypeError, match="expects a string"):
+        normalise(None)  # type: ignore[arg-type]
+
+
+@requires_shared("seed/xiongan-incubation-base-article.txt")
+def test_seed_article_loses_every_pinyin_annotation() -> None:
+    article = (SHARED / "seed/xiongan-incubation-base-article.txt").read_text(encoding="utf-8")
+    text = normalise(article)
+    assert "(yè)" not in text and "(huì)" not in text
+    assert "雄安新区:持续推进社会工作孵化培育体系建设" in text
+    assert "个案管理" in text and "小组工作实务工作坊" in text
+    assert "《河北雄安新区社会工作服务站建设和运营手册(民政部门参考版)" in text  # real brackets kept
+
+
+def test_segment_keeps_domain_terms_whole() -> None:
+    words = segment(normalise("社工站開展個案管理與小組工作，服務征遷安置居民"))
+    for term in ("社工站", "个案管理", "小组工作", "征迁安置"):
+        assert term in words
+    assert "," not in words and "与" not in words  # punctuation and stop words dropped
+
+
+def test_segment_english_into_words() -> None:
+    assert segment(normalise("Case management and group work, for elderly care.")) == [
+        "case",
+        "management",
+        "group",
+        "work",
+        "elderly",
+        "care",
+    ]
+
+
+def test_tokenize_spans_index_the_text() -> None:
+    text = normalise("我们想学习个案管理")
+    for word, start, end in tokenize(text):
+        assert text[start:end] == word
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("个案管理;小组工作", ["个案管理", "小组工作"]),
+        ("个案管理；小组工作", ["个案管理", "小组工作"]),
+        ("个案管理、 小组工作 ", ["个案管理", "小组工作"]),
+        ("", []),
+        (None, []),
+        (["a", " ", "b"], ["a", "b"]),
+    ],
+)
+def test_split_list(cell, expected) -> None:
+    assert split_list(cell) == expected

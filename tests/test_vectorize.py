@@ -1,0 +1,86 @@
+"""The text vectoriser is a well-behaved scikit-learn transformer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from matcher.vectorize import TextVectorizer
+
+DOCS = [
+    "个案管理实务与转介",
+    "小组工作实务工作坊",
+    "居家养老與失能老人照護",
+    "儿童保护与预防校园欺凌",
+    "社区治理与居民议事",
+]
+
+
+def test_rows_have_unit_norm_and_similarity_in_unit_interval() -> None:
+    vectorizer = TextVectorizer().fit(DOCS)
+    X = vectorizer.transform(DOCS)
+    assert X.shape == (5, vectorizer.n_features_out_)
+    np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)).A1, 1.0, rtol=1e-5)
+    sims = (X @ X.T).toarray()
+    assert sims.min() >= 0 and sims.max() <= 1 + 1e-5
+
+
+def test_traditional_and_simplified_are_the_same_text() -> None:
+    vectorizer = TextVectorizer().fit(DOCS)
+    a, b = vectorizer.transform(["居家養老服務"]), vectorizer.transform(["居家养老服务"])
+    assert (a != b).nnz == 0
+
+
+def test_weights_select_blocks() -> None:
+    char_only = TextVectorizer(word_weight=0).fit(DOCS)
+    assert char_only.word_ is None and all(n.startswith("char:") for n in char_only.get_feature_names_out())
+    word_only = TextVectorizer(char_weight=0).fit(DOCS)
+    assert word_only.char_ is None and "word:个案管理" in set(word_only.get_feature_names_out())
+    with pytest.raises(ValueError, match="not both zero"):
+        TextVectorizer(char_weight=0, word_weight=0).fit(DOCS)
+
+
+def test_weighted_mean_of_block_cosines() -> None:
+    both = TextVectorizer(char_weight=3, word_weight=1).fit(DOCS)
+    char = TextVectorizer(char_weight=1, word_weight=0).fit(DOCS)
+    word = TextVectorizer(char_weight=0, word_weight=1).fit(DOCS)
+    pair = ["个案管理实务", "个案管理与转介"]
+    sim = lambda v: (v.transform(pair[:1]) @ v.transform(pair[1:]).T).toarray()[0, 0]  # noqa: E731
+    assert sim(both) == pytest.approx(0.75 * sim(char) + 0.25 * sim(word), rel=1e-5)
+
+
+def test_english_text_is_matched_by_words() -> None:
+    docs = ["case management and referral", "group work practice", "elderly care at home"]
+    vectorizer = TextVectorizer(char_weight=0).fit(docs)
+    sims = (vectorizer.transform(["referral in case management"]) @ vectorizer.transform(docs).T).toarray()[0]
+    assert sims.argmax() == 0 and sims[1] == 0
+
+
+def test_sklearn_contract() -> None:
+    vectorizer = TextVectorizer(char_ngram_range=(1, 3), word_weight=0.3)
+    twin = clone(vectorizer)
+    assert twin.get_params() == vectorizer.get_params()
+    twin.set_params(char_weight=0.9)
+    assert twin.char_weight == 0.9 and vectorizer.char_weight == 0.5
+    with pytest.raises(NotFittedError):
+        vectorizer.transform(DOCS)
+    with pytest.raises(ValueError, match="single string"):
+        TextVectorizer().fit("个案管理")
+
+
+def test_grid_search_over_vectoriser_parameters() -> None:
+    texts = ["个案管理转介", "个案会议与个案管理", "小组工作带领", "小组工作设计", "个案管理流程", "小组工作坊"] * 3
+    labels = [0, 0, 1, 1, 0, 1] * 3
+    search = GridSearchCV(
+        Pipeline([("vec", TextVectorizer()), ("clf", LinearSVC())]),
+        {"vec__char_weight": [0.2, 0.8], "vec__char_ngram_range": [(1, 1), (1, 2)]},
+        cv=3,
+    )
+    search.fit(texts, labels)
+    assert search.best_score_ == 1.0
+    assert search.predict(["新的个案管理需求"])[0] == 0
