@@ -118,6 +118,54 @@ def serve(host: str, port: int, workers: int) -> None:
     run(host=host, port=port, workers=workers)
 
 
+@cli.command()
+@click.option(
+    "--needs", "needs_file", required=True, type=click.Path(path_type=Path), help="Needs file (CSV, JSONL or XLSX)."
+)
+@click.option("--experts", required=True, type=click.Path(path_type=Path), help="Experts file.")
+@click.option("--resources", type=click.Path(path_type=Path), help="Resources file.")
+@click.option("--projects", type=click.Path(path_type=Path), help="Projects file.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Rows per need and target type.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="JSON object of model parameters.")
+@click.option("--out", type=click.Path(path_type=Path), help="Score table: .csv, or .parquet for Parquet.")
+@click.option("--check", is_flag=True, help="Only validate the inputs and report; write nothing.")
+@click.option(
+    "--skip-invalid",
+    "rejects_file",
+    metavar="REJECTS.csv",
+    type=click.Path(path_type=Path),
+    help="Skip invalid rows, listing them in this CSV file.",
+)
+def batch(
+    needs_file: Path,
+    experts: Path,
+    resources: Path | None,
+    projects: Path | None,
+    k: int,
+    params_file: Path | None,
+    out: Path | None,
+    check: bool,
+    rejects_file: Path | None,
+) -> None:
+    """Score every need of a file against expert, resource and project files; write the score table."""
+    from matcher.batch import check_inputs, run_batch
+
+    files = {"expert": experts, "resource": resources, "project": projects}
+    targets = {target_type: path for target_type, path in files.items() if path is not None}
+    params = _read_params(params_file)
+    if check:
+        report = check_inputs(needs_file, targets, params=params, out=out)
+        for line in report.lines():
+            click.echo(line)
+        if not report.ok:
+            sys.exit(EXIT_USAGE)
+        return
+    if out is None:
+        raise click.UsageError("--out is required (unless --check is given)")
+    result = run_batch(needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file)
+    click.echo(result.summary())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``matcher`` console script."""
     try:
