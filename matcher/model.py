@@ -8,6 +8,7 @@ Only this module and :mod:`matcher.rank` know matrix rows; everything returned s
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
 from matcher.rank import SCORE_DECIMALS, top_k
-from matcher.text import normalise
+from matcher.text import normalise, tokenize
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
@@ -150,9 +151,63 @@ class Matcher(BaseEstimator):
         self.feature_names_ = self.vectorizer_.get_feature_names_out()
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
-        self.index_ = {t: self._build_index(f, *documents[t]) for t, f in per_type.items()}
-        self.n_targets_ = {t: len(f) for t, f in per_type.items()}
+        self.index_ = {}
+        for target_type, type_frame in per_type.items():
+            docs, owners = documents[target_type]
+            texts = self.vectorizer_.transform_preprocessed(docs)
+            self.index_[target_type] = self._build_index(type_frame.drop(columns=["texts"]), docs, owners, texts)
         logger.info("fitted on %s targets, %d features", self.n_targets_, len(self.feature_names_))
+        return self
+
+    @property
+    def n_targets_(self) -> dict[str, int]:
+        """Number of indexed targets of each type."""
+        check_is_fitted(self, "index_")
+        return {t: len(index.frame) for t, index in self.index_.items()}
+
+    def update_targets(self, X: pd.DataFrame | None = None, *, remove: Iterable[tuple[str, str]] = ()) -> Matcher:
+        """Add or replace the targets of ``X`` and drop the ``(target_type, id)`` pairs of ``remove``.
+
+        New and changed profiles are transformed with the fitted vocabulary and idf weights: no
+        refit, so a new or edited target is matchable at once (``fit`` again to learn new words).
+        Targets absent from ``X`` and ``remove`` are kept as they are.
+        """
+        check_is_fitted(self, "index_")
+        frame = _check_targets(X) if X is not None and len(X) else None
+        dropped = set(remove)
+        if frame is not None:
+            dropped |= set(zip(frame["target_type"], frame["id"], strict=True))
+            self.tag_vocabulary_ = _vocabulary(frame["tags"], self.tag_vocabulary_)
+            self.county_vocabulary_ = _vocabulary(frame["counties"], self.county_vocabulary_)
+        for target_type in TARGET_TYPES:
+            new = frame.loc[frame["target_type"] == target_type] if frame is not None else None
+            old = self.index_.get(target_type)
+            parts = []  # (metadata frame, docs, owner ids, text vectors)
+            if old is not None:
+                keep = ~np.asarray([(target_type, i) in dropped for i in old.frame["id"]], dtype=bool)
+                rows = keep[old.owners]
+                owner_ids = old.frame["id"].to_numpy(dtype=object)[old.owners[rows]]
+                docs = [d for d, kept in zip(old.docs, rows, strict=True) if kept]
+                parts.append((old.frame.loc[keep], docs, owner_ids, old.texts[np.flatnonzero(rows)]))
+            if new is not None and len(new):
+                new = new.reset_index(drop=True)
+                docs, owners = self._documents(new)
+                owner_ids = new["id"].to_numpy(dtype=object)[owners]
+                parts.append((new.drop(columns=["texts"]), docs, owner_ids, self.vectorizer_.transform_preprocessed(docs)))
+            merged = pd.concat([p[0] for p in parts], ignore_index=True) if parts else pd.DataFrame()
+            if merged.empty:
+                self.index_.pop(target_type, None)
+                continue
+            merged = merged.sort_values("id", kind="stable").reset_index(drop=True)
+            position = {target_id: row for row, target_id in enumerate(merged["id"])}
+            owners = np.asarray([position[i] for p in parts for i in p[2]], dtype=int)
+            order = np.argsort(owners, kind="stable")
+            docs = [d for p in parts for d in p[1]]
+            texts = sp.vstack([p[3] for p in parts], format="csr")[order]
+            self.index_[target_type] = self._build_index(merged, [docs[i] for i in order], owners[order], texts)
+        for index in self.index_.values():  # the vocabularies may have grown
+            index.tags = _binary(index.frame["tags"], self.tag_vocabulary_)
+            index.counties = _binary(index.frame["counties"], self.county_vocabulary_)
         return self
 
     def _documents(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -168,15 +223,17 @@ class Matcher(BaseEstimator):
             owners.extend([row] * len(kept))
         return docs, np.asarray(owners)
 
-    def _build_index(self, frame: pd.DataFrame, docs: list[str], owners: np.ndarray) -> _TypeIndex:
-        texts = self.vectorizer_.transform_preprocessed(docs)
+    def _build_index(
+        self, frame: pd.DataFrame, docs: list[str], owners: np.ndarray, texts: sp.csr_matrix
+    ) -> _TypeIndex:
+        """The index of one type: ``frame`` sorted by id, text rows ordered by owner row."""
         capacity = frame["capacity"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
         load = frame["load"].to_numpy(dtype=float)
         starts = None
         if self.aggregation == "max":
             starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
         return _TypeIndex(
-            frame=frame.drop(columns=["texts"]),
+            frame=frame,
             texts=texts,
             postings=texts.T.tocsr(),
             starts=starts,
@@ -194,7 +251,7 @@ class Matcher(BaseEstimator):
     def target_types_(self) -> tuple[str, ...]:
         """The target types this model was fitted on, in canonical order."""
         check_is_fitted(self, "index_")
-        return tuple(self.index_)
+        return tuple(t for t in TARGET_TYPES if t in self.index_)
 
     def _needs(self, needs: pd.DataFrame) -> _NeedBlock:
         frame = _check_needs(needs)
@@ -359,7 +416,7 @@ class Matcher(BaseEstimator):
 
     def _requested(self, target_types: list[str] | tuple[str, ...] | None) -> list[str]:
         if target_types is None:
-            return list(self.index_)
+            return [t for t in TARGET_TYPES if t in self.index_]
         for target_type in target_types:
             self._check_type(target_type)
         return [t for t in TARGET_TYPES if t in target_types]
@@ -395,26 +452,38 @@ class Matcher(BaseEstimator):
         }
 
     def _terms(self, doc: str, need: sp.csr_matrix, target: sp.csr_matrix, scale: float) -> list[dict[str, Any]]:
-        """The overlapping terms that contributed most to the text score, with spans in ``doc``."""
+        """The overlapping terms that contributed most to the text score, with spans in ``doc``.
+
+        Words count as they are. A character n-gram is credited to the longest matched word that
+        contains it, or stands as a term of its own when it lies inside one word of the need; n-grams
+        that straddle two words (``清个`` in ``分不清个案``) mean nothing to a reader and are not shown.
+        """
         product = need.multiply(target).tocoo()
-        contributions: dict[str, float] = {}
+        words: dict[str, float] = {}
+        grams: dict[str, float] = {}
         for column, value in zip(product.col, product.data, strict=True):
             kind, term = self.feature_names_[column].split(":", 1)
-            if len(term.strip()) > 1 or (kind == "word" and term.isascii()):
-                contributions[term] = contributions.get(term, 0.0) + float(value) * scale
-        # attribute each character n-gram to the longest matched term that contains it
-        terms = sorted(contributions, key=lambda t: (-len(t), t))
-        weights: dict[str, float] = {}
-        for term in terms:
-            holder = next((w for w in weights if term in w), None)
-            key = holder or term
-            weights[key] = weights.get(key, 0.0) + contributions[term]
+            bucket = words if kind == "word" else grams
+            bucket[term] = bucket.get(term, 0.0) + float(value) * scale
+        tokens = [(start, end) for _, start, end in tokenize(doc)]
+        weights = dict(words)
+        for gram, value in sorted(grams.items(), key=lambda item: (-len(item[0]), item[0])):
+            holder = max((w for w in weights if gram in w), key=len, default=None)
+            if holder is None and len(gram) > 1 and _inside_a_word(doc, gram, tokens):
+                holder = gram
+            if holder is not None:
+                weights[holder] = weights.get(holder, 0.0) + value
         best = sorted(weights.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
         return [
             {"term": term, "weight": round(weight, SCORE_DECIMALS), "spans": _spans(doc, term)}
             for term, weight in best
             if weight > 0
         ]
+
+
+def _inside_a_word(doc: str, gram: str, tokens: list[tuple[int, int]]) -> bool:
+    """Whether some occurrence of ``gram`` in ``doc`` lies within one token span."""
+    return any(start <= s and e <= end for s, e in _spans(doc, gram) for start, end in tokens)
 
 
 def _spans(doc: str, term: str) -> list[list[int]]:
@@ -426,10 +495,12 @@ def _spans(doc: str, term: str) -> list[list[int]]:
     return spans
 
 
-def _vocabulary(lists: pd.Series) -> dict[str, int]:
-    """Normalised distinct values of a column of lists -> column index, sorted."""
-    values = sorted({normalise(v) for items in lists for v in items})
-    return {v: i for i, v in enumerate(values)}
+def _vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> dict[str, int]:
+    """Normalised distinct values of a column of lists -> column index; new values go after ``known``."""
+    vocabulary = dict(known or {})
+    for value in sorted({normalise(v) for items in lists for v in items} - vocabulary.keys()):
+        vocabulary[value] = len(vocabulary)
+    return vocabulary
 
 
 def _binary(lists: pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:

@@ -166,14 +166,14 @@ def load(version: str | None = None, *, root: Path | None = None) -> tuple[Any, 
     Raises
     ------
     NotFoundError
-        No such version, or no active version.
+        No such version.
     ModelError
-        The artefact is missing or its sha256 differs from the manifest's; it is then not unpickled.
+        No active version, or the artefact is missing or its sha256 differs from the manifest's; it is then not unpickled.
     """
     root = root or models_dir()
     version = version or active_version(root)
     if version is None:
-        raise NotFoundError(f"no active model in {root}: run `matcher train` first")
+        raise ModelError(f"no active model in {root}: run `matcher train` first")
     manifest = read_manifest(version, root=root)
     artefact = root / version / manifest.get("artefact", ARTEFACT)
     if not artefact.is_file():

@@ -223,3 +223,41 @@ def test_scores_are_rounded_and_deterministic(toy_matcher, toy_targets) -> None:
     b = build_matcher().fit(toy_targets.sample(frac=1, random_state=3)).score(need)  # input order irrelevant
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, np.round(a, 6))
+
+
+# ---------------------------------------------------------------- incremental updates
+def test_update_targets_equals_a_model_built_with_the_same_vocabulary(toy_targets) -> None:
+    model = build_matcher().fit(toy_targets)
+    new = pd.DataFrame(
+        [
+            target("expert", "E00", "孙悦", ["专长：个案管理", "个案管理与转介督导"], ["个案管理"], ["雄县"], capacity=2),
+            target("expert", "E03", "王芳", ["专长：小组工作", "改做小组工作带领"], ["小组工作"], ["安新县"], capacity=2),
+        ]
+    )
+    model.update_targets(new, remove=[("project", "P02"), ("resource", "R02")])
+    assert model.targets("expert")["id"].tolist() == ["E00", "E01", "E02", "E03", "E04", "E05"]
+    assert model.n_targets_ == {"expert": 6, "resource": 1, "project": 1}
+    results = model.recommend({"text": "小组工作带领"}, k=6)
+    assert "E03" in ids(results["expert"][:2])
+    assert ids(results["project"]) in ([], ["P01"]) and "R02" not in ids(results["resource"])
+    # the same scores as scoring the updated texts with the original vocabulary
+    need = pd.DataFrame({"id": ["N"], "text": ["个案管理与转介"]})
+    scores = model.score(need, "expert")[0]
+    vectors = model.vectorizer_.transform(["专长：个案管理\n个案管理与转介督导"])
+    expected = (model.vectorizer_.transform(["个案管理与转介"]) @ vectors.T).toarray()[0, 0]
+    assert scores[0] == pytest.approx(round(0.75 * expected, 6), abs=2e-6)
+
+
+def test_update_targets_applies_changed_availability_and_load(toy_matcher, toy_targets) -> None:
+    changed = toy_targets[toy_targets["id"] == "E01"].assign(load=3)
+    toy_matcher.update_targets(changed)
+    assert "E01" not in ids(toy_matcher.recommend({"text": "个案管理"}, k=5)["expert"])
+
+
+@pytest.mark.parametrize("aggregation", ["concat", "max"])
+def test_update_with_everything_equals_refit_on_same_vocabulary(toy_targets, aggregation) -> None:
+    model = build_matcher({"aggregation": aggregation}).fit(toy_targets)
+    needs = pd.DataFrame({"id": ["N1", "N2"], "text": ["个案管理转介", "养老服务"]})
+    before = model.match(needs, k=3)
+    model.update_targets(toy_targets.sample(frac=1, random_state=1))
+    pd.testing.assert_frame_equal(model.match(needs, k=3), before)
