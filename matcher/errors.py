@@ -20,3 +20,11 @@ class ModelError(MatcherError):
 
 class NotFoundError(MatcherError, LookupError):
     """A requested record (need, target, model version) does not exist."""
+
+
+class ConflictError(MatcherError):
+    """The request conflicts with the stored state: an id that exists, a fully booked expert…"""
+
+
+class DatabaseUnavailableError(MatcherError):
+    """The database cannot be reached; the request may succeed later."""

@@ -86,6 +86,15 @@ class Libraries:
     projects: pd.DataFrame
     decisions: pd.DataFrame
     content_hash: str = ""
+    engagements: pd.DataFrame | None = None  # from the database: need_id, target_type, target_id, status
+
+    def load(self, until: pd.Timestamp | None = None) -> pd.Series:
+        """Open engagements per expert id: from the engagements table when there is one, else the history."""
+        if self.engagements is not None and until is None:
+            rows = self.engagements
+            rows = rows.loc[(rows["target_type"] == "expert") & (rows["status"] == "open")]
+            return rows.groupby("target_id").size().rename("load")
+        return open_engagements(self.decisions, until)
 
     def sizes(self) -> dict[str, int]:
         """Number of rows of each library."""
@@ -257,7 +266,7 @@ def targets_frame(libs: Libraries, *, history: bool = True, until: pd.Timestamp 
     with ``history``, the titles of needs they took on), so that an expert with an empty bio is still
     matchable. ``load`` counts open engagements from the decisions up to ``until``.
     """
-    load = open_engagements(libs.decisions, until)
+    load = libs.load(until)
     engaged = _engaged_need_titles(libs, until) if history else {}
     org_county = libs.organisations.set_index("id")["county"]
 

@@ -165,3 +165,55 @@ def cli_env(trained) -> dict[str, str]:
 def requires_shared(path: str) -> pytest.MarkDecorator:
     """Skip with a reason where ``../shared/<path>`` is absent (a plain clone on a user's machine)."""
     return pytest.mark.skipif(not (SHARED / path).exists(), reason=f"../shared/{path} is not beside this clone")
+
+
+# ---------------------------------------------------------------- databases
+PG_URL = os.environ.get("MATCHER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+            return None
+    except Exception as error:  # noqa: BLE001 - any failure means: not reachable here
+        return f"PostgreSQL at {PG_URL} is not reachable: {error}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url():
+    """A factory of URLs of fresh, empty PostgreSQL schemas (dropped at the end of the run)."""
+    reason = _postgres_reachable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (under CI=true the PostgreSQL tests must run)")
+        pytest.skip(reason)
+    import uuid
+
+    import psycopg
+
+    plain = PG_URL.replace("postgresql+psycopg", "postgresql")
+    schemas: list[str] = []
+
+    def make() -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+        schemas.append(schema)
+        separator = "&" if "?" in PG_URL else "?"
+        return f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+
+    yield make
+    with psycopg.connect(plain, autocommit=True) as connection:
+        for schema in schemas:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty database of each kind: a SQLite file, and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'matcher.sqlite3'}"
+    return request.getfixturevalue("postgres_schema_url")()
