@@ -7,8 +7,9 @@ Only this module and :mod:`matcher.rank` know matrix rows; everything returned s
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
 from matcher.rank import SCORE_DECIMALS, top_k
-from matcher.text import normalise, tokenize
+from matcher.text import normalise
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
@@ -46,18 +47,43 @@ class _TypeIndex:
     free: np.ndarray  # (n_targets,) free capacity, inf when unlimited
     available: np.ndarray  # (n_targets,) bool
     org_ids: np.ndarray  # (n_targets,) object, None when no affiliation
+    ids: np.ndarray  # (n_targets,) object: the external ids
+    names: list[str]  # (n_targets,)
+    tag_sets: list[set[str]]  # (n_targets,) normalised tags
+    serves_all: np.ndarray  # (n_targets,) bool: no counties listed, so serves every county
+    tags_t: sp.csr_matrix  # (n_tags, n_targets): ``tags`` transposed, for products with needs
+    counties_t: sp.csr_matrix  # (n_counties, n_targets)
+
+    def _transpose_labels(self) -> _TypeIndex:
+        self.tags_t = self.tags.T.tocsr()
+        self.counties_t = self.counties.T.tocsr()
+        return self
+
+    def text_scores(self, vectors: sp.csr_matrix) -> np.ndarray:
+        """Dot products of need vectors with every text row: array of shape (n_needs, n_texts).
+
+        One need gathers its features' postings (a sparse matrix-vector product); a block of needs is
+        one sparse product. Both sum in feature order, so a need scores the same either way, to the bit.
+        """
+        if vectors.shape[0] == 1:
+            return np.asarray(self.postings[vectors.indices].T @ vectors.data).reshape(1, -1)
+        return (vectors @ self.postings).toarray()
 
 
 @dataclass
 class _NeedBlock:
     """A block of needs, vectorised once for all target types."""
 
-    frame: pd.DataFrame
+    ids: list[str]
+    tags: list[list[str]]  # as given
+    counties: list[list[str]]
+    org_ids: list[str | None]
     docs: list[str]  # normalised texts
     vectors: sp.csr_matrix  # (n_needs, n_features)
-    tags: sp.csr_matrix  # (n_needs, n_tags)
-    counties: sp.csr_matrix  # (n_needs, n_counties)
-    n_tags: np.ndarray  # (n_needs,) number of known tags of each need
+    tag_matrix: sp.csr_matrix  # (n_needs, n_tags)
+    county_matrix: sp.csr_matrix  # (n_needs, n_counties)
+    n_tags: np.ndarray  # (n_needs,) number of distinct tags of each need
+    words: list[str] | None = None  # the first need's known words of 2+ characters, for reasons
 
 
 class Matcher(BaseEstimator):
@@ -101,7 +127,9 @@ class Matcher(BaseEstimator):
     county_vocabulary_ : dict of str to int
         Normalised county -> column of the county matrices.
     feature_names_ : array of shape (n_features,)
-        Feature names of the vectoriser.
+        Feature names of the vectoriser (``char:…``, ``word:…``).
+    feature_terms_, feature_is_word_ : arrays of shape (n_features,)
+        Each feature's term, and whether it is a word (else a character n-gram).
     """
 
     def __init__(
@@ -149,6 +177,8 @@ class Matcher(BaseEstimator):
         fit_docs = [d for docs, _ in documents.values() for d in docs]
         self.vectorizer_.fit_preprocessed(fit_docs)
         self.feature_names_ = self.vectorizer_.get_feature_names_out()
+        self.feature_is_word_ = np.char.startswith(self.feature_names_.astype(str), "word:")
+        self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
         self.index_ = {}
@@ -193,7 +223,9 @@ class Matcher(BaseEstimator):
                 new = new.reset_index(drop=True)
                 docs, owners = self._documents(new)
                 owner_ids = new["id"].to_numpy(dtype=object)[owners]
-                parts.append((new.drop(columns=["texts"]), docs, owner_ids, self.vectorizer_.transform_preprocessed(docs)))
+                parts.append(
+                    (new.drop(columns=["texts"]), docs, owner_ids, self.vectorizer_.transform_preprocessed(docs))
+                )
             merged = pd.concat([p[0] for p in parts], ignore_index=True) if parts else pd.DataFrame()
             if merged.empty:
                 self.index_.pop(target_type, None)
@@ -208,7 +240,28 @@ class Matcher(BaseEstimator):
         for index in self.index_.values():  # the vocabularies may have grown
             index.tags = _binary(index.frame["tags"], self.tag_vocabulary_)
             index.counties = _binary(index.frame["counties"], self.county_vocabulary_)
+            index._transpose_labels()
         return self
+
+    def sync_targets(self, X: pd.DataFrame) -> dict[str, int]:
+        """Make the index hold exactly the targets of ``X``, touching only what changed.
+
+        New and changed targets (any field, compared by fingerprint) go through
+        :meth:`update_targets`; targets missing from ``X`` are dropped. Returns the counts.
+        """
+        check_is_fitted(self, "index_")
+        frame = _check_targets(X) if len(X) else X
+        current = {
+            (target_type, target_id): fingerprint
+            for target_type, index in self.index_.items()
+            for target_id, fingerprint in zip(index.frame["id"], index.frame["fingerprint"], strict=True)
+        }
+        keys = list(zip(frame["target_type"], frame["id"], strict=True)) if len(frame) else []
+        changed = [current.get(key) != fp for key, fp in zip(keys, frame.get("fingerprint", []), strict=True)]
+        removed = current.keys() - set(keys)
+        if any(changed) or removed:
+            self.update_targets(frame.loc[changed] if any(changed) else None, remove=removed)
+        return {"changed": int(sum(changed)), "removed": len(removed)}
 
     def _documents(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         """Normalised documents of the targets and the target row of each document."""
@@ -244,7 +297,13 @@ class Matcher(BaseEstimator):
             free=capacity - load,
             available=frame["available"].to_numpy(dtype=bool),
             org_ids=frame["org_id"].to_numpy(dtype=object),
-        )
+            ids=frame["id"].to_numpy(dtype=object),
+            names=frame["name"].tolist(),
+            tag_sets=[{normalise(t) for t in tags} for tags in frame["tags"]],
+            serves_all=np.asarray([len(c) == 0 for c in frame["counties"]], dtype=bool),
+            tags_t=sp.csr_matrix((0, 0)),
+            counties_t=sp.csr_matrix((0, 0)),
+        )._transpose_labels()
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -253,31 +312,39 @@ class Matcher(BaseEstimator):
         check_is_fitted(self, "index_")
         return tuple(t for t in TARGET_TYPES if t in self.index_)
 
-    def _needs(self, needs: pd.DataFrame) -> _NeedBlock:
-        frame = _check_needs(needs)
-        docs = self.vectorizer_.preprocess(frame["text"])
-        tags = _binary(frame["tags"], self.tag_vocabulary_)
+    def _needs(self, needs: pd.DataFrame | list[dict[str, Any]]) -> _NeedBlock:
+        """Vectorise needs (a frame of ``NEED_COLUMNS`` or a list of such mappings) once for all types."""
+        records = needs if isinstance(needs, list) else _check_needs(needs).to_dict("records")
+        tags = [list(r.get("tags") or []) for r in records]
+        counties = [list(r.get("counties") or []) for r in records]
+        docs = self.vectorizer_.preprocess([str(r.get("text") or "") for r in records])
         return _NeedBlock(
-            frame=frame,
+            ids=[r.get("id") or "" for r in records],
+            tags=tags,
+            counties=counties,
+            org_ids=[r.get("org_id") or None for r in records],
             docs=docs,
             vectors=self.vectorizer_.transform_preprocessed(docs),
-            tags=tags,
-            counties=_binary(frame["counties"], self.county_vocabulary_),
-            n_tags=np.asarray([len({normalise(t) for t in ts}) for ts in frame["tags"]], dtype=float),
+            tag_matrix=_binary(tags, self.tag_vocabulary_),
+            county_matrix=_binary(counties, self.county_vocabulary_),
+            n_tags=np.asarray([len({normalise(t) for t in ts}) for ts in tags], dtype=float),
         )
 
     def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Text, tag and region components, each of shape (n_needs, n_targets)."""
         index = self.index_[target_type]
-        text = (block.vectors @ index.postings).toarray()
+        text = index.text_scores(block.vectors)
         if index.starts is not None:
             text = np.maximum.reduceat(text, index.starts, axis=1)
         np.clip(text, 0.0, 1.0, out=text)
-        overlap = (block.tags @ index.tags.T).toarray()
-        tags = np.divide(
-            overlap, block.n_tags[:, None], out=np.zeros_like(overlap, dtype=float), where=block.n_tags[:, None] > 0
-        )
-        region = ((block.counties @ index.counties.T).toarray() > 0).astype(float)
+        n_needs, n_targets = text.shape
+        tags = np.zeros((n_needs, n_targets))
+        region = np.zeros((n_needs, n_targets))
+        if block.tag_matrix.nnz:
+            overlap = (block.tag_matrix @ index.tags_t).toarray()
+            np.divide(overlap, block.n_tags[:, None], out=tags, where=block.n_tags[:, None] > 0)
+        if block.county_matrix.nnz:
+            region = ((block.county_matrix @ index.counties_t).toarray() > 0).astype(float)
         return text, tags, region
 
     def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -291,11 +358,12 @@ class Matcher(BaseEstimator):
         allowed = index.available & (index.free > 0)
         if county:
             column = self.county_vocabulary_.get(normalise(county))
-            serves_all = np.asarray(index.counties.sum(axis=1)).ravel() == 0
-            serves = serves_all if column is None else serves_all | (index.counties[:, column].toarray().ravel() > 0)
+            serves = index.serves_all.copy()
+            if column is not None:
+                serves |= index.counties[:, column].toarray().ravel() > 0
             allowed = allowed & serves
-        mask = np.repeat(allowed[None, :], len(block.frame), axis=0)
-        for row, org_id in enumerate(block.frame["org_id"]):
+        mask = np.repeat(allowed[None, :], len(block.ids), axis=0)
+        for row, org_id in enumerate(block.org_ids):
             if org_id:
                 mask[row] &= index.org_ids != org_id
         return mask
@@ -348,32 +416,21 @@ class Matcher(BaseEstimator):
         """
         check_is_fitted(self, "index_")
         types = self._requested(target_types)
-        parts = []
+        columns: dict[str, list[np.ndarray]] = {c: [] for c in MATCH_COLUMNS}
         for start in range(0, len(needs), chunk_size):
             block = self._needs(needs.iloc[start : start + chunk_size])
-            ids = block.frame["id"].to_numpy(dtype=object)
-            per_type = {}
-            for target_type in types:
-                ranked, scores, _ = self._ranked(block, target_type, k, county)
-                target_ids = self.index_[target_type].frame["id"].to_numpy(dtype=object)
-                per_type[target_type] = [(target_ids[rows], scores[i, rows]) for i, rows in enumerate(ranked)]
-            for i, need_id in enumerate(ids):
+            ranked = {t: self._ranked(block, t, k, county)[:2] for t in types}
+            for row, need_id in enumerate(block.ids):
                 for target_type in types:
-                    found, values = per_type[target_type][i]
-                    parts.append(
-                        pd.DataFrame(
-                            {
-                                "need_id": need_id,
-                                "target_type": target_type,
-                                "target_id": found,
-                                "rank": np.arange(1, len(found) + 1),
-                                "score": values,
-                            }
-                        )
-                    )
-        if not parts:
+                    rows, scores = ranked[target_type][0][row], ranked[target_type][1]
+                    columns["need_id"].append(np.full(len(rows), need_id, dtype=object))
+                    columns["target_type"].append(np.full(len(rows), target_type, dtype=object))
+                    columns["target_id"].append(self.index_[target_type].ids[rows])
+                    columns["rank"].append(np.arange(1, len(rows) + 1))
+                    columns["score"].append(scores[row, rows])
+        if not columns["need_id"]:
             return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
-        return pd.concat(parts, ignore_index=True).loc[:, list(MATCH_COLUMNS)]
+        return pd.DataFrame({c: np.concatenate(parts) for c, parts in columns.items()})
 
     def recommend(
         self,
@@ -397,14 +454,7 @@ class Matcher(BaseEstimator):
         need's ``counties``) and ``components`` (the text, tag and region parts of the score).
         """
         check_is_fitted(self, "index_")
-        row = {
-            "id": need.get("id") or "",
-            "text": need.get("text", ""),
-            "tags": need.get("tags") or [],
-            "counties": need.get("counties") or [],
-            "org_id": need.get("org_id"),
-        }
-        block = self._needs(pd.DataFrame([row]))
+        block = self._needs([need])
         results = {}
         for target_type in self._requested(target_types):
             ranked, scores, components = self._ranked(block, target_type, k, county)
@@ -426,23 +476,18 @@ class Matcher(BaseEstimator):
         self, block: _NeedBlock, target_type: str, target: int, score: float, components: tuple[np.ndarray, ...]
     ) -> dict[str, Any]:
         index = self.index_[target_type]
-        record = index.frame.iloc[target]
         text, tags, region = (float(c[0, target]) for c in components)
         text_weight = 1.0 - self.tag_weight - self.region_weight
-        need_tags = {normalise(t): t for t in block.frame["tags"].iloc[0]}
-        target_tags = {normalise(t) for t in record["tags"]}
         rows = np.flatnonzero(index.owners == target)
-        if len(rows) > 1:  # "max" aggregation: explain with the text that scored
-            rows = rows[[np.argmax((block.vectors @ index.texts[r].T).toarray()) for r in rows][:1]]
-        terms = self._terms(block.docs[0], block.vectors[0], index.texts[rows[0]], text_weight)
+        row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
         return {
-            "id": record["id"],
-            "name": record["name"],
+            "id": index.ids[target],
+            "name": index.names[target],
             "score": score,
             "reasons": {
-                "terms": terms,
-                "tags": [label for key, label in need_tags.items() if key in target_tags],
-                "region": {"match": bool(region > 0), "counties": list(block.frame["counties"].iloc[0])},
+                "terms": self._terms(block, index.texts, row, text_weight),
+                "tags": [t for t in dict.fromkeys(block.tags[0]) if normalise(t) in index.tag_sets[target]],
+                "region": {"match": bool(region > 0), "counties": block.counties[0]},
                 "components": {
                     "text": round(text_weight * text, SCORE_DECIMALS),
                     "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
@@ -451,39 +496,41 @@ class Matcher(BaseEstimator):
             },
         }
 
-    def _terms(self, doc: str, need: sp.csr_matrix, target: sp.csr_matrix, scale: float) -> list[dict[str, Any]]:
-        """The overlapping terms that contributed most to the text score, with spans in ``doc``.
+    def _terms(self, block: _NeedBlock, texts: sp.csr_matrix, row: int, scale: float) -> list[dict[str, Any]]:
+        """The overlapping terms that contributed most to the text score of text ``row``, with spans.
 
-        Words count as they are. A character n-gram is credited to the longest matched word that
-        contains it, or stands as a term of its own when it lies inside one word of the need; n-grams
-        that straddle two words (``清个`` in ``分不清个案``) mean nothing to a reader and are not shown.
+        Words count as they are. A character n-gram of two or more characters is credited to the
+        longest matched word that contains it, or stands as a term of its own when it lies inside a
+        word of the need; n-grams that straddle two words (``清个`` in ``分不清个案``) mean nothing to a
+        reader and are not shown, nor are single characters.
         """
-        product = need.multiply(target).tocoo()
-        words: dict[str, float] = {}
+        need = block.vectors
+        start, end = texts.indptr[row], texts.indptr[row + 1]
+        shared, at_need, at_text = np.intersect1d(
+            need.indices, texts.indices[start:end], assume_unique=True, return_indices=True
+        )
+        values = need.data[at_need].astype(float) * texts.data[start:end][at_text] * scale
+        terms = self.feature_terms_[shared]
+        is_word = self.feature_is_word_[shared]
+        words = dict(zip(terms[is_word], values[is_word], strict=True))
+        if block.words is None:
+            features = need.indices[self.feature_is_word_[need.indices]]
+            block.words = [w for w in self.feature_terms_[features] if len(w) > 1]
         grams: dict[str, float] = {}
-        for column, value in zip(product.col, product.data, strict=True):
-            kind, term = self.feature_names_[column].split(":", 1)
-            bucket = words if kind == "word" else grams
-            bucket[term] = bucket.get(term, 0.0) + float(value) * scale
-        tokens = [(start, end) for _, start, end in tokenize(doc)]
-        weights = dict(words)
-        for gram, value in sorted(grams.items(), key=lambda item: (-len(item[0]), item[0])):
-            holder = max((w for w in weights if gram in w), key=len, default=None)
-            if holder is None and len(gram) > 1 and _inside_a_word(doc, gram, tokens):
-                holder = gram
+        for gram, value in zip(terms[~is_word], values[~is_word], strict=True):
+            if len(gram) < 2:
+                continue
+            holder = max((w for w in words if gram in w), key=len, default=None)
             if holder is not None:
-                weights[holder] = weights.get(holder, 0.0) + value
-        best = sorted(weights.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
+                words[holder] += value
+            elif any(gram in word for word in block.words):
+                grams[gram] = grams.get(gram, 0.0) + value
+        best = sorted({**grams, **words}.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
         return [
-            {"term": term, "weight": round(weight, SCORE_DECIMALS), "spans": _spans(doc, term)}
+            {"term": term, "weight": round(float(weight), SCORE_DECIMALS), "spans": _spans(block.docs[0], term)}
             for term, weight in best
             if weight > 0
         ]
-
-
-def _inside_a_word(doc: str, gram: str, tokens: list[tuple[int, int]]) -> bool:
-    """Whether some occurrence of ``gram`` in ``doc`` lies within one token span."""
-    return any(start <= s and e <= end for s, e in _spans(doc, gram) for start, end in tokens)
 
 
 def _spans(doc: str, term: str) -> list[list[int]]:
@@ -503,7 +550,7 @@ def _vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> dict[s
     return vocabulary
 
 
-def _binary(lists: pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:
+def _binary(lists: Sequence[list[str]] | pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:
     """Binary (n_rows, len(vocabulary)) matrix of the known values of each row's list."""
     rows, cols = [], []
     for row, items in enumerate(lists):
@@ -535,7 +582,24 @@ def _check_targets(X: pd.DataFrame) -> pd.DataFrame:
     frame["load"] = frame["load"].fillna(0).astype(int)
     frame["available"] = frame["available"].fillna(True).astype(bool)
     frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
+    frame["fingerprint"] = [_fingerprint(row) for row in frame.itertuples(index=False)]
     return frame.sort_values(["target_type", "id"], kind="stable").reset_index(drop=True)
+
+
+def _fingerprint(row: tuple) -> str:
+    """A digest of everything about a target that matching uses."""
+    capacity = None if pd.isna(row.capacity) else int(row.capacity)
+    fields = (
+        row.name,
+        list(row.texts),
+        list(row.tags),
+        list(row.counties),
+        row.org_id,
+        capacity,
+        int(row.load),
+        bool(row.available),
+    )
+    return hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
 
 
 def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.utils.validation import check_is_fitted
 
 from matcher.text import normalise, segment
@@ -137,6 +136,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """Fit on texts already passed through the preprocessor."""
         self.char_ = self.word_ = None
         self.weights_ = {}
+        self.__dict__.pop("_analyzers", None)
         for name, weight, block in self._blocks():
             try:
                 block.fit(docs)
@@ -156,15 +156,54 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         return self.transform_preprocessed(self.preprocess(raw_documents))
 
     def transform_preprocessed(self, docs: list[str]) -> sp.csr_matrix:
-        """Vectorise texts already passed through the preprocessor."""
+        """Vectorise texts already passed through the preprocessor.
+
+        Equivalent to each block's ``TfidfVectorizer.transform``, L2-normalised and scaled by the
+        block weight, but computed in one pass from the fitted vocabularies and idf weights: one need
+        is the service's hot path, where the estimators' input validation would cost more than the maths.
+        """
         check_is_fitted(self, "weights_")
-        parts = []
-        for name in ("char", "word"):
-            block = getattr(self, f"{name}_")
-            if block is not None:
-                matrix = l2_normalize(block.transform(docs))
-                parts.append(matrix * np.float32(np.sqrt(self.weights_[name])))
-        return sp.hstack(parts, format="csr", dtype=np.float32)
+        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
+        blocks = [(getattr(self, f"{n}_"), self._analyzer(n), self.weights_[n]) for n in names]
+        offsets = np.cumsum([0] + [len(b[0].vocabulary_) for b in blocks])
+        indptr, indices, counts, segments = [0], [], [], []
+        for doc in docs:
+            for number, (block, analyze, _) in enumerate(blocks):
+                vocabulary, offset, row = block.vocabulary_, offsets[number], {}
+                for term in analyze(doc):
+                    column = vocabulary.get(term)
+                    if column is not None:
+                        row[column + offset] = row.get(column + offset, 0) + 1
+                indices.extend(row)
+                counts.extend(row.values())
+                segments.extend([len(indptr) - 1 + number * len(docs)] * len(row))
+            indptr.append(len(indices))
+        columns = np.asarray(indices, dtype=np.int32)
+        data = np.asarray(counts, dtype=np.float64)
+        if self.sublinear_tf:
+            np.log(data, out=data)
+            data += 1.0
+        data *= np.concatenate([b[0].idf_ for b in blocks])[columns] if len(columns) else data
+        # each block of each row to unit norm, times the square root of the block's weight
+        segment = np.asarray(segments, dtype=np.int64)
+        norms = np.sqrt(np.bincount(segment, weights=data * data, minlength=len(docs) * len(blocks)))
+        scale = np.repeat([np.sqrt(b[2]) for b in blocks], len(docs)) / np.where(norms > 0, norms, 1.0)
+        data *= scale[segment]
+        shape = (len(docs), int(offsets[-1]))
+        matrix = sp.csr_matrix((data.astype(np.float32), columns, np.asarray(indptr, dtype=np.int64)), shape=shape)
+        matrix.sort_indices()
+        return matrix
+
+    def _analyzer(self, name: str) -> Callable[[str], list[str]]:
+        analyzers = self.__dict__.setdefault("_analyzers", {})
+        if name not in analyzers:
+            analyzers[name] = getattr(self, f"{name}_").build_analyzer()
+        return analyzers[name]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_analyzers", None)  # rebuilt on first use
+        return state
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Feature names, prefixed with their block: ``char:个案``, ``word:个案管理``."""
