@@ -191,6 +191,24 @@ def read_table(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> T
     return _validate(file, raw, skip_invalid)
 
 
+def read_rows(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
+    """Read the cells of one ``.csv``, ``.jsonl``/``.ndjson`` or ``.xlsx`` file without validating them.
+
+    Returns the header labels and ``(row number as the user sees it, cells)`` per row, with the
+    same encodings, row numbers and file-level errors (:class:`TableError`) as :func:`read_table`.
+    """
+    file = os.fspath(path)
+    suffix = Path(file).suffix.lower()
+    if suffix not in (".csv", ".xlsx", *_JSONL_SUFFIXES):
+        _fail(file, f"unsupported file type '{suffix or '(none)'}'; use {_SUPPORTED}")
+    if suffix == ".xlsx":
+        raw = _read_xlsx(file)
+    else:
+        data = _read_bytes(file)
+        raw = _read_jsonl(file, data) if suffix in _JSONL_SUFFIXES else _read_csv(file, data)
+    return raw.headers, raw.rows
+
+
 def write_rejects(tables: Sequence[Table], path: str | os.PathLike[str]) -> None:
     """Write the rejected rows of ``tables`` to one CSV file (UTF-8 with BOM), atomically.
 

@@ -1,0 +1,123 @@
+"""Engines, sessions and migrations: ``DATABASE_URL`` or the embedded SQLite file.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE``
+so that concurrent writers queue instead of failing or interleaving (read-then-write checks such as
+"does this expert have capacity left" stay correct). PostgreSQL uses row locks for the same checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["database_url", "engine_for", "is_sqlite", "session_scope", "upgrade"]
+
+DEFAULT_SQLITE = "instance/matcher.sqlite3"
+
+
+def database_url() -> str:
+    """``$DATABASE_URL``, or the embedded SQLite file ``./instance/matcher.sqlite3``."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # the production driver is psycopg 3; accept the common bare postgres:// forms
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+    return f"sqlite:///{DEFAULT_SQLITE}"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process (cached)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _configure_sqlite(engine)
+    else:
+        connect_args = {"connect_timeout": 5} if url.startswith("postgresql") and "connect_timeout" not in url else {}
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10, connect_args=connect_args
+        )
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event emit BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@lru_cache(maxsize=8)
+def _sessions(url: str) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on any error."""
+    session = _sessions(url or database_url())()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _alembic_config(url: str):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("matcher.store") / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Bring the database schema to ``revision`` with the Alembic migrations."""
+    from alembic import command
+
+    url = url or database_url()
+    config = _alembic_config(url)
+    with engine_for(url).connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.commit()
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine_for(url or database_url()).connect() as connection:
+        if "alembic_version" not in inspect(connection).get_table_names():
+            return None
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,667 @@
+"""Validation of library records: the one definition used by ``matcher import`` and the HTTP API.
+
+One pydantic model per kind (:data:`MODELS`): organisations, needs, experts, resources, projects and
+decisions, plus :class:`FeedbackIn` for ``POST /v1/feedback``. Every model forbids unknown fields and
+accepts what people type into spreadsheets:
+
+* text is stripped; lengths are bounded (names 200, descriptions 5,000, comments 2,000 characters);
+* list fields (``tags``, ``specialties``, ``counties``, ``courses``) take a list or a string split on
+  ``;``, ``；`` or ``、`` (blanks and repeats dropped);
+* booleans take true/false, 1/0, yes/no, 是/否, 可用/不可用;
+* whole numbers take ``3``, ``"3"``, ``"3.0"`` or full-width ``"３"``;
+* timestamps are ISO 8601; a time without a zone is Asia/Shanghai local time, ``Z`` and offsets are
+  honoured; values are kept timezone-aware and stored in UTC (:func:`to_local_iso` shows them in
+  +08:00);
+* enumerations accept their Chinese names too (``高`` → ``high``, ``场地`` → ``venue``, ``专家`` →
+  ``expert``…) and are stored as the canonical English value;
+* a blank value (``""`` or ``null``) of a field that has a default means the default (a blank
+  ``created_at`` means now, a blank ``available`` means true).
+
+Taxonomy tags and foreign keys need the database and are checked by :mod:`matcher.store.repository`.
+
+Import headers (:func:`header_map`) are matched after Unicode NFKC, trimming and case folding; the
+canonical field names always work. Aliases per kind:
+
+=================  ==========================================================================
+kind               header aliases → field
+=================  ==========================================================================
+all kinds          编号, ID, 代码 → ``id``
+organisations      名称, 机构名称, 机构 → name; 阶段, 发展阶段 → stage; 县区, 区县, 地区, 所在县区 →
+                   county; 乡镇, 街道, 乡镇街道 → township; 成立年份, 成立时间 → founded_year;
+                   人数, 员工人数, 工作人员数 → staff_count
+needs              机构编号, 机构ID → org_id; 标题, 名称, 需求标题 → title; 描述, 内容, 简介, 需求描述,
+                   详情 → description; 标签, 类别 → tags; 紧急程度, 紧急度 → urgency; 状态 → status;
+                   创建时间, 提交时间 → created_at
+experts            名称, 姓名 → name; 单位, 工作单位, 所在单位 → affiliation; 机构编号 → org_id;
+                   职称, 职务 → title; 专长, 专业领域, 标签 → specialties; 简介, 个人简介, 描述,
+                   内容 → bio; 地区, 县区, 区县, 服务地区, 服务县区 → counties; 容量, 可承接数 →
+                   capacity; 是否可用, 可用 → available; 电话, 手机, 联系电话 → phone; 邮箱,
+                   电子邮箱 → email; 课程, 授课课程 → courses
+resources          类型, 资源类型 → type; 名称, 资源名称 → name; 描述, 内容, 简介 → description;
+                   提供方, 提供者, 提供单位 → provider; 地区, 县区, 区县 → county; 数量, 容量 →
+                   quantity; 标签 → tags
+projects           名称, 项目名称 → name; 机构编号 → org_id; 标签 → tags; 描述, 内容, 简介 →
+                   description; 成效, 成果, 项目成效 → outcomes
+decisions          需求编号 → need_id; 对象类型, 目标类型 → target_type; 对象编号, 目标编号 →
+                   target_id; 决定, 结果 → decision; 评分 → rating; 备注, 评语 → comment; 模型版本 →
+                   model_version; 排名, 名次 → rank; 得分, 分数 → score; 决定时间, 时间 →
+                   decided_at
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import unicodedata
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "DECISIONS",
+    "KINDS",
+    "MODELS",
+    "NEED_STATUSES",
+    "RESOURCE_TYPES",
+    "STAGES",
+    "TARGET_TYPES",
+    "URGENCIES",
+    "DecisionIn",
+    "ExpertIn",
+    "FeedbackIn",
+    "NeedIn",
+    "OrganisationIn",
+    "ProjectIn",
+    "ResourceIn",
+    "canonical_value",
+    "field_errors",
+    "header_key",
+    "header_map",
+    "parse_timestamp",
+    "to_local_iso",
+    "to_utc_iso",
+]
+
+try:
+    from zoneinfo import ZoneInfo
+
+    LOCAL_TZ: timezone | Any = ZoneInfo("Asia/Shanghai")
+except Exception:  # no tz database: China has kept +08:00 without DST since 1991
+    LOCAL_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+KINDS: tuple[str, ...] = ("organisations", "needs", "experts", "resources", "projects", "decisions")
+STAGES = ("初创期", "成长期", "成熟期")
+URGENCIES = ("low", "medium", "high")
+NEED_STATUSES = ("open", "matched", "closed")
+RESOURCE_TYPES = (
+    "venue",
+    "training_course",
+    "funding",
+    "manual",
+    "volunteer_team",
+    "supervision_service",
+    "simulation_lab",
+    "media_channel",
+)
+DECISIONS = ("accepted", "rejected", "completed", "cancelled")
+TARGET_TYPES = ("expert", "resource", "project")
+
+_VALUE_ALIASES: dict[str, dict[str, str]] = {
+    "stage": {
+        "初创": "初创期",
+        "成长": "成长期",
+        "成熟": "成熟期",
+        "startup": "初创期",
+        "growing": "成长期",
+        "mature": "成熟期",
+    },
+    "urgency": {"低": "low", "一般": "medium", "中": "medium", "高": "high", "紧急": "high"},
+    "status": {
+        "待匹配": "open",
+        "未匹配": "open",
+        "已匹配": "matched",
+        "匹配中": "matched",
+        "已关闭": "closed",
+        "关闭": "closed",
+    },
+    "type": {
+        "场地": "venue",
+        "培训课程": "training_course",
+        "课程": "training_course",
+        "资金": "funding",
+        "手册": "manual",
+        "志愿者团队": "volunteer_team",
+        "志愿服务队": "volunteer_team",
+        "督导服务": "supervision_service",
+        "督导": "supervision_service",
+        "仿真实验室": "simulation_lab",
+        "实验室": "simulation_lab",
+        "媒体渠道": "media_channel",
+        "媒体": "media_channel",
+    },
+    "decision": {
+        "接受": "accepted",
+        "拒绝": "rejected",
+        "完成": "completed",
+        "已完成": "completed",
+        "取消": "cancelled",
+    },
+    "target_type": {"专家": "expert", "资源": "resource", "项目": "project"},
+}
+
+_LIST_SEPARATORS = re.compile(r"[;；、]")
+_WHOLE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+_TRUE = frozenset({"true", "1", "yes", "y", "t", "是", "可用"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", "否", "不可用"})
+_ID_PATTERN = r"^[^\s/?#%\\]+$"
+
+
+# --------------------------------------------------------------------------- cell coercion
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _cell_text(value: Any) -> Any:
+    """Strings stripped; spreadsheet numbers (``12.0``) rendered as people read them."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value
+
+
+def _optional_text(value: Any) -> Any:
+    value = _cell_text(value)
+    return None if _blank(value) else value
+
+
+def _whole_number(value: Any) -> Any:
+    if _blank(value):
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        normal = unicodedata.normalize("NFKC", value).strip()
+        if _WHOLE.fullmatch(normal):
+            return int(normal.split(".")[0])
+    return value
+
+
+def _number(value: Any) -> Any:
+    if _blank(value):
+        return None
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFKC", value).strip()
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        normal = unicodedata.normalize("NFKC", value).strip().casefold()
+        if normal in _TRUE:
+            return True
+        if normal in _FALSE:
+            return False
+    raise ValueError(f"expected true or false (1/0, yes/no, 是/否), got {value!r}")
+
+
+def _items(value: Any) -> Any:
+    if _blank(value):
+        return []
+    if isinstance(value, str):
+        parts = _LIST_SEPARATORS.split(value)
+    elif isinstance(value, list | tuple):
+        parts = [_cell_text(v) for v in value]
+        if not all(isinstance(p, str) for p in parts):
+            raise ValueError("expected a list of texts")
+    else:
+        raise ValueError(f"expected a list or a text separated by ';', got {type(value).__name__}")
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def _enumeration(field: str):
+    aliases = _VALUE_ALIASES.get(field, {})
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            normal = unicodedata.normalize("NFKC", value).strip()
+            return aliases.get(
+                normal, aliases.get(normal.casefold(), normal.casefold() if normal.isascii() else normal)
+            )
+        return value
+
+    return convert
+
+
+def canonical_value(field: str, value: Any) -> Any:
+    """An enumerated value in canonical form (``高`` → ``high``); other values as given."""
+    return _enumeration(field)(value)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An ISO 8601 time (or a datetime/date) as an aware datetime in UTC; naive = Asia/Shanghai."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str):
+        text = unicodedata.normalize("NFKC", value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 time such as 2026-03-05T10:30:00+08:00, got {value!r}") from None
+    else:
+        raise ValueError(f"expected an ISO 8601 time, got {type(value).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=LOCAL_TZ)
+    return moment.astimezone(UTC)
+
+
+def _timestamp(value: Any) -> Any:
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    return parse_timestamp(value)
+
+
+def to_local_iso(value: datetime | None) -> str | None:
+    """ISO 8601 in Asia/Shanghai time (``2026-03-05T10:30:00+08:00``); None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(LOCAL_TZ).isoformat()
+
+
+def to_utc_iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z``, as the files of ``data/`` write times; None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- field types
+
+Id = Annotated[str, BeforeValidator(_cell_text), Field(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+OptionalId = Annotated[
+    Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)] | None, BeforeValidator(_optional_text)
+]
+
+
+def _text(max_length: int, *, required: bool = False) -> Any:
+    return Annotated[str, BeforeValidator(_cell_text), Field(min_length=1 if required else 0, max_length=max_length)]
+
+
+def _list(max_items: int, item_length: int) -> Any:
+    return Annotated[
+        list[Annotated[str, Field(max_length=item_length)]], BeforeValidator(_items), Field(max_length=max_items)
+    ]
+
+
+def _whole(minimum: int, maximum: int) -> Any:
+    return Annotated[int, BeforeValidator(_whole_number), Field(ge=minimum, le=maximum, strict=True)]
+
+
+def _optional_whole(minimum: int, maximum: int) -> Any:
+    return Annotated[Annotated[int, Field(ge=minimum, le=maximum, strict=True)] | None, BeforeValidator(_whole_number)]
+
+
+def _choice(field: str, values: tuple[str, ...]) -> Any:
+    return Annotated[Literal[values], BeforeValidator(_enumeration(field))]  # type: ignore[valid-type]
+
+
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Tags = _list(10, 64)
+Counties = _list(10, 50)
+Courses = _list(30, 200)
+Name100 = _text(100, required=True)
+Name200 = _text(200, required=True)
+County = _text(50, required=True)
+Text50 = _text(50)
+Text100 = _text(100)
+Text200 = _text(200)
+Text2000 = _text(2000)
+Text5000 = _text(5000)
+Description = _text(5000, required=True)
+Year = _optional_whole(1900, 2100)
+Count = _optional_whole(0, 1_000_000)
+Capacity = _whole(0, 1000)
+Rating = _optional_whole(1, 5)
+Rank = _optional_whole(1, 10_000)
+Score = Annotated[Annotated[float, Field(allow_inf_nan=False)] | None, BeforeValidator(_number)]
+ModelVersion = Annotated[Annotated[str, Field(max_length=32)] | None, BeforeValidator(_optional_text)]
+Stage = _choice("stage", STAGES)
+Urgency = _choice("urgency", URGENCIES)
+NeedStatus = _choice("status", NEED_STATUSES)
+ResourceType = _choice("type", RESOURCE_TYPES)
+TargetType = _choice("target_type", TARGET_TYPES)
+DecisionValue = _choice("decision", DECISIONS)
+
+
+class _Record(BaseModel):
+    """Shared configuration: unknown fields are errors; blank values of defaulted fields mean the default."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if not (key in fields and not fields[key].is_required() and _blank(value))
+        }
+
+
+class OrganisationIn(_Record):
+    """An incubated organisation or township social-work station."""
+
+    id: Id
+    name: Name200
+    stage: Stage
+    county: County
+    township: Text50 = ""
+    founded_year: Year = None
+    staff_count: Count = None
+
+
+class NeedIn(_Record):
+    """A need filed by an organisation (需求库)."""
+
+    id: Id
+    org_id: Id
+    title: Name200
+    description: Description
+    tags: Tags = []
+    urgency: Urgency = "medium"
+    status: NeedStatus = "open"
+    created_at: Timestamp = Field(default_factory=_utcnow)
+
+
+class ExpertIn(_Record):
+    """An expert (专家库); ``capacity`` = engagements taken on at the same time."""
+
+    id: Id
+    name: Name100
+    affiliation: Text200 = ""
+    org_id: OptionalId = None
+    title: Text100 = ""
+    specialties: Tags = []
+    bio: Text5000 = ""
+    counties: Counties = []
+    capacity: Capacity = 1
+    available: Flag = True
+    phone: Text50 = ""
+    email: Text200 = ""
+    courses: Courses = []
+
+
+class ResourceIn(_Record):
+    """A resource (资源库); an empty ``county`` means district-wide."""
+
+    id: Id
+    type: ResourceType
+    name: Name200
+    description: Text5000 = ""
+    provider: Text200 = ""
+    county: Text50 = ""
+    quantity: Count = None
+    tags: Tags = []
+
+
+class ProjectIn(_Record):
+    """An exemplary / brand project (项目库)."""
+
+    id: Id
+    name: Name200
+    org_id: OptionalId = None
+    tags: Tags = []
+    description: Text5000 = ""
+    outcomes: Text5000 = ""
+
+
+class DecisionIn(_Record):
+    """One stored coordinator decision (history import); live decisions come through :class:`FeedbackIn`."""
+
+    id: Id
+    need_id: Id
+    target_type: TargetType
+    target_id: Id
+    decision: DecisionValue
+    rating: Rating = None
+    comment: Text2000 = ""
+    model_version: ModelVersion = None
+    rank: Rank = None
+    score: Score = None
+    decided_at: Timestamp = Field(default_factory=_utcnow)
+
+
+class FeedbackIn(_Record):
+    """A coordinator's decision on a recommended target (``POST /v1/feedback``)."""
+
+    need_id: Id
+    target_type: TargetType
+    target_id: Id
+    decision: DecisionValue
+    rating: Rating = None
+    comment: Text2000 = ""
+    model_version: ModelVersion = None
+    rank: Rank = None
+    score: Score = None
+
+
+MODELS: dict[str, type[_Record]] = {
+    "organisations": OrganisationIn,
+    "needs": NeedIn,
+    "experts": ExpertIn,
+    "resources": ResourceIn,
+    "projects": ProjectIn,
+    "decisions": DecisionIn,
+}
+
+# --------------------------------------------------------------------------- import headers
+
+_COMMON_ALIASES = {"编号": "id", "id": "id", "代码": "id"}
+_HEADER_ALIASES: dict[str, dict[str, str]] = {
+    "organisations": {
+        "名称": "name",
+        "机构名称": "name",
+        "机构": "name",
+        "阶段": "stage",
+        "发展阶段": "stage",
+        "县区": "county",
+        "区县": "county",
+        "地区": "county",
+        "所在县区": "county",
+        "乡镇": "township",
+        "街道": "township",
+        "乡镇街道": "township",
+        "成立年份": "founded_year",
+        "成立时间": "founded_year",
+        "人数": "staff_count",
+        "员工人数": "staff_count",
+        "工作人员数": "staff_count",
+    },
+    "needs": {
+        "机构编号": "org_id",
+        "机构id": "org_id",
+        "标题": "title",
+        "名称": "title",
+        "需求标题": "title",
+        "描述": "description",
+        "内容": "description",
+        "简介": "description",
+        "需求描述": "description",
+        "详情": "description",
+        "标签": "tags",
+        "类别": "tags",
+        "紧急程度": "urgency",
+        "紧急度": "urgency",
+        "状态": "status",
+        "创建时间": "created_at",
+        "提交时间": "created_at",
+    },
+    "experts": {
+        "名称": "name",
+        "姓名": "name",
+        "单位": "affiliation",
+        "工作单位": "affiliation",
+        "所在单位": "affiliation",
+        "机构编号": "org_id",
+        "机构id": "org_id",
+        "职称": "title",
+        "职务": "title",
+        "专长": "specialties",
+        "专业领域": "specialties",
+        "标签": "specialties",
+        "tags": "specialties",
+        "简介": "bio",
+        "个人简介": "bio",
+        "描述": "bio",
+        "内容": "bio",
+        "地区": "counties",
+        "县区": "counties",
+        "区县": "counties",
+        "服务地区": "counties",
+        "服务县区": "counties",
+        "容量": "capacity",
+        "可承接数": "capacity",
+        "是否可用": "available",
+        "可用": "available",
+        "电话": "phone",
+        "手机": "phone",
+        "联系电话": "phone",
+        "邮箱": "email",
+        "电子邮箱": "email",
+        "课程": "courses",
+        "授课课程": "courses",
+    },
+    "resources": {
+        "类型": "type",
+        "资源类型": "type",
+        "名称": "name",
+        "资源名称": "name",
+        "描述": "description",
+        "内容": "description",
+        "简介": "description",
+        "提供方": "provider",
+        "提供者": "provider",
+        "提供单位": "provider",
+        "地区": "county",
+        "县区": "county",
+        "区县": "county",
+        "数量": "quantity",
+        "容量": "quantity",
+        "标签": "tags",
+    },
+    "projects": {
+        "名称": "name",
+        "项目名称": "name",
+        "机构编号": "org_id",
+        "机构id": "org_id",
+        "标签": "tags",
+        "描述": "description",
+        "内容": "description",
+        "简介": "description",
+        "成效": "outcomes",
+        "成果": "outcomes",
+        "项目成效": "outcomes",
+    },
+    "decisions": {
+        "需求编号": "need_id",
+        "对象类型": "target_type",
+        "目标类型": "target_type",
+        "对象编号": "target_id",
+        "目标编号": "target_id",
+        "决定": "decision",
+        "结果": "decision",
+        "评分": "rating",
+        "备注": "comment",
+        "评语": "comment",
+        "模型版本": "model_version",
+        "排名": "rank",
+        "名次": "rank",
+        "得分": "score",
+        "分数": "score",
+        "决定时间": "decided_at",
+        "时间": "decided_at",
+    },
+}
+
+
+def header_key(label: str) -> str:
+    """How headers compare: NFKC, trimmed, case-folded."""
+    return unicodedata.normalize("NFKC", str(label)).strip().casefold()
+
+
+def header_map(kind: str) -> dict[str, str]:
+    """Header key (see :func:`header_key`) → field of ``kind``: the field names and their aliases."""
+    model = MODELS[kind]
+    mapping = {name: name for name in model.model_fields}
+    mapping.update(_COMMON_ALIASES)
+    mapping.update(_HEADER_ALIASES[kind])
+    return mapping
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of this record"
+    if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return "must be an id without spaces or / ? # % \\"
+    if kind == "value_error":
+        return str(context.get("error", error["msg"]))
+    message = error["msg"]
+    given = error.get("input")
+    if isinstance(given, bool | int | float) or (
+        isinstance(given, str) and len(given) <= 40 and kind != "string_too_long"
+    ):
+        message += f", got {given!r}"
+    return message
+
+
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
+    """``[{field, message}]`` of a pydantic error; each message starts with the field name."""
+    result: list[dict[str, str]] = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"]]
+        field = location[0] if location else "body"
+        where = ".".join(location) or "body"
+        result.append({"field": field, "message": f"{where}: {_message(item)}"})
+    return result

@@ -1,0 +1,174 @@
+"""SQLAlchemy 2 models of the libraries, the taxonomy, match decisions and engagements.
+
+List-valued fields (tags, counties, courses) are JSON arrays, which SQLite and PostgreSQL both store;
+filtering on them happens in Python on the cached library frames (see :mod:`matcher.store.repository`).
+All timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Decision",
+    "Engagement",
+    "Expert",
+    "Need",
+    "Organisation",
+    "Project",
+    "Resource",
+    "Revision",
+    "Tag",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map: ClassVar[dict] = {datetime: UTCDateTime, list: JSON}
+
+
+class Tag(Base):
+    """One category of the shared taxonomy; ``label`` is the tag value used everywhere."""
+
+    __tablename__ = "tags"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), unique=True)
+    label_en: Mapped[str] = mapped_column(String(128), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    keywords: Mapped[list] = mapped_column(default=list)
+
+
+class _Record:
+    """Columns every library record has."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Organisation(_Record, Base):
+    __tablename__ = "organisations"
+    name: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(String(16))
+    county: Mapped[str] = mapped_column(String(50))
+    township: Mapped[str] = mapped_column(String(50), default="")
+    founded_year: Mapped[int | None] = mapped_column(Integer)
+    staff_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class Need(_Record, Base):
+    __tablename__ = "needs"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list] = mapped_column(default=list)
+    urgency: Mapped[str] = mapped_column(String(16), default="medium")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Expert(_Record, Base):
+    __tablename__ = "experts"
+    name: Mapped[str] = mapped_column(String(100))
+    affiliation: Mapped[str] = mapped_column(String(200), default="")
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), default=None)
+    title: Mapped[str] = mapped_column(String(100), default="")
+    specialties: Mapped[list] = mapped_column(default=list)
+    bio: Mapped[str] = mapped_column(Text, default="")
+    counties: Mapped[list] = mapped_column(default=list)
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    courses: Mapped[list] = mapped_column(default=list)
+
+
+class Resource(_Record, Base):
+    __tablename__ = "resources"
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    provider: Mapped[str] = mapped_column(String(200), default="")
+    county: Mapped[str] = mapped_column(String(50), default="")
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    tags: Mapped[list] = mapped_column(default=list)
+
+
+class Project(_Record, Base):
+    __tablename__ = "projects"
+    name: Mapped[str] = mapped_column(String(200))
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), default=None)
+    tags: Mapped[list] = mapped_column(default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    outcomes: Mapped[str] = mapped_column(Text, default="")
+
+
+class Decision(Base):
+    """A coordinator's decision on a recommended target, with what was shown."""
+
+    __tablename__ = "decisions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    need_id: Mapped[str] = mapped_column(ForeignKey("needs.id"), index=True)
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    rank: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Engagement(Base):
+    """An accepted target working on a need; an open engagement uses one unit of the expert's capacity."""
+
+    __tablename__ = "engagements"
+    __table_args__ = (Index("ix_engagements_target_status", "target_type", "target_id", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    need_id: Mapped[str] = mapped_column(ForeignKey("needs.id"), index=True)
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), default=None)
+
+
+class Revision(Base):
+    """A counter bumped by every write to the libraries, so caches know when to refresh."""
+
+    __tablename__ = "revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
