@@ -79,8 +79,8 @@ def match(text: str, k: int, targets: str | None, county: str | None, as_json: b
     from pydantic import ValidationError
 
     from matcher import persist
-    from matcher.library import load_libraries
-    from matcher.service import MatchRequest, match_body
+    from matcher.library import data_dir
+    from matcher.service import MatchRequest, MatchService
 
     payload: dict[str, Any] = {"text": text, "k": k}
     if targets:
@@ -93,8 +93,7 @@ def match(text: str, k: int, targets: str | None, county: str | None, as_json: b
         first = error.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"]) or "text"
         raise click.UsageError(f"{field}: {first['msg']}") from error
-    model, manifest = persist.load()
-    body = match_body(request, model, manifest["version"], load_libraries())
+    body = MatchService(persist.models_dir(), data_dir()).match(request)
     if as_json:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
@@ -164,6 +163,95 @@ def batch(
         raise click.UsageError("--out is required (unless --check is given)")
     result = run_batch(needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file)
     click.echo(result.summary())
+
+
+_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the database ($DATABASE_URL, default instance/matcher.sqlite3)."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create the database, migrate it to the latest schema and fill it from data/ when it is empty."""
+    from matcher.library import data_dir
+    from matcher.store.db import current_revision, database_url
+    from matcher.store.repository import counts, ensure_database, transaction
+
+    url = database_url()
+    filled = ensure_database(url, data_dir())
+    with transaction(url) as session:
+        sizes = counts(session)
+    click.echo(f"database {_safe_url(url)} at schema revision {current_revision(url)}")
+    listed = ", ".join(f"{sizes[k]} {k}" for k in _STORE_KINDS)
+    if filled:
+        click.echo(f"filled from {data_dir()}: {listed}, {sizes['open_engagements']} open engagements")
+    else:
+        click.echo(f"already holds data ({listed}); nothing filled")
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest schema (creating it if needed); data is not touched."""
+    from matcher.store.db import current_revision, database_url, upgrade
+    from matcher.store.repository import database_errors
+
+    url = database_url()
+    with database_errors(url):
+        before = current_revision(url)
+        upgrade(url)
+        after = current_revision(url)
+    if before == after:
+        click.echo(f"database {_safe_url(url)} is at schema revision {after}; nothing to do")
+    else:
+        click.echo(f"database {_safe_url(url)} migrated from {before or 'empty'} to schema revision {after}")
+
+
+@cli.command("import")
+@click.argument("kind", type=click.Choice(_STORE_KINDS))
+@click.argument("file", type=click.Path(path_type=Path))
+def import_command(kind: str, file: Path) -> None:
+    """Import FILE (CSV, JSONL or XLSX) into KIND: upsert by id, all rows or none.
+
+    An empty database is first created and filled from data/, as ``matcher db init`` does.
+    """
+    from matcher.library import data_dir
+    from matcher.store.db import database_url
+    from matcher.store.repository import ImportRejectedError, ensure_database, import_file
+
+    url = database_url()
+    ensure_database(url, data_dir())
+    try:
+        report = import_file(kind, file, url=url)
+    except ImportRejectedError as error:
+        click.echo(f"matcher: {file}: {len(error.problems)} problem(s); nothing was imported:", err=True)
+        for problem in error.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(str(report))
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(_STORE_KINDS))
+@click.argument("file", type=click.Path(path_type=Path))
+def export_command(kind: str, file: Path) -> None:
+    """Export the records of KIND to FILE (.csv, .jsonl or .xlsx); importing it back changes nothing."""
+    from matcher.library import data_dir
+    from matcher.store.db import database_url
+    from matcher.store.repository import ensure_database, export_file
+
+    url = database_url()
+    ensure_database(url, data_dir())
+    written = export_file(kind, file, url=url)
+    click.echo(f"exported {written} {kind} to {file}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,18 +1,27 @@
-"""One match request in, one response body out: the single path behind the CLI and the HTTP API."""
+"""One match request in, one response body out: the single path behind the CLI and the HTTP API.
+
+:class:`MatchService` holds what a process serves with: the active model version (followed through
+``models/ACTIVE``), the libraries from the database (reloaded when their revision changes) and the
+model's target index kept in step with them, so that a new, edited, deleted or fully booked target is
+matched correctly at once, without retraining.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from matcher.library import Libraries
+from matcher import persist
+from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_K", "MAX_TEXT_LENGTH", "Filters", "MatchRequest", "match_body"]
+__all__ = ["MAX_K", "MAX_TEXT_LENGTH", "Filters", "MatchRequest", "MatchService", "resolve_need"]
 
 MAX_TEXT_LENGTH = 5000
 MAX_K = 50
@@ -24,9 +33,7 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    county: str | None = Field(
-        default=None, min_length=1, max_length=50, description="Keep targets serving this county."
-    )
+    county: str | None = Field(default=None, min_length=1, max_length=50, description="Keep targets serving this county.")
 
 
 class MatchRequest(BaseModel):
@@ -55,8 +62,7 @@ def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     if request.need_id is None:
         return {"id": None, "text": request.text, "tags": request.tags or [], "counties": [], "org_id": None}
     need = libraries.need(request.need_id)
-    organisations = libraries.organisations.set_index("id")
-    county = organisations["county"].get(need["org_id"], "")
+    county = libraries.organisations.set_index("id")["county"].get(need["org_id"], "")
     return {
         "id": need["id"],
         "text": f"{need['title']}\n{need['description']}",
@@ -66,19 +72,110 @@ def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     }
 
 
-def match_body(request: MatchRequest, model: Matcher, version: str, libraries: Libraries) -> dict[str, Any]:
-    """The response body of a match request.
+class MatchService:
+    """The model, libraries and database one process serves with.
 
-    ``{"model_version", "need": {"id", "text" (normalised, the text that reason spans index),
-    "tags", "counties", "org_id"}, "results": {target_type: [{"id", "name", "score", "reasons"}]}}``.
+    Parameters
+    ----------
+    models_dir : the model folder (``models/``).
+    data_dir : the embedded sample libraries that fill an empty database.
+    database_url : the database (``DATABASE_URL``; default the embedded SQLite file).
     """
-    need = resolve_need(request, libraries)
-    county = request.filters.county if request.filters else None
-    results = model.recommend(need, k=request.k, target_types=request.targets, county=county)
-    normalised = model.vectorizer_.preprocessor(need["text"])
-    logger.info("matched need %s (%d characters)", need["id"] or "<free text>", len(need["text"]))
-    return {
-        "model_version": version,
-        "need": {**need, "text": normalised},
-        "results": results,
-    }
+
+    def __init__(self, models_dir: str | Path, data_dir: str | Path, database_url: str | None = None) -> None:
+        from matcher.store.db import database_url as default_url
+
+        self.models_dir = Path(models_dir)
+        self.data_dir = Path(data_dir)
+        self.database_url = database_url or default_url()
+        self._lock = threading.RLock()
+        self._ready = False
+        self._model: Matcher | None = None
+        self._manifest: dict[str, Any] = {}
+        self._failed: str | None = None
+        self._libraries: tuple[int, Libraries] | None = None
+        self._synced: tuple[str, int] | None = None
+
+    # ---------------------------------------------------------------- libraries
+    def ensure_database(self) -> None:
+        """Create, migrate and (when empty) fill the database, once per process."""
+        from matcher.store.repository import ensure_database
+
+        with self._lock:
+            if not self._ready:
+                ensure_database(self.database_url, self.data_dir)
+                self._ready = True
+
+    def libraries(self) -> Libraries:
+        """The libraries as stored now (reloaded when their revision changes)."""
+        from matcher.store.db import session_scope
+        from matcher.store.repository import load_libraries_db, revision
+
+        self.ensure_database()
+        with self._lock, session_scope(self.database_url) as session:
+            current = revision(session)
+            if self._libraries is None or self._libraries[0] != current:
+                self._libraries = (current, load_libraries_db(session))
+            return self._libraries[1]
+
+    def revision(self) -> int:
+        """The revision of the libraries last loaded (-1 before any)."""
+        return self._libraries[0] if self._libraries else -1
+
+    # ---------------------------------------------------------------- model
+    def _load_active(self) -> None:
+        wanted = persist.active_version(self.models_dir)
+        loaded = self._manifest.get("version")
+        if wanted and wanted != loaded and wanted != self._failed:
+            try:
+                self._model, self._manifest = persist.load(wanted, root=self.models_dir)
+                self._failed = None
+                self._synced = None
+                logger.info("serving model version %s", wanted)
+            except Exception as error:
+                self._failed = wanted
+                if self._model is None:
+                    raise
+                logger.error("could not load model version %s, still serving %s: %s", wanted, loaded, error)
+        if self._model is None:
+            persist.load(root=self.models_dir)  # raises the reason there is none
+
+    def model(self) -> tuple[Matcher, dict[str, Any]]:
+        """The model to serve, its index in step with the libraries, and its manifest.
+
+        A version that fails to load (missing, corrupt, checksum mismatch) is logged and the version
+        already loaded keeps serving.
+        """
+        libraries = self.libraries()
+        with self._lock:
+            self._load_active()
+            state = (self._manifest["version"], self.revision())
+            if self._synced != state:
+                counts = self._model.sync_targets(targets_frame(libraries))
+                self._synced = state
+                if any(counts.values()):
+                    logger.info("target index refreshed: %s", counts)
+            return self._model, self._manifest
+
+    def status(self) -> dict[str, Any]:
+        """What /health reports."""
+        return {"model_version": self._manifest.get("version"), "failed_version": self._failed}
+
+    # ---------------------------------------------------------------- matching
+    def match(self, request: MatchRequest) -> dict[str, Any]:
+        """The response body of a match request.
+
+        ``{"model_version", "need": {"id", "text" (normalised: the text that reason spans index),
+        "tags", "counties", "org_id"}, "results": {target_type: [{"id", "name", "score", "reasons"}]}}``.
+        """
+        model, manifest = self.model()
+        with self._lock:
+            need = resolve_need(request, self.libraries())
+            county = request.filters.county if request.filters else None
+            results = model.recommend(need, k=request.k, target_types=request.targets, county=county)
+        logger.info("matched need %s (%d characters)", need["id"] or "<free text>", len(need["text"] or ""))
+        return {
+            "model_version": manifest["version"],
+            "need": {**need, "text": model.vectorizer_.preprocessor(need["text"])},
+            "results": results,
+        }

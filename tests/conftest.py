@@ -129,8 +129,9 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     from matcher.training import train_version
 
     models = tmp_path_factory.mktemp("models")
-    version = train_version(data=ROOT / "data", models=models)
-    return {"models": models, "data": ROOT / "data", "version": version}
+    database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'matcher.sqlite3'}"
+    version = train_version(data=ROOT / "data", models=models, database_url=database)
+    return {"models": models, "data": ROOT / "data", "version": version, "database": database}
 
 
 @pytest.fixture
@@ -142,11 +143,26 @@ def models_copy(trained, tmp_path) -> Path:
 
 
 @pytest.fixture
-def app(trained):
-    """The Flask app serving the trained model and the embedded libraries."""
+def make_app(trained):
+    """Build a Flask app; by default it serves the trained model and its database."""
     from matcher.web import create_app
 
-    return create_app({"TESTING": True, "MODELS_DIR": str(trained["models"]), "DATA_DIR": str(trained["data"])})
+    def make(**config):
+        defaults = {
+            "TESTING": True,
+            "MODELS_DIR": str(trained["models"]),
+            "DATA_DIR": str(trained["data"]),
+            "DATABASE_URL": trained["database"],
+        }
+        return create_app({**defaults, **{key: str(value) for key, value in config.items()}})
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    """The Flask app serving the trained model and the embedded libraries."""
+    return make_app()
 
 
 @pytest.fixture
@@ -158,7 +174,9 @@ def client(app):
 def cli_env(trained) -> dict[str, str]:
     """Environment for running the ``matcher`` CLI as a subprocess against the trained model."""
     env = dict(os.environ)
-    env.update(MATCHER_MODELS_DIR=str(trained["models"]), MATCHER_DATA_DIR=str(trained["data"]))
+    env.update(
+        MATCHER_MODELS_DIR=str(trained["models"]), MATCHER_DATA_DIR=str(trained["data"]), DATABASE_URL=trained["database"]
+    )
     return env
 
 
@@ -178,7 +196,7 @@ def _postgres_reachable() -> str | None:
 
         with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
             return None
-    except Exception as error:  # noqa: BLE001 - any failure means: not reachable here
+    except Exception as error:
         return f"PostgreSQL at {PG_URL} is not reachable: {error}"
 
 

@@ -823,28 +823,52 @@ def test_rows_equal_recommend(library: dict[str, Path], tmp_path: Path) -> None:
         assert rows.get(need["id"], {}) == expected
 
 
-@pytest.mark.skipif(not (ROOT / "data" / "needs.csv").exists(), reason="data/ not generated")
-def test_rows_equal_the_http_api(library: dict[str, Path], tmp_path: Path) -> None:
-    from matcher import persist
-    from matcher.web import create_app
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
-    needs = write_rows(tmp_path / "needs.csv", [{"id": n["id"], "text": n["text"]} for n in NEEDS])
+
+def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
+    """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
+    from matcher.library import needs_frame as stored_needs
+    from matcher.library import targets_frame as stored_targets
+    from matcher.training import stored_libraries
+
+    libs = stored_libraries(trained["database"], trained["data"])
+    targets = stored_targets(libs)
+    files = {}
+    for target_type in ("expert", "resource", "project"):
+        rows = targets[targets["target_type"] == target_type]
+        files[target_type] = _jsonl(
+            tmp_path / f"{target_type}.jsonl",
+            [
+                {
+                    "id": row.id,
+                    "text": "\n".join(t for t in row.texts if t),
+                    "tags": list(row.tags),
+                    "counties": list(row.counties),
+                    **({"org_id": row.org_id} if row.org_id else {}),
+                    **({} if pd.isna(row.capacity) else {"capacity": int(row.capacity) - int(row.load)}),
+                    "available": bool(row.available),
+                }
+                for row in rows.itertuples()
+            ],
+        )
+    needs = stored_needs(libs).head(12)
+    needs_file = _jsonl(tmp_path / "needs.jsonl", needs.to_dict("records"))
     out = tmp_path / "out.parquet"
-    run_batch(needs, targets_of(library), out, k=3)
+    run_batch(needs_file, files, out, k=5)
     rows = _rows_by_need(out)
-    models = tmp_path / "models"
-    persist.save(_fitted(library), root=models)
-    app = create_app({"TESTING": True, "MODELS_DIR": str(models), "DATA_DIR": str(ROOT / "data")})
-    client = app.test_client()
-    for need in NEEDS:
-        response = client.post("/v1/match", json={"text": need["text"], "k": 3})
+    for need_id in needs["id"]:
+        response = client.post("/v1/match", json={"need_id": need_id, "k": 5})
         assert response.status_code == 200, response.get_json()
-        results = response.get_json()["results"]
-        expected = {t: [(r["id"], r["score"]) for r in found] for t, found in results.items() if found}
-        assert rows.get(need["id"], {}) == expected
+        expected = {
+            target_type: [(r["id"], r["score"]) for r in results]
+            for target_type, results in response.get_json()["results"].items()
+            if results
+        }
+        assert rows.get(need_id, {}) == expected
 
-
-# ------------------------------------------------------------------------------ progress
 
 
 def test_progress_bar_only_when_asked(library: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

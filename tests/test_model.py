@@ -230,8 +230,12 @@ def test_update_targets_equals_a_model_built_with_the_same_vocabulary(toy_target
     model = build_matcher().fit(toy_targets)
     new = pd.DataFrame(
         [
-            target("expert", "E00", "孙悦", ["专长：个案管理", "个案管理与转介督导"], ["个案管理"], ["雄县"], capacity=2),
-            target("expert", "E03", "王芳", ["专长：小组工作", "改做小组工作带领"], ["小组工作"], ["安新县"], capacity=2),
+            target(
+                "expert", "E00", "孙悦", ["专长：个案管理", "个案管理与转介督导"], ["个案管理"], ["雄县"], capacity=2
+            ),
+            target(
+                "expert", "E03", "王芳", ["专长：小组工作", "改做小组工作带领"], ["小组工作"], ["安新县"], capacity=2
+            ),
         ]
     )
     model.update_targets(new, remove=[("project", "P02"), ("resource", "R02")])
@@ -261,3 +265,18 @@ def test_update_with_everything_equals_refit_on_same_vocabulary(toy_targets, agg
     before = model.match(needs, k=3)
     model.update_targets(toy_targets.sample(frac=1, random_state=1))
     pd.testing.assert_frame_equal(model.match(needs, k=3), before)
+
+
+def test_sync_targets_touches_only_what_changed(toy_targets) -> None:
+    model = build_matcher().fit(toy_targets)
+    assert model.sync_targets(toy_targets) == {"changed": 0, "removed": 0}
+    edited = toy_targets[toy_targets["id"] != "P02"].copy()
+    edited.loc[edited["id"] == "E01", "load"] = 3
+    edited.loc[edited["id"] == "E02", "texts"] = pd.Series(
+        [["专长：小组工作", "新增：社区治理与居民议事"]], index=edited.index[edited["id"] == "E02"]
+    )
+    assert model.sync_targets(edited) == {"changed": 2, "removed": 1}
+    results = model.recommend({"text": "居民议事"}, k=5)
+    assert ids(results["expert"])[0] == "E02" and "P02" not in ids(results.get("project", []))
+    assert "E01" not in ids(model.recommend({"text": "个案管理"}, k=5)["expert"])
+    assert model.sync_targets(edited) == {"changed": 0, "removed": 0}

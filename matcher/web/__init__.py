@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Flask
 
+from matcher.service import MatchService
 from matcher.web.errors import register_error_handlers
-from matcher.web.state import MatchState
 
 __all__ = ["create_app"]
 
@@ -17,13 +17,15 @@ __all__ = ["create_app"]
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application.
 
-    Configuration is layered: defaults, then ``MATCHER_*`` environment variables (``MATCHER_MODELS_DIR``,
-    ``MATCHER_DATA_DIR``), then ``config``.
+    Configuration is layered: defaults (``DATABASE_URL`` from the environment, else the embedded
+    SQLite file), then ``MATCHER_*`` environment variables (``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``),
+    then ``config``.
     """
     app = Flask(__name__)
     app.config.from_mapping(
         MODELS_DIR=os.environ.get("MATCHER_MODELS_DIR") or "models",
         DATA_DIR=os.environ.get("MATCHER_DATA_DIR") or "data",
+        DATABASE_URL=None,
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_AS_ASCII=False,
     )
@@ -34,11 +36,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.extensions["matcher"] = MatchState(app.config["MODELS_DIR"], app.config["DATA_DIR"])
+    app.extensions["matcher"] = MatchService(app.config["MODELS_DIR"], app.config["DATA_DIR"], app.config["DATABASE_URL"])
 
-    from matcher.web import api, ui
+    from matcher.web import api, records, ui
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(records.bp)
     app.register_blueprint(ui.bp)
     register_error_handlers(app)
     return app

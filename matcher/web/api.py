@@ -5,26 +5,25 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from matcher.service import MatchRequest, match_body
+from matcher.service import MatchRequest, MatchService
 from matcher.web.errors import BadRequestError
 
 bp = Blueprint("api", __name__)
 
 
-def _state():
+def _service() -> MatchService:
     return current_app.extensions["matcher"]
 
 
 @bp.get("/health")
 def health() -> ResponseReturnValue:
     """Liveness and the model version being served."""
-    state = _state()
+    service = _service()
     try:
-        state.model()
-        status = "ok"
+        service.model()
     except Exception as error:  # reported, not raised: health must answer
-        return jsonify({"status": "unavailable", "detail": str(error), **state.status()}), 503
-    return jsonify({"status": status, **state.status()})
+        return jsonify({"status": "unavailable", "detail": str(error), **service.status()}), 503
+    return jsonify({"status": "ok", **service.status()})
 
 
 def _json_object() -> dict:
@@ -40,8 +39,5 @@ def _json_object() -> dict:
 
 @bp.post("/v1/match")
 def match() -> ResponseReturnValue:
-    """Match a free-text or stored need; see :func:`matcher.service.match_body`."""
-    match_request = MatchRequest.model_validate(_json_object())
-    state = _state()
-    model, manifest = state.model()
-    return jsonify(match_body(match_request, model, manifest["version"], state.libraries()))
+    """Match a free-text or stored need; see :meth:`matcher.service.MatchService.match`."""
+    return jsonify(_service().match(MatchRequest.model_validate(_json_object())))

@@ -6,9 +6,10 @@ import logging
 
 from flask import Flask, Response, json
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from matcher.errors import LibraryError, ModelError, NotFoundError
+from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, ModelError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,29 @@ def register_error_handlers(app: Flask) -> None:
     def _not_found(error: NotFoundError) -> Response:
         return problem(404, "Not found", str(error))
 
-    @app.errorhandler(ModelError)
+    @app.errorhandler(ConflictError)
+    def _conflict(error: ConflictError) -> Response:
+        return problem(409, "Conflict", str(error))
+
     @app.errorhandler(LibraryError)
+    def _invalid_record(error: LibraryError) -> Response:
+        errors = getattr(error, "errors", None)
+        if errors is None:  # a library file the service itself reads is broken
+            logger.error("service unavailable: %s", error)
+            return problem(503, "Service unavailable", str(error))
+        return problem(400, "Invalid record", str(error), errors=errors)
+
+    @app.errorhandler(ModelError)
+    @app.errorhandler(DatabaseUnavailableError)
     def _unavailable(error: Exception) -> Response:
         logger.error("service unavailable: %s", error)
         return problem(503, "Service unavailable", str(error))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database(error: Exception) -> Response:
+        logger.error("database unavailable: %s", getattr(error, "orig", error))
+        return problem(503, "Service unavailable", "the database cannot be reached; try again shortly")
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
