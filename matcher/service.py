@@ -108,11 +108,10 @@ class MatchService:
 
     def libraries(self) -> Libraries:
         """The libraries as stored now (reloaded when their revision changes)."""
-        from matcher.store.db import session_scope
-        from matcher.store.repository import load_libraries_db, revision
+        from matcher.store.repository import load_libraries_db, revision, transaction
 
         self.ensure_database()
-        with self._lock, session_scope(self.database_url) as session:
+        with self._lock, transaction(self.database_url) as session:
             current = revision(session)
             if self._libraries is None or self._libraries[0] != current:
                 self._libraries = (current, load_libraries_db(session))

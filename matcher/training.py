@@ -17,11 +17,10 @@ __all__ = ["stored_libraries", "train_version"]
 
 def stored_libraries(database_url: str | None = None, data: Path | None = None) -> Libraries:
     """The libraries from the database, created and filled from ``data`` on first use."""
-    from matcher.store.db import session_scope
-    from matcher.store.repository import ensure_database, load_libraries_db
+    from matcher.store.repository import ensure_database, load_libraries_db, transaction
 
     ensure_database(database_url, data)
-    with session_scope(database_url) as session:
+    with transaction(database_url) as session:
         return load_libraries_db(session)
 
 

@@ -64,11 +64,11 @@ def _service() -> MatchService:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    from matcher.store.db import session_scope
+    from matcher.store.repository import transaction
 
     service = _service()
     service.ensure_database()
-    with session_scope(service.database_url) as session:
+    with transaction(service.database_url) as session:
         yield session
 
 
