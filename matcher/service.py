@@ -33,7 +33,9 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    county: str | None = Field(default=None, min_length=1, max_length=50, description="Keep targets serving this county.")
+    county: str | None = Field(
+        default=None, min_length=1, max_length=50, description="Keep targets serving this county."
+    )
 
 
 class MatchRequest(BaseModel):

@@ -175,7 +175,9 @@ def cli_env(trained) -> dict[str, str]:
     """Environment for running the ``matcher`` CLI as a subprocess against the trained model."""
     env = dict(os.environ)
     env.update(
-        MATCHER_MODELS_DIR=str(trained["models"]), MATCHER_DATA_DIR=str(trained["data"]), DATABASE_URL=trained["database"]
+        MATCHER_MODELS_DIR=str(trained["models"]),
+        MATCHER_DATA_DIR=str(trained["data"]),
+        DATABASE_URL=trained["database"],
     )
     return env
 

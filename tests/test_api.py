@@ -18,7 +18,9 @@ def test_health(client, trained) -> None:
 
 
 def test_match_free_text(client, trained) -> None:
-    response = client.post("/v1/match", json={"text": "我们社工站想做征迁安置社区的居民融入，老人多，邻里不熟悉", "k": 3})
+    response = client.post(
+        "/v1/match", json={"text": "我们社工站想做征迁安置社区的居民融入，老人多，邻里不熟悉", "k": 3}
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["model_version"] == trained["version"]

@@ -870,7 +870,6 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
         assert rows.get(need_id, {}) == expected
 
 
-
 def test_progress_bar_only_when_asked(library: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_batch(library["needs"], targets_of(library), tmp_path / "a.csv")
     assert capsys.readouterr().err == ""  # stderr is not a terminal here

@@ -36,7 +36,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.extensions["matcher"] = MatchService(app.config["MODELS_DIR"], app.config["DATA_DIR"], app.config["DATABASE_URL"])
+    app.extensions["matcher"] = MatchService(
+        app.config["MODELS_DIR"], app.config["DATA_DIR"], app.config["DATABASE_URL"]
+    )
 
     from matcher.web import api, records, ui
 
