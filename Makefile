@@ -32,8 +32,9 @@ install: $(VENV)/.installed
 train: install
 	$(BIN)/matcher train
 
-## run: install, build the default model when none is active, serve on http://$(HOST):$(PORT)
+## run: install, create the database and the default model when missing, serve on http://$(HOST):$(PORT)
 run: install
+	$(BIN)/matcher db init
 	$(BIN)/matcher train --if-none-active
 	$(BIN)/matcher serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
