@@ -60,9 +60,19 @@ class MatchRequest(BaseModel):
 
 
 def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
-    """The need a request names: a stored need (with tags, county, organisation) or the free text."""
+    """The need a request names: a stored need (with tags, county, organisation) or the free text.
+
+    A free-text need filtered to a county is taken to be in that county (its region reason matches).
+    """
     if request.need_id is None:
-        return {"id": None, "text": request.text, "tags": request.tags or [], "counties": [], "org_id": None}
+        county = request.filters.county if request.filters else None  # a free-text need is where it is asked for
+        return {
+            "id": None,
+            "text": request.text,
+            "tags": request.tags or [],
+            "counties": [county] if county else [],
+            "org_id": None,
+        }
     need = libraries.need(request.need_id)
     county = libraries.organisations.set_index("id")["county"].get(need["org_id"], "")
     return {

@@ -57,6 +57,8 @@ def test_county_filter(client) -> None:
     assert body["results"]["expert"]
     for result in body["results"]["expert"]:
         assert "安新县" in counties[result["id"]] or not counties[result["id"]]
+        # the free-text need is taken to be in the county it is filtered to
+        assert result["reasons"]["region"] == {"match": bool(counties[result["id"]]), "counties": ["安新县"]}
 
 
 @pytest.mark.parametrize(
