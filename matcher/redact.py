@@ -1,0 +1,37 @@
+"""Redaction of personal data in free text: phone, ID card, e-mail and bank card numbers.
+
+Need texts keep what the coordinator wrote; these functions produce the copies that go into the
+matching index, logs, batch outputs and responses to roles that may not see personal data.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["PLACEHOLDERS", "redact"]
+
+# Order matters: longer digit patterns first, so an ID card number is not taken for a phone number.
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("[邮箱]", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
+    # 18-digit resident ID (6-digit region, birth date 18xx-20xx, 3 digits, check digit or X)
+    (
+        "[身份证号]",
+        re.compile(
+            r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9])"
+        ),
+    ),
+    # bank cards: 16-19 digits, optionally grouped by spaces or dashes in fours
+    ("[银行卡号]", re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4}(?:[ -]?[0-9]{1,3})?(?![0-9])")),
+    # mainland mobile numbers, optionally +86 / 0086 and separators: 138 1234 5678, 138-1234-5678
+    ("[电话]", re.compile(r"(?<![0-9])(?:\+?86[ -]?|0086[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])")),
+    # landlines with an area code: 0312-1234567, (0312)12345678
+    ("[电话]", re.compile(r"(?<![0-9])(?:\(0[0-9]{2,3}\)|0[0-9]{2,3}-)[ ]?[2-9][0-9]{6,7}(?![0-9])")),
+)
+PLACEHOLDERS = tuple(dict.fromkeys(label for label, _ in _PATTERNS))
+
+
+def redact(text: str) -> str:
+    """``text`` with phone, ID card, e-mail and bank card numbers replaced by placeholders like ``[电话]``."""
+    for label, pattern in _PATTERNS:
+        text = pattern.sub(label, text)
+    return text
