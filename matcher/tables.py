@@ -180,15 +180,7 @@ def read_table(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> T
         valid row remains.
     """
     file = os.fspath(path)
-    suffix = Path(file).suffix.lower()
-    if suffix not in (".csv", ".xlsx", *_JSONL_SUFFIXES):
-        _fail(file, f"unsupported file type '{suffix or '(none)'}'; use {_SUPPORTED}")
-    if suffix == ".xlsx":
-        raw = _read_xlsx(file)
-    else:
-        data = _read_bytes(file)
-        raw = _read_jsonl(file, data) if suffix in _JSONL_SUFFIXES else _read_csv(file, data)
-    return _validate(file, raw, skip_invalid)
+    return _validate(file, _read_raw(file), skip_invalid)
 
 
 def read_rows(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
@@ -197,16 +189,19 @@ def read_rows(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[int, 
     Returns the header labels and ``(row number as the user sees it, cells)`` per row, with the
     same encodings, row numbers and file-level errors (:class:`TableError`) as :func:`read_table`.
     """
-    file = os.fspath(path)
+    raw = _read_raw(os.fspath(path))
+    return raw.headers, raw.rows
+
+
+def _read_raw(file: str) -> _Raw:
+    """The cells of ``file``, read by its format (chosen by the extension)."""
     suffix = Path(file).suffix.lower()
     if suffix not in (".csv", ".xlsx", *_JSONL_SUFFIXES):
         _fail(file, f"unsupported file type '{suffix or '(none)'}'; use {_SUPPORTED}")
     if suffix == ".xlsx":
-        raw = _read_xlsx(file)
-    else:
-        data = _read_bytes(file)
-        raw = _read_jsonl(file, data) if suffix in _JSONL_SUFFIXES else _read_csv(file, data)
-    return raw.headers, raw.rows
+        return _read_xlsx(file)
+    data = _read_bytes(file)
+    return _read_jsonl(file, data) if suffix in _JSONL_SUFFIXES else _read_csv(file, data)
 
 
 def write_rejects(tables: Sequence[Table], path: str | os.PathLike[str]) -> None:

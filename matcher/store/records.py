@@ -448,22 +448,6 @@ class ProjectIn(_Record):
     outcomes: Text5000 = ""
 
 
-class DecisionIn(_Record):
-    """One stored coordinator decision (history import); live decisions come through :class:`FeedbackIn`."""
-
-    id: Id
-    need_id: Id
-    target_type: TargetType
-    target_id: Id
-    decision: DecisionValue
-    rating: Rating = None
-    comment: Text2000 = ""
-    model_version: ModelVersion = None
-    rank: Rank = None
-    score: Score = None
-    decided_at: Timestamp = Field(default_factory=_utcnow)
-
-
 class FeedbackIn(_Record):
     """A coordinator's decision on a recommended target (``POST /v1/feedback``)."""
 
@@ -476,6 +460,13 @@ class FeedbackIn(_Record):
     model_version: ModelVersion = None
     rank: Rank = None
     score: Score = None
+
+
+class DecisionIn(FeedbackIn):
+    """One stored coordinator decision (history import): a feedback with its id and time."""
+
+    id: Id
+    decided_at: Timestamp = Field(default_factory=_utcnow)
 
 
 MODELS: dict[str, type[_Record]] = {
