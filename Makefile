@@ -46,6 +46,14 @@ lint: $(VENV)/.installed-test
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.installed-notebooks: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	touch $@
+
+## notebooks: start Jupyter Lab on http://127.0.0.1:8888 in notebooks/ (for analysts)
+notebooks: $(VENV)/.installed-notebooks
+	cd notebooks && ../$(BIN)/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser
+
 ## bench: the latency benchmark (see benchmarks/README.md)
 bench: install
 	$(BIN)/python benchmarks/latency.py
@@ -58,4 +66,4 @@ data: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help install train run lint test bench data clean
+.PHONY: help install train run lint test bench data notebooks clean

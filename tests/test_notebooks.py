@@ -1,0 +1,50 @@
+"""The analyst notebooks run headless against the current code, and are committed without outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def notebooks() -> list[str]:
+    return sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("name", notebooks())
+def test_committed_notebooks_have_no_outputs(name: str) -> None:
+    notebook = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{name}: strip the outputs"
+    assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in notebook["cells"]), (
+        f"{name}: no parameters cell"
+    )
+
+
+@pytest.mark.parametrize("name", notebooks())
+def test_notebook_runs(name: str, tmp_path) -> None:
+    papermill = pytest.importorskip("papermill")
+    parameters = {
+        "data_dir": str(ROOT / "data"),
+        "database_url": f"sqlite:///{tmp_path / 'matcher.sqlite3'}",
+        "output_dir": str(tmp_path / "out"),
+        **SMALL.get(name, {}),
+    }
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name),
+        str(tmp_path / name),
+        parameters=parameters,
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=300,
+    )
+
+
+# Small parameters per notebook, so that the suite stays fast.
+SMALL: dict[str, dict] = {}
