@@ -17,16 +17,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
+from sklearn.decomposition import TruncatedSVD
 from sklearn.utils.validation import check_is_fitted
 
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
-from matcher.rank import SCORE_DECIMALS, top_k
+from matcher.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
+from matcher.rerank import POSITION, Reranker, feature_matrix
 from matcher.text import normalise
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MATCH_COLUMNS", "Matcher"]
+__all__ = ["DEFAULT_PARAMS", "MATCH_COLUMNS", "Matcher", "build_matcher"]
 
 MATCH_COLUMNS = ("need_id", "target_type", "target_id", "rank", "score")
 AGGREGATIONS = ("concat", "max")
@@ -51,6 +53,9 @@ class _TypeIndex:
     names: list[str]  # (n_targets,)
     tag_sets: list[set[str]]  # (n_targets,) normalised tags
     serves_all: np.ndarray  # (n_targets,) bool: no counties listed, so serves every county
+    n_tags: np.ndarray  # (n_targets,) number of distinct tags
+    load_fraction: np.ndarray  # (n_targets,) open engagements / capacity, 0 when unlimited
+    latent: np.ndarray | None  # (n_texts, n_components) unit-norm latent vectors (semantic similarity)
     tags_t: sp.csr_matrix  # (n_tags, n_targets): ``tags`` transposed, for products with needs
     counties_t: sp.csr_matrix  # (n_counties, n_targets)
 
@@ -71,6 +76,17 @@ class _TypeIndex:
 
 
 @dataclass
+class _Ranking:
+    """One need's ranked targets of one type: rows (internal positions) and scores, best first."""
+
+    rows: np.ndarray  # (n,) target rows
+    scores: np.ndarray  # (n,) final scores (re-ranked when a re-ranker scores this type)
+    base: np.ndarray  # (n,) the weighted sums of the same targets
+    features: np.ndarray | None = None  # (n, n_features) re-ranker features, when explained
+    effects: np.ndarray | None = None  # (n, n_features) their contributions to the log-odds
+
+
+@dataclass
 class _NeedBlock:
     """A block of needs, vectorised once for all target types."""
 
@@ -83,6 +99,7 @@ class _NeedBlock:
     tag_matrix: sp.csr_matrix  # (n_needs, n_tags)
     county_matrix: sp.csr_matrix  # (n_needs, n_counties)
     n_tags: np.ndarray  # (n_needs,) number of distinct tags of each need
+    latent: np.ndarray | None = None  # (n_needs, n_components) unit-norm latent vectors
     words: list[str] | None = None  # the first need's known words of 2+ characters, for reasons
 
 
@@ -93,14 +110,22 @@ class Matcher(BaseEstimator):
     with ``text_weight = 1 - tag_weight - region_weight``:
 
     * ``text``: cosine similarity of the vectorised texts (the profile texts concatenated, or the best
-      single text with ``aggregation="max"``), in [0, 1];
+      single text with ``aggregation="max"``), in [0, 1]; with ``semantic_weight`` > 0 it is
+      ``(1 - semantic_weight) * sparse cosine + semantic_weight * latent (TruncatedSVD) cosine``;
     * ``tags``: the share of the need's tags that the target carries (0 when the need has none);
     * ``region``: 1 when the target serves one of the need's counties.
 
+    After :meth:`fit_reranker` (``matcher train`` calls it when there is enough feedback), the best
+    ``rerank_depth`` targets of that weighted sum are re-scored by the :class:`~matcher.rerank.Reranker`:
+    the score becomes the predicted probability that a coordinator accepts the target when shown
+    first. A target type with too little feedback keeps the weighted sum. With ``diversity`` > 0 the
+    top k is then picked by maximal marginal relevance (scores are unchanged, only the order).
+
     Scores are not normalised per need, so a threshold means the same for every need of one model.
-    Hard rules: targets scoring no more than ``min_score``, unavailable targets, targets with no free capacity and targets affiliated with the
-    need's own organisation are never recommended; an optional county filter keeps the targets that
-    serve that county (a target with no counties serves all). Ties are broken by id.
+    Hard rules: targets scoring no more than ``min_score`` (by the weighted sum), unavailable targets,
+    targets with no free capacity and targets affiliated with the need's own organisation are never
+    recommended; an optional county filter keeps the targets that serve that county (a target with no
+    counties serves all). Ties are broken by id.
 
     Parameters
     ----------
@@ -115,6 +140,17 @@ class Matcher(BaseEstimator):
         nothing with the need).
     n_terms : int
         How many matched terms a match's reasons list.
+    semantic_weight : float
+        Share of the latent semantic (TruncatedSVD) cosine in ``text``, in [0, 1); 0 fits no SVD.
+    semantic_components : int
+        Dimensions of the latent space.
+    reranker : Reranker or None
+        The re-ranker's parameters; fitted by :meth:`fit_reranker`, never by :meth:`fit`.
+    rerank_depth : int
+        How many of the weighted sum's best targets the re-ranker (and diversity) reconsider.
+    diversity : float
+        Maximal marginal relevance trade-off in [0, 1): 0 ranks by score alone; higher values push
+        down targets whose profiles resemble those already ranked above them.
 
     Attributes
     ----------
@@ -130,6 +166,10 @@ class Matcher(BaseEstimator):
         Feature names of the vectoriser (``char:…``, ``word:…``).
     feature_terms_, feature_is_word_ : arrays of shape (n_features,)
         Each feature's term, and whether it is a word (else a character n-gram).
+    semantic_ : TruncatedSVD or None
+        The latent space, when ``semantic_weight`` > 0.
+    reranker_ : Reranker or None
+        The fitted re-ranker (None until :meth:`fit_reranker`).
     """
 
     def __init__(
@@ -141,6 +181,11 @@ class Matcher(BaseEstimator):
         region_weight: float = 0.05,
         min_score: float = 0.0,
         n_terms: int = 5,
+        semantic_weight: float = 0.0,
+        semantic_components: int = 100,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 50,
+        diversity: float = 0.0,
     ) -> None:
         self.vectorizer = vectorizer
         self.aggregation = aggregation
@@ -148,6 +193,30 @@ class Matcher(BaseEstimator):
         self.region_weight = region_weight
         self.min_score = min_score
         self.n_terms = n_terms
+        self.semantic_weight = semantic_weight
+        self.semantic_components = semantic_components
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
+        self.diversity = diversity
+
+    def __setstate__(self, state: dict) -> None:
+        """Artefacts saved before a parameter existed load with that parameter's default."""
+        defaults = {
+            "semantic_weight": 0.0,
+            "semantic_components": 100,
+            "reranker": None,
+            "rerank_depth": 50,
+            "diversity": 0.0,
+            "semantic_": None,
+            "reranker_": None,
+        }
+        super().__setstate__({**defaults, **state})
+        for index in self.__dict__.get("index_", {}).values():
+            if not hasattr(index, "latent"):
+                index.latent = None
+                index.n_tags = np.asarray(index.tags.sum(axis=1)).ravel()
+                capacity = index.frame["capacity"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
+                index.load_fraction = _load_fraction(index.frame, capacity)
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
@@ -158,6 +227,12 @@ class Matcher(BaseEstimator):
                 "tag_weight and region_weight must be non-negative with a sum below 1, "
                 f"got {self.tag_weight} and {self.region_weight}"
             )
+        if not 0 <= self.semantic_weight < 1:
+            raise ValueError(f"semantic_weight must be in [0, 1), got {self.semantic_weight}")
+        if not 0 <= self.diversity < 1:
+            raise ValueError(f"diversity must be in [0, 1), got {self.diversity}")
+        if self.rerank_depth < 1:
+            raise ValueError(f"rerank_depth must be positive, got {self.rerank_depth}")
 
     def fit(self, X: pd.DataFrame, y: object = None) -> Matcher:
         """Fit the vocabulary on the targets ``X`` and index them.
@@ -179,13 +254,23 @@ class Matcher(BaseEstimator):
         self.feature_names_ = self.vectorizer_.get_feature_names_out()
         self.feature_is_word_ = np.char.startswith(self.feature_names_.astype(str), "word:")
         self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
+        self.char_columns_ = np.zeros(len(self.feature_names_), dtype=np.float32)
+        self.char_columns_[self.vectorizer_.block_slices_.get("char", slice(0, 0))] = 1.0
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
+        self.reranker_ = None
+        texts = {t: self.vectorizer_.transform_preprocessed(documents[t][0]) for t in per_type}
+        self.semantic_ = None
+        if self.semantic_weight > 0:
+            stacked = sp.vstack(list(texts.values()), format="csr")
+            n_components = max(1, min(self.semantic_components, stacked.shape[1] - 1, stacked.shape[0] - 1))
+            self.semantic_ = TruncatedSVD(n_components=n_components, random_state=0).fit(stacked)
         self.index_ = {}
         for target_type, type_frame in per_type.items():
             docs, owners = documents[target_type]
-            texts = self.vectorizer_.transform_preprocessed(docs)
-            self.index_[target_type] = self._build_index(type_frame.drop(columns=["texts"]), docs, owners, texts)
+            self.index_[target_type] = self._build_index(
+                type_frame.drop(columns=["texts"]), docs, owners, texts[target_type]
+            )
         logger.info("fitted on %s targets, %d features", self.n_targets_, len(self.feature_names_))
         return self
 
@@ -285,6 +370,7 @@ class Matcher(BaseEstimator):
         starts = None
         if self.aggregation == "max":
             starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        tags = _binary(frame["tags"], self.tag_vocabulary_)
         return _TypeIndex(
             frame=frame,
             texts=texts,
@@ -292,7 +378,7 @@ class Matcher(BaseEstimator):
             starts=starts,
             owners=owners,
             docs=docs,
-            tags=_binary(frame["tags"], self.tag_vocabulary_),
+            tags=tags,
             counties=_binary(frame["counties"], self.county_vocabulary_),
             free=capacity - load,
             available=frame["available"].to_numpy(dtype=bool),
@@ -301,9 +387,20 @@ class Matcher(BaseEstimator):
             names=frame["name"].tolist(),
             tag_sets=[{normalise(t) for t in tags} for tags in frame["tags"]],
             serves_all=np.asarray([len(c) == 0 for c in frame["counties"]], dtype=bool),
+            n_tags=np.asarray(tags.sum(axis=1)).ravel(),
+            load_fraction=_load_fraction(frame, capacity),
+            latent=self._latent(texts),
             tags_t=sp.csr_matrix((0, 0)),
             counties_t=sp.csr_matrix((0, 0)),
         )._transpose_labels()
+
+    def _latent(self, vectors: sp.csr_matrix) -> np.ndarray | None:
+        """Unit-norm latent vectors of shape (n_rows, n_components), or None without a latent space."""
+        if getattr(self, "semantic_", None) is None:
+            return None
+        latent = np.asarray(vectors @ self.semantic_.components_.T, dtype=np.float64)
+        norms = np.linalg.norm(latent, axis=1, keepdims=True)
+        return latent / np.where(norms > 0, norms, 1.0)
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -318,22 +415,27 @@ class Matcher(BaseEstimator):
         tags = [list(r.get("tags") or []) for r in records]
         counties = [list(r.get("counties") or []) for r in records]
         docs = self.vectorizer_.preprocess([str(r.get("text") or "") for r in records])
+        vectors = self.vectorizer_.transform_preprocessed(docs)
         return _NeedBlock(
             ids=[r.get("id") or "" for r in records],
             tags=tags,
             counties=counties,
             org_ids=[r.get("org_id") or None for r in records],
             docs=docs,
-            vectors=self.vectorizer_.transform_preprocessed(docs),
+            vectors=vectors,
             tag_matrix=_binary(tags, self.tag_vocabulary_),
             county_matrix=_binary(counties, self.county_vocabulary_),
             n_tags=np.asarray([len({normalise(t) for t in ts}) for ts in tags], dtype=float),
+            latent=self._latent(vectors),
         )
 
     def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Text, tag and region components, each of shape (n_needs, n_targets)."""
         index = self.index_[target_type]
         text = index.text_scores(block.vectors)
+        if index.latent is not None and block.latent is not None:
+            semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
+            text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
         if index.starts is not None:
             text = np.maximum.reduceat(text, index.starts, axis=1)
         np.clip(text, 0.0, 1.0, out=text)
@@ -391,12 +493,160 @@ class Matcher(BaseEstimator):
             raise ValueError(f"this model has no targets of type {target_type!r}; it has {list(self.index_)}")
 
     def _ranked(
-        self, block: _NeedBlock, target_type: str, k: int, county: str | None
-    ) -> tuple[list[np.ndarray], np.ndarray, tuple[np.ndarray, ...]]:
+        self, block: _NeedBlock, target_type: str, k: int, county: str | None, *, explain: bool = False
+    ) -> tuple[list[_Ranking], tuple[np.ndarray, ...]]:
+        """The top ``k`` of each need of the block, and the components (each (n_needs, n_targets))."""
         components = self._components(block, target_type)
-        scores = self._combine(*components)
-        scores[~self._eligible(block, target_type, county) | (scores <= self.min_score)] = -np.inf
-        return [top_k(row, k) for row in scores], scores, components
+        base = self._combine(*components)
+        base[~self._eligible(block, target_type, county) | (base <= self.min_score)] = -np.inf
+        reranker = self._reranker_for(target_type)
+        rankings = []
+        for need in range(len(block.ids)):
+            row = base[need]
+            if reranker is None and self.diversity == 0:
+                rows = top_k(row, k)
+                rankings.append(_Ranking(rows, row[rows], row[rows]))
+                continue
+            rows = top_k(row, max(k, self.rerank_depth))
+            scores, features = row[rows], None
+            if reranker is not None and len(rows):
+                similarities = self._similarities(block, need, target_type, rows, components)
+                index = self.index_[target_type]
+                frame = reranker.serving_frame(
+                    target_type, similarities, index.ids[rows], index.load_fraction[rows], block.org_ids[need]
+                )
+                features = feature_matrix(frame, rank=False)
+                scores = np.round(reranker.predict_proba(target_type, features), SCORE_DECIMALS)
+                order = np.lexsort((rows, -scores))
+                rows, scores, features = rows[order], scores[order], features[order]
+            if self.diversity > 0 and len(rows) > 1:
+                texts = self.index_[target_type].texts[self._first_rows(target_type, rows)]
+                similarity = (texts @ texts.T).toarray()
+                order = maximal_marginal_relevance(scores, similarity, k, self.diversity)
+                rows, scores = rows[order], scores[order]
+                features = features[order] if features is not None else None
+            rows, scores = rows[:k], scores[:k]
+            effects = None
+            if explain and features is not None:
+                effects = reranker.contributions(target_type, features[:k])
+                features = features[:k]
+            rankings.append(_Ranking(rows, scores, row[rows], features, effects))
+        return rankings, components
+
+    def _reranker_for(self, target_type: str) -> Reranker | None:
+        reranker = getattr(self, "reranker_", None)
+        if reranker is None or target_type not in reranker.models_:
+            return None
+        return reranker
+
+    def _first_rows(self, target_type: str, targets: np.ndarray) -> np.ndarray:
+        """The first text row of each target (the only one with ``aggregation="concat"``)."""
+        index = self.index_[target_type]
+        return targets if index.starts is None else index.starts[targets]
+
+    def _similarities(
+        self,
+        block: _NeedBlock,
+        need: int,
+        target_type: str,
+        targets: np.ndarray,
+        components: tuple[np.ndarray, ...],
+    ) -> dict[str, np.ndarray]:
+        """The re-ranker's similarity features of one need with target rows ``targets``.
+
+        ``text``, ``tags`` and ``region`` are the score's components; ``text_share`` is ``text`` over the
+        need's best ``text`` among all targets of the type (how close to the best this one is, comparable
+        between short and long needs); ``char`` and ``word`` the cosine of
+        each block and ``semantic`` the latent cosine, on the target's best-matching text; ``jaccard``
+        the tag Jaccard index. Each is an array of shape (len(targets),).
+        """
+        index = self.index_[target_type]
+        text, tags, region = (c[need, targets] for c in components)
+        if index.starts is None:
+            rows, owner = targets, np.arange(len(targets))
+        else:
+            ends = np.r_[index.starts[1:], len(index.owners)]
+            counts = ends[targets] - index.starts[targets]
+            owner = np.repeat(np.arange(len(targets)), counts)
+            rows = index.starts[targets][owner] + (np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts))
+        query = block.vectors[need].toarray().ravel()
+        chars = query * self.char_columns_
+        texts = index.texts[rows]
+        char_dot = texts @ chars
+        word_dot = texts @ (query - chars)
+        semantic = np.zeros(len(rows))
+        if index.latent is not None and block.latent is not None:
+            semantic = index.latent[rows] @ block.latent[need]
+        best = np.zeros(len(targets), dtype=int)  # per target, its text row with the highest fused similarity
+        fused = (1.0 - self.semantic_weight) * (char_dot + word_dot) + self.semantic_weight * semantic
+        order = np.lexsort((-fused, owner))
+        first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+        best[owner[order][first]] = order[first]
+        weights = self.vectorizer_.weights_
+        n_tags_need = block.n_tags[need]
+        overlap = tags * n_tags_need
+        union = n_tags_need + index.n_tags[targets] - overlap
+        top = float(components[0][need].max()) if components[0].shape[1] else 0.0
+        return {
+            "text": text,
+            "text_share": text / top if top > 0 else np.zeros(len(targets)),
+            "char": char_dot[best] / weights["char"] if "char" in weights else np.zeros(len(targets)),
+            "word": word_dot[best] / weights["word"] if "word" in weights else np.zeros(len(targets)),
+            "semantic": np.clip(semantic[best], 0.0, 1.0),
+            "tags": tags,
+            "jaccard": np.divide(overlap, union, out=np.zeros(len(targets)), where=union > 0),
+            "region": region,
+        }
+
+    def pair_features(self, needs: pd.DataFrame, pairs: pd.DataFrame, *, chunk_size: int = 200) -> pd.DataFrame:
+        """The similarity features of (need, target) pairs, as the re-ranker sees them.
+
+        Parameters
+        ----------
+        needs : DataFrame of ``NEED_COLUMNS`` holding every need of ``pairs``.
+        pairs : DataFrame with ``need_id, target_type, target_id``.
+
+        Returns
+        -------
+        DataFrame of :data:`matcher.rerank.SIMILARITIES` columns, one row per pair (same index);
+        pairs whose target is not indexed get zeros.
+        """
+        from matcher.rerank import SIMILARITIES
+
+        check_is_fitted(self, "index_")
+        needs = _check_needs(needs)
+        result = pd.DataFrame(0.0, index=pairs.index, columns=list(SIMILARITIES))
+        wanted = pairs.reset_index(drop=True)
+        for start in range(0, len(needs), chunk_size):
+            chunk = needs.iloc[start : start + chunk_size]
+            block = self._needs(chunk)
+            position = {need_id: row for row, need_id in enumerate(block.ids)}
+            for target_type in self.target_types_:
+                part = wanted.loc[(wanted["target_type"] == target_type) & wanted["need_id"].isin(position)]
+                if part.empty:
+                    continue
+                index = self.index_[target_type]
+                target_row = pd.Series(np.arange(len(index.ids)), index=index.ids)
+                part = part.loc[part["target_id"].isin(target_row.index)]
+                components = self._components(block, target_type)
+                for need_id, group in part.groupby("need_id", sort=False):
+                    values = self._similarities(
+                        block, position[need_id], target_type, target_row[group["target_id"]].to_numpy(), components
+                    )
+                    result.iloc[group.index, :] = np.column_stack([values[c] for c in SIMILARITIES])
+        return result
+
+    def fit_reranker(self, libraries: Any, *, until: pd.Timestamp | None = None) -> Matcher:
+        """Fit the re-ranker on the coordinators' decisions up to ``until`` (default: all of them).
+
+        Only decisions up to ``until`` are read, each with features as of its own time (see
+        :mod:`matcher.rerank`); a target type with too little feedback keeps the weighted sum.
+        """
+        from matcher.rerank import fit_reranker
+
+        check_is_fitted(self, "index_")
+        self.reranker_ = fit_reranker(self, libraries, until)
+        return self
 
     def match(
         self,
@@ -412,22 +662,23 @@ class Matcher(BaseEstimator):
         Returns
         -------
         DataFrame with columns ``need_id, target_type, target_id, rank, score``, sorted by need
-        (input order), target type (canonical order), rank; ``rank`` starts at 1.
+        (input order), target type (canonical order), rank; ``rank`` starts at 1. The scores and
+        order are those of :meth:`recommend` for the same need.
         """
         check_is_fitted(self, "index_")
         types = self._requested(target_types)
         columns: dict[str, list[np.ndarray]] = {c: [] for c in MATCH_COLUMNS}
         for start in range(0, len(needs), chunk_size):
             block = self._needs(needs.iloc[start : start + chunk_size])
-            ranked = {t: self._ranked(block, t, k, county)[:2] for t in types}
+            ranked = {t: self._ranked(block, t, k, county)[0] for t in types}
             for row, need_id in enumerate(block.ids):
                 for target_type in types:
-                    rows, scores = ranked[target_type][0][row], ranked[target_type][1]
-                    columns["need_id"].append(np.full(len(rows), need_id, dtype=object))
-                    columns["target_type"].append(np.full(len(rows), target_type, dtype=object))
-                    columns["target_id"].append(self.index_[target_type].ids[rows])
-                    columns["rank"].append(np.arange(1, len(rows) + 1))
-                    columns["score"].append(scores[row, rows])
+                    ranking = ranked[target_type][row]
+                    columns["need_id"].append(np.full(len(ranking.rows), need_id, dtype=object))
+                    columns["target_type"].append(np.full(len(ranking.rows), target_type, dtype=object))
+                    columns["target_id"].append(self.index_[target_type].ids[ranking.rows])
+                    columns["rank"].append(np.arange(1, len(ranking.rows) + 1))
+                    columns["score"].append(ranking.scores)
         if not columns["need_id"]:
             return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
         return pd.DataFrame({c: np.concatenate(parts) for c, parts in columns.items()})
@@ -451,16 +702,20 @@ class Matcher(BaseEstimator):
         ``{target_type: [{"id", "name", "score", "reasons"}, ...]}``, best first. ``reasons`` holds
         ``terms`` (matched terms with their weight in the score and their ``[start, end)`` character
         spans in the normalised need text), ``tags`` (matched tags), ``region`` (``match`` and the
-        need's ``counties``) and ``components`` (the text, tag and region parts of the score).
+        need's ``counties``) and ``components`` (the text, tag and region parts of the weighted sum).
+        A re-ranked type adds ``rerank``: ``{"model", "base" (the weighted sum), "features"}``, the
+        features that moved the predicted acceptance most, each ``{"feature", "value", "effect"}``
+        (``effect`` on the log-odds, against the average training pair).
         """
         check_is_fitted(self, "index_")
         block = self._needs([need])
         results = {}
         for target_type in self._requested(target_types):
-            ranked, scores, components = self._ranked(block, target_type, k, county)
+            rankings, components = self._ranked(block, target_type, k, county, explain=True)
+            ranking = rankings[0]
             results[target_type] = [
-                self._explain(block, target_type, int(target), float(scores[0, target]), components)
-                for target in ranked[0]
+                self._explain(block, target_type, ranking, position, components)
+                for position in range(len(ranking.rows))
             ]
         return results
 
@@ -473,28 +728,40 @@ class Matcher(BaseEstimator):
 
     # ------------------------------------------------------------------ reasons
     def _explain(
-        self, block: _NeedBlock, target_type: str, target: int, score: float, components: tuple[np.ndarray, ...]
+        self, block: _NeedBlock, target_type: str, ranking: _Ranking, position: int, components: tuple[np.ndarray, ...]
     ) -> dict[str, Any]:
         index = self.index_[target_type]
+        target, score = int(ranking.rows[position]), float(ranking.scores[position])
         text, tags, region = (float(c[0, target]) for c in components)
         text_weight = 1.0 - self.tag_weight - self.region_weight
         rows = np.flatnonzero(index.owners == target)
         row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
-        return {
-            "id": index.ids[target],
-            "name": index.names[target],
-            "score": score,
-            "reasons": {
-                "terms": self._terms(block, index.texts, row, text_weight),
-                "tags": [t for t in dict.fromkeys(block.tags[0]) if normalise(t) in index.tag_sets[target]],
-                "region": {"match": bool(region > 0), "counties": block.counties[0]},
-                "components": {
-                    "text": round(text_weight * text, SCORE_DECIMALS),
-                    "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
-                    "region": round(self.region_weight * region, SCORE_DECIMALS),
-                },
+        reasons = {
+            "terms": self._terms(block, index.texts, row, text_weight * (1.0 - self.semantic_weight)),
+            "tags": [t for t in dict.fromkeys(block.tags[0]) if normalise(t) in index.tag_sets[target]],
+            "region": {"match": bool(region > 0), "counties": block.counties[0]},
+            "components": {
+                "text": round(text_weight * text, SCORE_DECIMALS),
+                "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
+                "region": round(self.region_weight * region, SCORE_DECIMALS),
             },
         }
+        if ranking.effects is not None:
+            reasons["rerank"] = self._rerank_reasons(ranking, position)
+        return {"id": index.ids[target], "name": index.names[target], "score": score, "reasons": reasons}
+
+    def _rerank_reasons(self, ranking: _Ranking, position: int, n_features: int = 3) -> dict[str, Any]:
+        """The features that moved a re-ranked target's predicted acceptance most (position excluded)."""
+        from matcher.rerank import FEATURES
+
+        effects, values = ranking.effects[position], ranking.features[position]
+        order = [j for j in np.argsort(-np.abs(effects), kind="stable") if FEATURES[j] != POSITION]
+        listed = [
+            {"feature": FEATURES[j], "value": round(float(values[j]), 4), "effect": round(float(effects[j]), 4)}
+            for j in order[:n_features]
+            if abs(effects[j]) >= 1e-4
+        ]
+        return {"model": self.reranker_.method, "base": float(ranking.base[position]), "features": listed}
 
     def _terms(self, block: _NeedBlock, texts: sp.csr_matrix, row: int, scale: float) -> list[dict[str, Any]]:
         """The overlapping terms that contributed most to the text score of text ``row``, with spans.
@@ -540,6 +807,15 @@ def _spans(doc: str, term: str) -> list[list[int]]:
         spans.append([start, start + len(term)])
         start = doc.find(term, start + len(term))
     return spans
+
+
+def _load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
+    """Open engagements / capacity of experts (0 for other types and unlimited capacity)."""
+    load = frame["load"].to_numpy(dtype=float)
+    limited = np.isfinite(capacity) & (capacity > 0)
+    if "target_type" in frame:
+        limited &= (frame["target_type"] == "expert").to_numpy()
+    return np.divide(load, capacity, out=np.zeros(len(frame)), where=limited)
 
 
 def _vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> dict[str, int]:
@@ -614,6 +890,11 @@ def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# The defaults of ``matcher train`` and ``matcher batch`` (flat ``get_params`` keys), chosen by
+# ``matcher tune``; see docs/quality.md for the search and the figures behind them.
+DEFAULT_PARAMS: dict[str, Any] = {}
+
+
 def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
     """The default matcher, with ``params`` (flat ``get_params`` keys, nested with ``__``) applied.
 
@@ -622,7 +903,7 @@ def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
     ValueError
         Naming an unknown parameter and listing the valid ones.
     """
-    matcher = Matcher(vectorizer=TextVectorizer())
+    matcher = Matcher(vectorizer=TextVectorizer(), reranker=Reranker()).set_params(**DEFAULT_PARAMS)
     params = dict(params or {})
     valid = matcher.get_params(deep=True)
     for key in params:

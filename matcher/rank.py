@@ -1,10 +1,10 @@
-"""Ranking: the top k of one row of scores, deterministically, and the reasons for a match."""
+"""Ranking: the top k of one row of scores, deterministically, and diversification of a ranked list."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SCORE_DECIMALS", "top_k"]
+__all__ = ["SCORE_DECIMALS", "maximal_marginal_relevance", "top_k"]
 
 # Scores are rounded to this many decimals before ranking, so that equal printed scores are true
 # ties and ties are broken by id, the same way on every machine and in every output.
@@ -34,3 +34,38 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         candidates = candidates[scores[candidates] >= kth]
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order[:k]]
+
+
+def maximal_marginal_relevance(scores: np.ndarray, similarity: np.ndarray, k: int, trade_off: float) -> np.ndarray:
+    """Greedy maximal marginal relevance: positions of ``k`` items, relevant and unlike each other.
+
+    Each step takes the item maximising ``(1 - trade_off) * score - trade_off * (its highest
+    similarity to an item already taken)``; ties go to the earlier position.
+
+    Parameters
+    ----------
+    scores : array of shape (n,)
+        Relevance of the candidates, best first (the order breaks ties).
+    similarity : array of shape (n, n)
+        Similarity between candidates (cosine of their profiles), in [0, 1].
+    k : int
+        How many to pick.
+    trade_off : float
+        In [0, 1): 0 keeps the order of ``scores``.
+
+    Returns
+    -------
+    positions : array of shape (min(k, n),)
+        Positions into ``scores``, in the order picked.
+    """
+    n = len(scores)
+    picked: list[int] = []
+    closest = np.zeros(n)
+    free = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        value = np.where(free, (1 - trade_off) * scores - trade_off * closest, -np.inf)
+        best = int(np.argmax(value))  # first maximum: the earlier position
+        picked.append(best)
+        free[best] = False
+        closest = np.maximum(closest, similarity[best])
+    return np.asarray(picked, dtype=int)

@@ -9,12 +9,15 @@ from functools import partial
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from matcher.text import normalise, segment
 
-__all__ = ["TextVectorizer", "char_ngrams"]
+__all__ = ["WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
+
+WEIGHTINGS = ("tfidf", "bm25")
 
 _RUNS = re.compile(r"[^\W_]+")
 
@@ -33,8 +36,63 @@ def char_ngrams(doc: str, ngram_range: tuple[int, int] = (1, 2)) -> list[str]:
     return grams
 
 
+class BM25Transformer(TransformerMixin, BaseEstimator):
+    """Okapi BM25 term weighting of a count matrix, as a scikit-learn transformer.
+
+    A term ``t`` counted ``tf`` times in a document of ``dl`` counted terms weighs
+    ``idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` with
+    ``idf(t) = ln(1 + (n - df(t) + 0.5) / (df(t) + 0.5))``: term frequency saturates (``k1``) and long
+    documents are discounted (``b``). Rows are then L2-normalised when ``norm="l2"``, so that a dot
+    product of two rows is a cosine in [0, 1] and comparable across needs.
+
+    Parameters
+    ----------
+    k1 : float
+        Term-frequency saturation (0 = binary).
+    b : float
+        Length normalisation, in [0, 1].
+    norm : {"l2", None}
+        Row normalisation of the output.
+
+    Attributes
+    ----------
+    idf_ : array of shape (n_features,)
+    avgdl_ : float
+        Mean document length (counted terms) of the fitted documents.
+    """
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, norm: str | None = "l2") -> None:
+        self.k1 = k1
+        self.b = b
+        self.norm = norm
+
+    def fit(self, X: sp.spmatrix, y: object = None) -> BM25Transformer:
+        """Learn idf and the mean document length from the count matrix ``X`` (n_documents, n_features)."""
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+        X = sp.csr_matrix(X)
+        n = X.shape[0]
+        df = np.bincount(X.indices, minlength=X.shape[1])
+        self.idf_ = np.log1p((n - df + 0.5) / (df + 0.5))
+        lengths = np.asarray(X.sum(axis=1)).ravel()
+        self.avgdl_ = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
+        return self
+
+    def saturate(self, tf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The BM25 term-frequency part for counts ``tf`` in documents of ``lengths`` (same shape)."""
+        return tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * lengths / self.avgdl_))
+
+    def transform(self, X: sp.spmatrix) -> sp.csr_matrix:
+        """Weight the count matrix ``X``: sparse array of shape (n_documents, n_features)."""
+        check_is_fitted(self, "idf_")
+        X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+        lengths = np.repeat(np.asarray(X.sum(axis=1)).ravel(), np.diff(X.indptr))
+        X.data = self.saturate(X.data, lengths) * self.idf_[X.indices]
+        return normalize(X) if self.norm == "l2" else X
+
+
 class TextVectorizer(TransformerMixin, BaseEstimator):
-    """Character n-gram TF-IDF and jieba word TF-IDF, weighted and joined.
+    """Character n-gram and jieba word vectors (TF-IDF or BM25 weighted), each normalised and joined.
 
     Character n-grams are taken within runs of letters and digits (:func:`char_ngrams`); words come
     from the tokenizer, with punctuation and stop words dropped.
@@ -50,9 +108,14 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     char_ngram_range, word_ngram_range : tuple of (int, int)
         n-gram ranges of the two blocks.
     min_df : int or float
-        Passed to both TF-IDF blocks.
+        Passed to both blocks.
+    weighting : {"tfidf", "bm25"}
+        Term weighting of both blocks: TF-IDF (``TfidfTransformer``, smooth idf) or Okapi BM25
+        (:class:`BM25Transformer`, with ``k1`` and ``b``).
     sublinear_tf : bool
-        Use ``1 + log(tf)`` term frequencies.
+        With TF-IDF, use ``1 + log(tf)`` term frequencies.
+    k1, b : float
+        BM25 term-frequency saturation and length normalisation.
     max_features : int or None
         Vocabulary cap of each block (most frequent first); bounds memory on huge libraries.
     preprocessor : callable
@@ -62,12 +125,14 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    char_ : TfidfVectorizer or None
-        The fitted character block (None when ``char_weight`` is 0).
-    word_ : TfidfVectorizer or None
-        The fitted word block (None when ``word_weight`` is 0).
+    char_ : CountVectorizer or None
+        The fitted character vocabulary (None when ``char_weight`` is 0).
+    word_ : CountVectorizer or None
+        The fitted word vocabulary (None when ``word_weight`` is 0).
+    weighting_ : dict of str to TfidfTransformer or BM25Transformer
+        The fitted term weighting of each block.
     n_features_out_ : int
-        Number of output columns.
+        Number of output columns; the character block's columns come first.
     """
 
     def __init__(
@@ -78,7 +143,10 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         char_ngram_range: tuple[int, int] = (1, 2),
         word_ngram_range: tuple[int, int] = (1, 1),
         min_df: int | float = 1,
+        weighting: str = "tfidf",
         sublinear_tf: bool = True,
+        k1: float = 1.2,
+        b: float = 0.75,
         max_features: int | None = None,
         preprocessor: Callable[[str], str] = normalise,
         tokenizer: Callable[[str], list[str]] = segment,
@@ -88,31 +156,37 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         self.char_ngram_range = char_ngram_range
         self.word_ngram_range = word_ngram_range
         self.min_df = min_df
+        self.weighting = weighting
         self.sublinear_tf = sublinear_tf
+        self.k1 = k1
+        self.b = b
         self.max_features = max_features
         self.preprocessor = preprocessor
         self.tokenizer = tokenizer
 
-    def _blocks(self) -> list[tuple[str, float, TfidfVectorizer]]:
+    def __setstate__(self, state: dict) -> None:
+        """Artefacts saved before a parameter existed load with that parameter's default."""
+        defaults = {"weighting": "tfidf", "k1": 1.2, "b": 0.75}
+        super().__setstate__({**defaults, **state})
+        if "weights_" in state and "weighting_" not in state:  # TfidfVectorizer blocks: they hold idf_
+            self.weighting_ = {n: getattr(self, f"{n}_") for n in self.weights_}
+
+    def _blocks(self) -> list[tuple[str, float, CountVectorizer]]:
         if self.char_weight < 0 or self.word_weight < 0 or self.char_weight + self.word_weight <= 0:
             raise ValueError(
                 "char_weight and word_weight must be non-negative and not both zero, "
                 f"got {self.char_weight} and {self.word_weight}"
             )
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         total = self.char_weight + self.word_weight
-        common = dict(
-            lowercase=False,
-            min_df=self.min_df,
-            sublinear_tf=self.sublinear_tf,
-            max_features=self.max_features,
-            dtype=np.float32,
-        )
+        common = dict(lowercase=False, min_df=self.min_df, max_features=self.max_features, dtype=np.float64)
         blocks = []
         if self.char_weight > 0:
-            char = TfidfVectorizer(analyzer=partial(char_ngrams, ngram_range=tuple(self.char_ngram_range)), **common)
+            char = CountVectorizer(analyzer=partial(char_ngrams, ngram_range=tuple(self.char_ngram_range)), **common)
             blocks.append(("char", self.char_weight / total, char))
         if self.word_weight > 0:
-            word = TfidfVectorizer(
+            word = CountVectorizer(
                 tokenizer=self.tokenizer,
                 token_pattern=None,
                 ngram_range=tuple(self.word_ngram_range),
@@ -121,6 +195,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             blocks.append(("word", self.word_weight / total, word))
         return blocks
 
+    def _weighting(self) -> TfidfTransformer | BM25Transformer:
+        if self.weighting == "bm25":
+            return BM25Transformer(k1=self.k1, b=self.b)
+        return TfidfTransformer(sublinear_tf=self.sublinear_tf)
+
     def preprocess(self, raw_documents: Iterable[str]) -> list[str]:
         """Apply the preprocessor to each raw text."""
         if isinstance(raw_documents, str):
@@ -128,7 +207,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         return [self.preprocessor(doc) for doc in raw_documents]
 
     def fit(self, raw_documents: Iterable[str], y: object = None) -> TextVectorizer:
-        """Learn both vocabularies and idf weights from ``raw_documents``."""
+        """Learn both vocabularies and term weights from ``raw_documents``."""
         self.fit_preprocessed(self.preprocess(raw_documents))
         return self
 
@@ -136,19 +215,33 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """Fit on texts already passed through the preprocessor."""
         self.char_ = self.word_ = None
         self.weights_ = {}
+        self.weighting_ = {}
         self.__dict__.pop("_analyzers", None)
         for name, weight, block in self._blocks():
             try:
-                block.fit(docs)
+                counts = block.fit_transform(docs)
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
                 raise ValueError(f"cannot fit the {name} block: {error}") from error
             setattr(self, f"{name}_", block)
             self.weights_[name] = weight
+            self.weighting_[name] = self._weighting().fit(counts)
         self.n_features_out_ = sum(len(b.vocabulary_) for b in self._fitted_blocks())
         return self
 
-    def _fitted_blocks(self) -> list[TfidfVectorizer]:
+    def _fitted_blocks(self) -> list[CountVectorizer]:
         return [b for b in (self.char_, self.word_) if b is not None]
+
+    @property
+    def block_slices_(self) -> dict[str, slice]:
+        """The output columns of each fitted block: ``{"char": slice(0, n_char), "word": ...}``."""
+        check_is_fitted(self, "weights_")
+        slices, start = {}, 0
+        for name in ("char", "word"):
+            block = getattr(self, f"{name}_")
+            if block is not None:
+                slices[name] = slice(start, start + len(block.vocabulary_))
+                start += len(block.vocabulary_)
+        return slices
 
     def transform(self, raw_documents: Iterable[str]) -> sp.csr_matrix:
         """Vectorise texts: sparse array of shape (n_documents, n_features_out_), rows of unit norm."""
@@ -158,9 +251,10 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     def transform_preprocessed(self, docs: list[str]) -> sp.csr_matrix:
         """Vectorise texts already passed through the preprocessor.
 
-        Equivalent to each block's ``TfidfVectorizer.transform``, L2-normalised and scaled by the
-        block weight, but computed in one pass from the fitted vocabularies and idf weights: one need
-        is the service's hot path, where the estimators' input validation would cost more than the maths.
+        Equivalent to each block's counts weighted by its fitted transformer (TF-IDF or BM25),
+        L2-normalised and scaled by the block weight, but computed in one pass from the fitted
+        vocabularies and weights: one need is the service's hot path, where the estimators' input
+        validation would cost more than the maths.
         """
         check_is_fitted(self, "weights_")
         names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
@@ -180,12 +274,19 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             indptr.append(len(indices))
         columns = np.asarray(indices, dtype=np.int32)
         data = np.asarray(counts, dtype=np.float64)
-        if self.sublinear_tf:
+        segment = np.asarray(segments, dtype=np.int64)
+        weightings = [self.weighting_[n] for n in names]
+        idf = np.concatenate([w.idf_ for w in weightings])
+        if isinstance(weightings[0], BM25Transformer):
+            lengths = np.bincount(segment, weights=data, minlength=len(docs) * len(blocks))
+            relative = lengths / np.repeat([w.avgdl_ for w in weightings], len(docs))
+            k1, b = weightings[0].k1, weightings[0].b
+            data = data * (k1 + 1) / (data + k1 * (1 - b + b * relative[segment]))
+        elif getattr(weightings[0], "sublinear_tf", False):
             np.log(data, out=data)
             data += 1.0
-        data *= np.concatenate([b[0].idf_ for b in blocks])[columns] if len(columns) else data
+        data *= idf[columns] if len(columns) else data
         # each block of each row to unit norm, times the square root of the block's weight
-        segment = np.asarray(segments, dtype=np.int64)
         norms = np.sqrt(np.bincount(segment, weights=data * data, minlength=len(docs) * len(blocks)))
         scale = np.repeat([np.sqrt(b[2]) for b in blocks], len(docs)) / np.where(norms > 0, norms, 1.0)
         data *= scale[segment]

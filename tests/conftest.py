@@ -130,7 +130,11 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
     models = tmp_path_factory.mktemp("models")
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'matcher.sqlite3'}"
-    version = train_version(data=ROOT / "data", models=models, database_url=database)
+    # no re-ranker: `matcher batch` fits on files without decisions, and test_batch compares it with
+    # this model over HTTP; the re-ranked paths are tested in test_rerank.py
+    version = train_version(
+        {"reranker__method": "none"}, data=ROOT / "data", models=models, database_url=database, evaluate=False
+    )
     return {"models": models, "data": ROOT / "data", "version": version, "database": database}
 
 

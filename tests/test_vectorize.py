@@ -84,3 +84,37 @@ def test_grid_search_over_vectoriser_parameters() -> None:
     search.fit(texts, labels)
     assert search.best_score_ == 1.0
     assert search.predict(["新的个案管理需求"])[0] == 0
+
+
+def test_bm25_transformer_by_hand() -> None:
+    from matcher.vectorize import BM25Transformer
+
+    counts = np.array([[2, 0, 1], [0, 1, 1]])  # lengths 3 and 2, avgdl 2.5
+    bm25 = BM25Transformer(k1=1.0, b=0.5, norm=None).fit(counts)
+    idf = np.log1p((2 - np.array([1, 1, 2]) + 0.5) / (np.array([1, 1, 2]) + 0.5))
+    np.testing.assert_allclose(bm25.idf_, idf)
+    weighted = bm25.transform(counts).toarray()
+    tf_part = 2 * 2 / (2 + 1 * (0.5 + 0.5 * 3 / 2.5))
+    assert weighted[0, 0] == pytest.approx(idf[0] * tf_part)
+    assert weighted[1, 0] == 0
+    unit = BM25Transformer().fit(counts).transform(counts)
+    np.testing.assert_allclose(np.sqrt(unit.multiply(unit).sum(axis=1)).A1, 1.0)
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "bm25"])
+def test_fast_path_equals_the_sklearn_transformers(weighting) -> None:
+    from sklearn.preprocessing import normalize
+
+    vectorizer = TextVectorizer(weighting=weighting, char_weight=0.7, word_weight=0.3).fit(DOCS)
+    fast = vectorizer.transform(DOCS).toarray()
+    parts = []
+    for name, weight in (("char", 0.7), ("word", 0.3)):
+        counts = getattr(vectorizer, f"{name}_").transform(vectorizer.preprocess(DOCS))
+        parts.append(normalize(vectorizer.weighting_[name].transform(counts)).toarray() * np.sqrt(weight))
+    np.testing.assert_allclose(fast, np.hstack(parts), atol=1e-6)
+    assert vectorizer.block_slices_["word"].start == len(vectorizer.char_.vocabulary_)
+
+
+def test_unknown_weighting_is_named() -> None:
+    with pytest.raises(ValueError, match="weighting"):
+        TextVectorizer(weighting="bm42").fit(DOCS)

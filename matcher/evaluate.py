@@ -1,0 +1,587 @@
+"""Evaluation: how good the matches are, on the match history and on an external benchmark.
+
+* :func:`evaluate_history`: a time split of the recorded decisions. The model (vocabulary, re-ranker,
+  target histories) is fitted on what was known at the cutoff; each later coordinator session is then
+  re-ranked, and the targets the coordinator accepted (graded by rating) are the relevant ones.
+* :func:`evaluate_bench`: a labelled retrieval benchmark in the format of ``../shared/bench/zh``
+  (``experts.jsonl``, ``needs.jsonl``, ``qrels.csv``, ``pairs.csv``); its learned re-ranker is trained
+  and measured by cross-validation over the benchmark's needs only.
+* :func:`find_gaps`: needs whose best match is weak, by category and county.
+
+Every method is compared with a plain character TF-IDF baseline measured in the same run, and every
+figure comes with a bootstrap confidence interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import GroupKFold
+
+from matcher import metrics
+from matcher.library import Libraries, needs_frame, targets_frame
+from matcher.model import Matcher, build_matcher
+from matcher.rerank import SIMILARITIES, decision_rows, feature_matrix, similarity_frame
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "Bench",
+    "bench_candidates",
+    "evaluate_bench",
+    "evaluate_history",
+    "find_gaps",
+    "load_bench",
+    "plot_gaps",
+    "plot_ndcg",
+    "write_results",
+]
+
+RESULT_COLUMNS = ("dataset", "method", "metric", "k", "value", "ci_low", "ci_high", "n")
+HISTORY_METHODS = ("reranker", "fusion", "char_tfidf", "shown_order")
+BENCH_KS = (1, 3, 5, 10, 20)
+HISTORY_KS = (1, 3, 5, 10)
+
+
+def _row(dataset: str, method: str, metric: str, k: int | None, estimate: tuple[float, float, float], n: int) -> dict:
+    value, low, high = estimate
+    return {
+        "dataset": dataset,
+        "method": method,
+        "metric": metric,
+        "k": k if k is not None else "",
+        "value": round(value, 4),
+        "ci_low": round(low, 4),
+        "ci_high": round(high, 4),
+        "n": n,
+    }
+
+
+def plain_char_tfidf(documents: Sequence[str]) -> TfidfVectorizer:
+    """The baseline: scikit-learn ``TfidfVectorizer(analyzer="char", ngram_range=(1, 2))``, nothing else."""
+    return TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(documents)
+
+
+# ---------------------------------------------------------------------------------------- history
+def _ranking_metrics(
+    dataset: str, method: str, groups: list[tuple[np.ndarray, np.ndarray]], ks: Sequence[int], n_resamples: int
+) -> list[dict]:
+    """nDCG, precision, recall at each k, MAP and MRR over groups of (scores, gains), with CIs."""
+    per: dict[tuple[str, int | None], list[float]] = {}
+    for scores, gains in groups:
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        ranked = list(order)
+        gain_of = {i: float(g) for i, g in enumerate(gains)}
+        relevant = {i for i, g in gain_of.items() if g > 0}
+        for k in ks:
+            per.setdefault(("nDCG", k), []).append(metrics.ndcg_at_k(ranked, gain_of, k))
+            per.setdefault(("precision", k), []).append(metrics.precision_at_k(ranked, relevant, k))
+            per.setdefault(("recall", k), []).append(metrics.recall_at_k(ranked, relevant, k))
+        per.setdefault(("MAP", None), []).append(metrics.average_precision(ranked, relevant))
+        per.setdefault(("MRR", None), []).append(metrics.reciprocal_rank(ranked, relevant))
+    return [
+        _row(dataset, method, metric, k, metrics.bootstrap_ci(values, n_resamples=n_resamples), len(values))
+        for (metric, k), values in per.items()
+    ]
+
+
+def _ordering_rows(
+    dataset: str, method: str, frame: pd.DataFrame, scores: np.ndarray, n_resamples: int
+) -> list[dict]:
+    """Pairwise ordering loss of each target's rated decisions: all, clear-cut (gap >= 2), close (gap 1)."""
+    rated = frame["accepted"].to_numpy() & (frame["gain"] > 0).to_numpy()
+    rows = []
+    for label, low, high in (("ordering_loss", 1, math.inf), ("ordering_loss_clear", 2, math.inf), ("ordering_loss_close", 1, 1)):
+        losses = metrics.pairwise_ordering_loss(
+            (frame.loc[rated, "target_type"] + ":" + frame.loc[rated, "target_id"]).tolist(),
+            frame.loc[rated, "gain"].tolist(),
+            scores[rated].tolist(),
+            min_gap=low,
+            max_gap=high,
+        )
+        values = list(losses.values())
+        rows.append(_row(dataset, method, label, None, metrics.bootstrap_ci(values, n_resamples=n_resamples), len(values)))
+    return rows
+
+
+@dataclass
+class HistoryResult:
+    """What :func:`evaluate_history` measured: the table, the per-pair scores and the fitted model."""
+
+    rows: list[dict]
+    frame: pd.DataFrame  # the test decisions with each method's score
+    cutoff: pd.Timestamp
+    model: Matcher
+
+
+def history_scores(model: Matcher, libs: Libraries, test: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Scores of each test decision's pair by every method of ``HISTORY_METHODS``.
+
+    The re-ranker sees only what it would have in service: target histories frozen at the cutoff
+    (its training), the live load at decision time, profiles as of the decision's period, and every
+    candidate taken as shown first.
+    """
+    frame = test.copy()
+    similarities = similarity_frame(model, libs, frame)
+    frame[list(SIMILARITIES)] = similarities.to_numpy()
+    text_weight = 1.0 - model.tag_weight - model.region_weight
+    frame["fusion"] = text_weight * frame["text"] + model.tag_weight * frame["tags"] + model.region_weight * frame["region"]
+    frame["reranker"] = frame["fusion"]
+    reranker = model.reranker_
+    if reranker is not None:
+        for target_type in reranker.models_:
+            mask = (frame["target_type"] == target_type).to_numpy()
+            part = frame.loc[mask]
+            served = reranker.serving_frame(
+                target_type,
+                {c: part[c].to_numpy() for c in SIMILARITIES},
+                part["target_id"].to_numpy(),
+                part["load_fraction"].to_numpy(),
+                None,
+            )
+            served["stage"] = part["stage"].to_numpy()  # the need's organisation, known in service
+            frame.loc[mask, "reranker"] = reranker.predict_proba(target_type, feature_matrix(served, rank=False))
+    profiles = targets_frame(libs, until=cutoff)
+    documents = {
+        (t, i): "\n".join(x for x in texts if x)
+        for t, i, texts in zip(profiles["target_type"], profiles["id"], profiles["texts"], strict=True)
+    }
+    baseline = plain_char_tfidf(list(documents.values()))
+    need_text = needs_frame(libs).set_index("id")["text"]
+    left = baseline.transform(need_text.reindex(frame["need_id"]).fillna("").tolist())
+    right = baseline.transform([documents.get(key, "") for key in zip(frame["target_type"], frame["target_id"], strict=True)])
+    frame["char_tfidf"] = np.asarray(left.multiply(right).sum(axis=1)).ravel()
+    frame["shown_order"] = -frame["rank"].astype(float)
+    return frame
+
+
+def evaluate_history(
+    libs: Libraries,
+    params: dict[str, Any] | None = None,
+    *,
+    test_share: float = 0.25,
+    n_resamples: int = 1000,
+) -> HistoryResult:
+    """Fit on the decisions before a cutoff and rank the coordinator sessions after it.
+
+    The cutoff is the time by which ``1 - test_share`` of the accept/reject decisions were made. The
+    matcher's vocabulary, the re-ranker and the target histories are fitted on what was known then.
+    Each later session (the targets shown to a coordinator for one need) is a ranking task; the
+    relevance of a target is its rating when accepted (3 without one), 0 when rejected. Methods:
+    ``reranker`` (the model), ``fusion`` (its untrained weighted sum), ``char_tfidf`` (plain
+    character TF-IDF cosine) and ``shown_order`` (the order the simulator showed, a reference that
+    knew the hidden relevance). Sessions without any acceptance carry no ranking signal and are left out.
+    """
+    rows_all = decision_rows(libs)
+    if rows_all.empty:
+        raise ValueError("the libraries hold no decisions to evaluate on")
+    cutoff = rows_all["decided_at"].quantile(1 - test_share)
+    model = build_matcher(params).fit(targets_frame(libs, until=cutoff))
+    model.fit_reranker(libs, until=cutoff)
+    test = rows_all.loc[rows_all["decided_at"] > cutoff].reset_index(drop=True)
+    frame = history_scores(model, libs, test, cutoff)
+    result = []
+    sessions = [g for _, g in frame.groupby("session", sort=True) if (g["gain"] > 0).any() and len(g) > 1]
+    for method in HISTORY_METHODS:
+        groups = [(g[method].to_numpy(dtype=float), g["gain"].to_numpy(dtype=float)) for g in sessions]
+        result += _ranking_metrics("history", method, groups, HISTORY_KS, n_resamples)
+        if method != "shown_order":
+            result += _ordering_rows("history", method, frame, frame[method].to_numpy(dtype=float), n_resamples)
+    # the gain of re-ranking over the untrained fusion, per session, with its own interval
+    differences = []
+    for g in sessions:
+        gains = dict(enumerate(g["gain"]))
+        ndcg = {}
+        for method in ("reranker", "fusion"):
+            scores = g[method].to_numpy(dtype=float)
+            ndcg[method] = metrics.ndcg_at_k(list(np.lexsort((np.arange(len(scores)), -scores))), gains, 5)
+        differences.append(ndcg["reranker"] - ndcg["fusion"])
+    result.append(
+        _row("history", "reranker-fusion", "nDCG", 5, metrics.bootstrap_ci(differences, n_resamples=n_resamples), len(differences))
+    )
+    result += _exposure_rows(model, libs, test, n_resamples)
+    return HistoryResult(rows=result, frame=frame, cutoff=cutoff, model=model)
+
+
+def _exposure_rows(model: Matcher, libs: Libraries, test: pd.DataFrame, n_resamples: int, k: int = 5) -> list[dict]:
+    """Catalogue coverage and exposure Gini of the top ``k`` experts for the test period's needs."""
+    needs = needs_frame(libs, list(dict.fromkeys(test["need_id"])))
+    catalogue = model.targets("expert")
+    catalogue = catalogue.loc[catalogue["available"], "id"].tolist()
+    rows = []
+    fusion = _without_reranker(model)
+    for method, scorer in (("reranker", model), ("fusion", fusion)):
+        table = scorer.match(needs, k=k, target_types=["expert"])
+        lists = [g["target_id"].tolist() for _, g in table.groupby("need_id", sort=False)]
+        coverage = metrics.bootstrap_ci(
+            np.arange(len(lists)), lambda d, ls=lists: metrics.catalogue_coverage([ls[int(i)] for i in d], catalogue), n_resamples=n_resamples,
+            centred=True,
+        )
+        gini = metrics.bootstrap_ci(
+            np.arange(len(lists)), lambda d, ls=lists: metrics.exposure_gini([ls[int(i)] for i in d], catalogue), n_resamples=n_resamples,
+            centred=True,
+        )
+        rows.append(_row("history", method, "coverage", k, coverage, len(lists)))
+        rows.append(_row("history", method, "exposure_gini", k, gini, len(lists)))
+    return rows
+
+
+def _without_reranker(model: Matcher) -> Matcher:
+    import copy
+
+    twin = copy.copy(model)
+    twin.reranker_ = None
+    return twin
+
+
+# ------------------------------------------------------------------------------------------ bench
+@dataclass
+class Bench:
+    """A labelled retrieval benchmark: targets (experts), needs, graded judgements and preference pairs."""
+
+    experts: pd.DataFrame  # id, text
+    needs: pd.DataFrame  # id, text
+    qrels: dict[str, dict[str, int]]  # need id -> expert id -> label (0 = judged not relevant)
+    pairs: list[tuple[str, str, str, int, int]]  # need, expert a, expert b, label a, label b
+
+    def subset(self, n_needs: int, seed: int = 0) -> Bench:
+        """The first ``n_needs`` judged needs in a seeded random order (every expert kept)."""
+        judged = [n for n in self.needs["id"] if any(v > 0 for v in self.qrels.get(n, {}).values())]
+        chosen = set(np.random.default_rng(seed).permutation(judged)[:n_needs])
+        return Bench(
+            experts=self.experts,
+            needs=self.needs.loc[self.needs["id"].isin(chosen)].reset_index(drop=True),
+            qrels={n: q for n, q in self.qrels.items() if n in chosen},
+            pairs=[p for p in self.pairs if p[0] in chosen],
+        )
+
+    def targets(self) -> pd.DataFrame:
+        """The experts as a matcher targets frame (no tags, counties or capacity)."""
+        n = len(self.experts)
+        return pd.DataFrame(
+            {
+                "target_type": "expert",
+                "id": self.experts["id"],
+                "name": self.experts["text"],
+                "texts": [[t] for t in self.experts["text"]],
+                "tags": [[] for _ in range(n)],
+                "counties": [[] for _ in range(n)],
+                "org_id": None,
+                "capacity": pd.array([None] * n, dtype="Int64"),
+                "load": 0,
+                "available": True,
+            }
+        )
+
+    def need_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"id": self.needs["id"], "text": self.needs["text"]})
+
+    def __deepcopy__(self, memo: dict) -> Bench:  # read-only data: estimators holding it share it
+        return self
+
+
+def load_bench(folder: str | Path, split: str = "dev") -> Bench:
+    """Read a benchmark folder in the format of ``../shared/bench/zh`` (see its README)."""
+    folder = Path(folder)
+    for name in ("experts.jsonl", "needs.jsonl", "qrels.csv"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: not found (is this a benchmark folder?)")
+
+    def jsonl(name: str) -> pd.DataFrame:
+        with (folder / name).open(encoding="utf-8") as handle:
+            return pd.DataFrame([json.loads(line) for line in handle if line.strip()])[["id", "text"]]
+
+    needs = jsonl("needs.jsonl")
+    if (folder / "split.csv").is_file():
+        splits = pd.read_csv(folder / "split.csv", dtype=str)
+        needs = needs.loc[needs["id"].isin(set(splits.loc[splits["split"] == split, "need_id"]))]
+    wanted = set(needs["id"])
+    qrels: dict[str, dict[str, int]] = {}
+    with (folder / "qrels.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["need_id"] in wanted:
+                qrels.setdefault(row["need_id"], {})[row["expert_id"]] = int(row["relevance"])
+    pairs = []
+    if (folder / "pairs.csv").is_file():
+        with (folder / "pairs.csv").open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["need_id"] in wanted:
+                    pairs.append((row["need_id"], row["expert_a"], row["expert_b"], int(row["label_a"]), int(row["label_b"])))
+    return Bench(experts=jsonl("experts.jsonl"), needs=needs.reset_index(drop=True), qrels=qrels, pairs=pairs)
+
+
+def _top_and_judged(score_block: Callable[[pd.DataFrame], np.ndarray], bench: Bench, depth: int) -> pd.DataFrame:
+    """Each need's ``depth`` best experts by a scorer, plus its judged experts: need_id, expert_id, score."""
+    ids = bench.experts["id"].to_numpy(dtype=object)
+    column = {e: j for j, e in enumerate(ids)}
+    needs = bench.need_frame()
+    parts = []
+    for start in range(0, len(needs), 500):
+        chunk = needs.iloc[start : start + 500]
+        scores = score_block(chunk)
+        for row, need_id in enumerate(chunk["id"]):
+            top = np.argpartition(-scores[row], min(depth, len(ids) - 1))[:depth]
+            judged = [column[e] for e in bench.qrels.get(need_id, {}) if e in column]
+            chosen = np.unique(np.r_[top, judged].astype(int))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "need_id": need_id,
+                        "expert_id": ids[chosen],
+                        "score": scores[row, chosen],
+                        "retrieved": np.isin(chosen, top),
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def bench_metrics(
+    run: pd.DataFrame, bench: Bench, method: str, *, n_resamples: int = 1000, ks: Sequence[int] = BENCH_KS
+) -> list[dict]:
+    """nDCG@k, MRR@10, recall@10/100 and PAIR of a run (need_id, expert_id, score), as the benchmark's
+    own ``evaluate.py`` computes them (ties by expert id), with bootstrap intervals over needs."""
+    scores = {n: dict(zip(g["expert_id"], g["score"], strict=True)) for n, g in run.groupby("need_id", sort=False)}
+    judged = [n for n in bench.needs["id"] if any(v >= 1 for v in bench.qrels.get(n, {}).values())]
+    per: dict[tuple[str, int | None], list[float]] = {}
+    for need_id in judged:
+        gains = bench.qrels[need_id]
+        relevant = {e for e, g in gains.items() if g >= 1}
+        ranked = [e for e, _ in sorted(scores.get(need_id, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
+        for k in ks:
+            per.setdefault(("nDCG", k), []).append(metrics.ndcg_at_k(ranked, gains, k))
+        per.setdefault(("MRR", 10), []).append(metrics.reciprocal_rank(ranked, relevant, 10))
+        per.setdefault(("MAP", None), []).append(metrics.average_precision(ranked[:100], relevant))
+        for k in (10, 100):
+            per.setdefault(("recall", k), []).append(metrics.recall_at_k(ranked, relevant, k))
+    rows = [
+        _row("bench", method, metric, k, metrics.bootstrap_ci(values, n_resamples=n_resamples), len(values))
+        for (metric, k), values in per.items()
+    ]
+    # PAIR = right / wrong over preference pairs; resampled by need (rows: right, wrong of one need)
+    counts: dict[str, list[float]] = {}
+    for need_id, a, b, label_a, label_b in bench.pairs:
+        s = scores.get(need_id, {})
+        if label_a == label_b or a not in s or b not in s:
+            continue
+        right_wrong = counts.setdefault(need_id, [0.0, 0.0])
+        high, low = (s[a], s[b]) if label_a > label_b else (s[b], s[a])
+        right_wrong[0] += 1.0 if high > low else 0.5 if high == low else 0.0
+        right_wrong[1] += 1.0 if high < low else 0.5 if high == low else 0.0
+    table = np.asarray(list(counts.values())).reshape(-1, 2)
+    ratio = metrics.bootstrap_ci(table, lambda d: d[:, 0].sum() / d[:, 1].sum(), n_resamples=n_resamples)
+    rows.append(_row("bench", method, "PAIR", None, ratio, len(table)))
+    return rows
+
+
+def bench_candidates(model: Matcher, bench: Bench, depth: int = 100) -> pd.DataFrame:
+    """The model's ``depth`` best experts of each need plus its judged experts, with the re-ranker's
+    text features (the matcher's similarities and lexical overlap), the label and the base score."""
+    run = _top_and_judged(lambda chunk: model.score(chunk, "expert"), bench, depth)
+    pairs = run.rename(columns={"expert_id": "target_id"}).assign(target_type="expert")
+    features = model.pair_features(bench.need_frame(), pairs[["need_id", "target_type", "target_id"]])
+    need_text = dict(zip(bench.needs["id"], bench.needs["text"], strict=True))
+    expert_text = dict(zip(bench.experts["id"], bench.experts["text"], strict=True))
+    overlap = overlap_features(
+        [model.vectorizer_.preprocessor(need_text[n]) for n in run["need_id"]],
+        [model.vectorizer_.preprocessor(expert_text[e]) for e in run["expert_id"]],
+    )
+    label = [bench.qrels.get(n, {}).get(e, 0) for n, e in zip(run["need_id"], run["expert_id"], strict=True)]
+    return pd.concat([run, features[["text", "char", "word", "semantic"]], overlap], axis=1).assign(label=label)
+
+
+OVERLAP_FEATURES = ("cover1", "cover2", "cover3", "contained", "need_length", "target_length", "first_hit")
+
+
+def overlap_features(needs: Sequence[str], targets: Sequence[str]) -> pd.DataFrame:
+    """Lexical overlap of (need, target) text pairs: the share of the need's character 1-, 2- and
+    3-grams found in the target, whether the whole need occurs in it, both lengths, and where the
+    need's first two characters first occur in the target (-1 if nowhere)."""
+    rows = []
+    for need, target in zip(needs, targets, strict=True):
+        row = []
+        for n in (1, 2, 3):
+            grams = {need[i : i + n] for i in range(len(need) - n + 1)}
+            row.append(sum(g in target for g in grams) / len(grams) if grams else 0.0)
+        row += [float(bool(need) and need in target), float(len(need)), float(len(target)), float(target.find(need[:2]))]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(OVERLAP_FEATURES))
+
+
+BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES)
+
+
+def bench_reranker(**params: Any) -> Any:
+    """The benchmark's learned re-ranker: gradient-boosted regression of the graded label."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    settings = {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31, "min_samples_leaf": 40}
+    settings.update(params)
+    return HistGradientBoostingRegressor(early_stopping=False, random_state=0, **settings)
+
+
+def cross_validated_scores(candidates: pd.DataFrame, *, n_splits: int = 5, **params: Any) -> np.ndarray:
+    """Out-of-fold re-ranker scores: each need is scored by a model that never saw its judgements."""
+    X = candidates[list(BENCH_FEATURES)].to_numpy(dtype=float)
+    y = candidates["label"].to_numpy(dtype=float)
+    scores = np.zeros(len(candidates))
+    for train, test in GroupKFold(n_splits=n_splits).split(X, y, groups=candidates["need_id"]):
+        scores[test] = bench_reranker(**params).fit(X[train], y[train]).predict(X[test])
+    return scores
+
+
+def evaluate_bench(
+    bench: Bench,
+    params: dict[str, Any] | None = None,
+    *,
+    depth: int = 100,
+    n_splits: int = 5,
+    reranker_params: dict[str, Any] | None = None,
+    n_resamples: int = 1000,
+) -> tuple[list[dict], dict[str, pd.DataFrame]]:
+    """The plain char TF-IDF baseline, the matcher with ``params`` and its cross-validated learned
+    re-ranker on one benchmark, in one run. Returns the table rows and each method's run."""
+    needs = bench.need_frame()
+    baseline = plain_char_tfidf(bench.experts["text"].tolist())
+    experts = baseline.transform(bench.experts["text"].tolist()).T.tocsr()
+    runs = {"char_tfidf": _top_and_judged(lambda chunk: (baseline.transform(chunk["text"]) @ experts).toarray(), bench, depth)}
+    model = build_matcher(params).fit(bench.targets())
+    candidates = bench_candidates(model, bench, depth)
+    runs["matcher"] = candidates[["need_id", "expert_id", "score"]]
+    oof = cross_validated_scores(candidates, n_splits=n_splits, **(reranker_params or {}))
+    # judged experts the retrieval missed are scored (for PAIR) but ranked below every retrieved one:
+    # the re-ranker may not pull in candidates that only the judgements knew of
+    oof = np.where(candidates["retrieved"], oof, oof - 1000.0)
+    runs["matcher+reranker(cv)"] = candidates[["need_id", "expert_id"]].assign(score=oof)
+    rows = []
+    for method, run in runs.items():
+        rows += bench_metrics(run, bench, method, n_resamples=n_resamples)
+    del needs
+    return rows, runs
+
+
+# ------------------------------------------------------------------------------------------ gaps
+GAP_COLUMNS = ("dimension", "value", "needs", "weak", "weak_share", "mean_best")
+
+
+def find_gaps(
+    model: Matcher, libs: Libraries, *, target_type: str = "expert", threshold: float = 0.3, status: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Needs whose best available match is weak, and their counts by category (tag) and county.
+
+    A need's best match is its highest weighted-sum score over the available targets of
+    ``target_type`` (fully booked ones included: a booked-out expert still shows that the need has
+    supply, and unmet demand for them is a reason to recruit). Scores are comparable across needs,
+    so one ``threshold`` serves them all.
+
+    Returns
+    -------
+    needs : DataFrame ``need_id, title, county, tags, best_score, best_id, weak``.
+    summary : DataFrame of ``GAP_COLUMNS``, one row per category and per county, most weak needs first.
+    """
+    chosen = libs.needs if status is None else libs.needs.loc[libs.needs["status"] == status]
+    needs = needs_frame(libs, chosen["id"].tolist())
+    scores = model.score(needs, target_type)
+    targets = model.targets(target_type)
+    scores[:, ~targets["available"].to_numpy(dtype=bool)] = -np.inf
+    best = scores.argmax(axis=1) if scores.shape[1] else np.zeros(len(needs), dtype=int)
+    best_score = scores[np.arange(len(needs)), best] if scores.shape[1] else np.zeros(len(needs))
+    county = chosen["org_id"].map(libs.organisations.set_index("id")["county"]).fillna("")
+    frame = pd.DataFrame(
+        {
+            "need_id": needs["id"].to_numpy(),
+            "title": chosen["title"].to_numpy(),
+            "county": county.to_numpy(),
+            "tags": ["、".join(t) for t in chosen["tags"]],
+            "best_score": np.round(np.maximum(best_score, 0.0), 6),
+            "best_id": targets["id"].to_numpy()[best] if len(targets) else "",
+        }
+    )
+    frame["weak"] = frame["best_score"] < threshold
+    summary = []
+    for dimension, values in (("category", chosen["tags"].tolist()), ("county", [[c] if c else [] for c in county])):
+        exploded = pd.DataFrame({"value": values, "weak": frame["weak"], "best": frame["best_score"]}).explode("value")
+        exploded = exploded.dropna(subset=["value"])
+        for value, group in exploded.groupby("value"):
+            summary.append(
+                {
+                    "dimension": dimension,
+                    "value": value,
+                    "needs": len(group),
+                    "weak": int(group["weak"].sum()),
+                    "weak_share": round(float(group["weak"].mean()), 4),
+                    "mean_best": round(float(group["best"].mean()), 4),
+                }
+            )
+    summary_frame = pd.DataFrame(summary, columns=list(GAP_COLUMNS))
+    summary_frame = summary_frame.sort_values(["dimension", "weak", "value"], ascending=[True, False, True], kind="stable")
+    return frame, summary_frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------- outputs
+def write_results(rows: list[dict], path: Path) -> None:
+    """The results table as CSV (``RESULT_COLUMNS``), in a stable order."""
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    frame.to_csv(path, index=False, lineterminator="\n")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei", "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+    return plt
+
+
+def plot_ndcg(rows: list[dict], path: Path) -> None:
+    """nDCG@k against k, one line (with its confidence band) per dataset and method, as a PNG."""
+    plt = _pyplot()
+    frame = pd.DataFrame(rows)
+    frame = frame.loc[(frame["metric"] == "nDCG") & (frame["k"] != "")]
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    figure, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets, strict=False):
+        part = frame.loc[frame["dataset"] == dataset]
+        for method, group in part.groupby("method", sort=False):
+            group = group.sort_values("k")
+            ks = group["k"].astype(int)
+            axis.plot(ks, group["value"], marker="o", label=method)
+            axis.fill_between(ks, group["ci_low"].astype(float), group["ci_high"].astype(float), alpha=0.15)
+        axis.set_title(f"nDCG@k: {dataset}")
+        axis.set_xlabel("k")
+        axis.set_ylabel("nDCG@k")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_gaps(summary: pd.DataFrame, path: Path) -> None:
+    """Weak needs by category and by county, as horizontal bar charts in one PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 6), gridspec_kw={"width_ratios": [3, 1]})
+    for axis, dimension in zip(axes, ("category", "county"), strict=True):
+        part = summary.loc[summary["dimension"] == dimension].sort_values("weak")
+        axis.barh(part["value"], part["weak"], color="#c0504d", label="weak")
+        axis.barh(part["value"], part["needs"] - part["weak"], left=part["weak"], color="#9bbb59", label="well matched")
+        axis.set_title(f"needs by {dimension}")
+        axis.set_xlabel("needs")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

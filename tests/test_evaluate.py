@@ -1,0 +1,136 @@
+"""Evaluation on the match history and the benchmark, gaps, tuning and their CLI commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from matcher import evaluate as evaluation
+from matcher.library import load_libraries
+from matcher.model import build_matcher
+from tests.conftest import ROOT, SHARED, requires_shared
+
+BENCH = SHARED / "bench" / "zh"
+
+
+@pytest.fixture(scope="module")
+def libs():
+    return load_libraries(ROOT / "data")
+
+
+@pytest.fixture(scope="module")
+def history(libs):
+    return evaluation.evaluate_history(libs, n_resamples=100)
+
+
+def _value(rows, method, metric, k=""):
+    frame = pd.DataFrame(rows)
+    return frame.loc[(frame["method"] == method) & (frame["metric"] == metric) & (frame["k"] == k)].iloc[0]
+
+
+def test_history_split_and_table(history) -> None:
+    frame = history.frame
+    assert (frame["decided_at"] > history.cutoff).all()
+    assert set(evaluation.RESULT_COLUMNS) <= set(history.rows[0])
+    for method in evaluation.HISTORY_METHODS:
+        row = _value(history.rows, method, "nDCG", 5)
+        assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] > 30
+    for metric in ("coverage", "exposure_gini"):
+        assert 0 < _value(history.rows, "reranker", metric, 5)["value"] < 1
+    assert _value(history.rows, "reranker", "ordering_loss_clear")["n"] >= 1
+
+
+def test_reranker_beats_the_untrained_fusion_on_later_decisions(history) -> None:
+    reranker = _value(history.rows, "reranker", "nDCG", 5)["value"]
+    assert reranker > _value(history.rows, "fusion", "nDCG", 5)["value"]
+    assert reranker > _value(history.rows, "char_tfidf", "nDCG", 5)["value"]
+
+
+def test_outputs_are_written(history, tmp_path) -> None:
+    evaluation.write_results(history.rows, tmp_path / "evaluation.csv")
+    evaluation.plot_ndcg(history.rows, tmp_path / "ndcg.png")
+    table = pd.read_csv(tmp_path / "evaluation.csv")
+    assert tuple(table.columns) == evaluation.RESULT_COLUMNS and len(table) == len(history.rows)
+    assert (tmp_path / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gaps_by_category_and_county(libs, tmp_path) -> None:
+    from matcher.library import targets_frame
+
+    model = build_matcher().fit(targets_frame(libs))
+    needs, summary = evaluation.find_gaps(model, libs, threshold=0.3)
+    assert len(needs) == len(libs.needs) and needs["weak"].any() and not needs["weak"].all()
+    assert set(summary["dimension"]) == {"category", "county"}
+    counties = summary.loc[summary["dimension"] == "county"]
+    assert counties["needs"].sum() == len(needs)
+    assert counties["weak"].sum() == needs["weak"].sum()
+    evaluation.plot_gaps(summary, tmp_path / "gaps.png")
+    assert (tmp_path / "gaps.png").stat().st_size > 1000
+
+
+def test_overlap_features_by_hand() -> None:
+    frame = evaluation.overlap_features(["头痛", "ab"], ["偏头痛怎么办", "xyz"])
+    assert frame.loc[0, ["cover1", "cover2", "contained", "first_hit"]].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert frame.loc[1, ["cover1", "contained", "first_hit"]].tolist() == [0.0, 0.0, -1.0]
+
+
+@pytest.mark.shared
+@requires_shared("bench/zh")
+def test_bench_subset_baseline_and_cross_validated_reranker() -> None:
+    bench = evaluation.load_bench(BENCH).subset(150, seed=1)
+    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=3, n_resamples=100)
+    assert set(runs) == {"char_tfidf", "matcher", "matcher+reranker(cv)"}
+    for method in runs:
+        row = _value(rows, method, "nDCG", 10)
+        assert 0.4 < row["value"] <= 1 and row["n"] == 150
+        assert _value(rows, method, "PAIR")["value"] > 0.8
+    # the plain baseline agrees with the benchmark's own evaluate.py on the same run
+    sys.path.insert(0, str(BENCH))
+    try:
+        import evaluate as official
+    finally:
+        sys.path.remove(str(BENCH))
+    run = runs["char_tfidf"]
+    scores = {n: dict(zip(g["expert_id"], g["score"], strict=True)) for n, g in run.groupby("need_id")}
+    needs = set(bench.needs["id"])
+    expected = official.evaluate(scores, bench.qrels, official.load_pairs(BENCH, needs, "dev"))
+    assert _value(rows, "char_tfidf", "nDCG", 10)["value"] == pytest.approx(expected["nDCG@10"], abs=1e-4)
+    assert _value(rows, "char_tfidf", "PAIR")["value"] == pytest.approx(expected["PAIR"], abs=1e-3)
+
+
+@pytest.mark.shared
+@requires_shared("bench/zh")
+def test_tune_writes_params_in_the_params_format(tmp_path) -> None:
+    from matcher.tune import tune
+
+    bench = evaluation.load_bench(BENCH).subset(80, seed=2)
+    grid = {"matcher__vectorizer__weighting": ["tfidf", "bm25"], "rerank": [False]}
+    best, table = tune(bench, grid, n_splits=2, depth=20)
+    assert best["vectorizer__weighting"] in ("tfidf", "bm25") and best["bench_reranker"] == {"rerank": False}
+    build_matcher({k: v for k, v in best.items() if k != "bench_reranker"})  # valid --params keys
+    assert len(table) == 2 and table["rank_test_score"].iloc[0] == 1
+
+
+def test_evaluate_and_gaps_commands(cli_env, tmp_path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "matcher.cli", *args],
+            env=cli_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = run("evaluate", "--out", str(tmp_path), "--resamples", "50")
+    assert result.returncode == 0, result.stderr
+    assert "history  reranker" in result.stdout and (tmp_path / "ndcg_at_k.png").exists()
+    result = run("gaps", "--out", str(tmp_path), "--threshold", "0.25")
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(tmp_path / "gaps_by_category_county.csv")
+    assert {"category", "county"} == set(summary["dimension"]) and (tmp_path / "gaps.png").exists()
+    bad = run("tune", "--bench", str(tmp_path / "nowhere"), "--out", str(tmp_path))
+    assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
