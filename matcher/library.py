@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from matcher.errors import LibraryError, NotFoundError
+from matcher.privacy import index_text
 from matcher.text import normalise, split_list
 
 logger = logging.getLogger(__name__)
@@ -326,6 +327,7 @@ def targets_frame(libs: Libraries, *, history: bool = True, until: pd.Timestamp 
         }
     )
     frame = pd.concat([expert_rows, resource_rows, project_rows], ignore_index=True)
+    frame["texts"] = [[index_text(t) for t in texts] for texts in frame["texts"]]  # personal data never indexed
     return frame.loc[:, list(TARGET_COLUMNS)]
 
 
@@ -336,7 +338,7 @@ def needs_frame(libs: Libraries, need_ids: list[str] | None = None) -> pd.DataFr
     return pd.DataFrame(
         {
             "id": needs["id"],
-            "text": needs["title"] + "\n" + needs["description"],
+            "text": (needs["title"] + "\n" + needs["description"]).map(index_text),  # personal data redacted
             "tags": needs["tags"],
             "counties": [[c] if isinstance(c, str) and c else [] for c in county],
             "org_id": needs["org_id"].replace("", None),

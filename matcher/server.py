@@ -1,12 +1,59 @@
-"""Run the WSGI application under gunicorn (``matcher serve``)."""
+"""Run the WSGI application under gunicorn (``matcher serve``).
+
+* ``workers`` sync worker processes, each with its own copy of the model; each follows
+  ``models/ACTIVE`` per request, so an activation reaches every worker without a restart. Each
+  worker runs its numerical libraries on one thread (``MATCHER_WORKER_THREADS``).
+* Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless
+  the operator set one) is emptied at start, each worker writes its samples there, a worker's
+  files are marked dead when it exits, and ``/metrics`` sums them.
+* Logs: gunicorn's own lines and the app's are JSON (:class:`matcher.web.monitoring.JsonFormatter`);
+  the app writes the access lines (with request ids), so gunicorn's access log is off.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 __all__ = ["run"]
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+THREADS_ENV = "MATCHER_WORKER_THREADS"
+
+
+class _JsonLogger(glogging.Logger):
+    """gunicorn's logger with JSON lines on stderr."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from matcher.web.monitoring import JsonFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    """One BLAS/OpenMP thread per worker (``$MATCHER_WORKER_THREADS``, default 1).
+
+    numpy's OpenBLAS and scikit-learn's OpenMP start one thread per core in every process; with a
+    worker per core, those threads would compete for the cores with the other workers'. The workers
+    are the parallelism.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(os.environ.get(THREADS_ENV) or 1))
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 class _Server(BaseApplication):
@@ -24,6 +71,36 @@ class _Server(BaseApplication):
         return create_app()
 
 
-def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> None:
+def _metrics_dir() -> tuple[Path, bool]:
+    """The multiprocess metrics directory, emptied; and whether this run made it (and removes it)."""
+    given = os.environ.get(METRICS_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="matcher-metrics-"))
+    os.environ[METRICS_ENV] = str(path)
+    return path, True
+
+
+def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2, timeout: int = 60) -> None:
     """Serve ``create_app()`` on ``host:port`` with ``workers`` gunicorn workers until stopped."""
-    _Server({"bind": f"{host}:{port}", "workers": workers, "accesslog": "-", "timeout": 60}).run()
+    metrics, made = _metrics_dir()  # before any worker imports prometheus_client
+    try:
+        _Server(
+            {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "timeout": timeout,
+                "graceful_timeout": 30,
+                "accesslog": None,
+                "logger_class": _JsonLogger,
+                "post_fork": _post_fork,
+                "child_exit": _child_exit,
+            }
+        ).run()
+    finally:
+        if made:
+            shutil.rmtree(metrics, ignore_errors=True)

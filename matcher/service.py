@@ -4,6 +4,14 @@
 ``models/ACTIVE``), the libraries from the database (reloaded when their revision changes) and the
 model's target index kept in step with them, so that a new, edited, deleted or fully booked target is
 matched correctly at once, without retraining.
+
+Every request checks ``models/ACTIVE`` (one small file read), so each process of a server switches
+to a newly activated version on its next request, without a restart and without dropping a
+request; a version that fails its checks is logged and the loaded one keeps serving.
+
+Personal data: the need's text goes to the model through :func:`matcher.privacy.index_text`, so
+phone, ID card, e-mail and bank card numbers are never matched on and never shown in ``need.text``
+or in the matched terms; logs get the need's id or length, never its text.
 """
 
 from __future__ import annotations
@@ -11,17 +19,26 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher import persist
 from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher
+from matcher.privacy import index_text, redacted_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_K", "MAX_TEXT_LENGTH", "Filters", "MatchRequest", "MatchService", "resolve_need"]
+__all__ = [
+    "MAX_K",
+    "MAX_TEXT_LENGTH",
+    "Filters",
+    "MatchRequest",
+    "MatchResponse",
+    "MatchService",
+    "resolve_need",
+]
 
 MAX_TEXT_LENGTH = 5000
 MAX_K = 50
@@ -59,6 +76,88 @@ class MatchRequest(BaseModel):
         return self
 
 
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Term(_Out):
+    """A matched term: its weight in the score and its ``[start, end)`` spans in ``need.text``."""
+
+    term: str
+    weight: float
+    spans: list[Annotated[list[int], Field(min_length=2, max_length=2)]]
+
+
+class Region(_Out):
+    match: bool = Field(description="Whether the target serves one of the need's counties.")
+    counties: list[str] = Field(description="The need's counties.")
+
+
+class Components(_Out):
+    """The three parts of the score; they sum to it."""
+
+    text: float
+    tags: float
+    region: float
+
+
+class RerankFeature(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    feature: str
+    value: float
+    effect: float = Field(description="Effect on the logit of acceptance, against the training mean.")
+
+
+class RerankReason(BaseModel):
+    """Present when a re-ranker trained on coordinators' decisions re-scored the target."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    base: float
+    features: list[RerankFeature]
+
+
+class Reasons(_Out):
+    terms: list[Term]
+    tags: list[str] = Field(description="The need's tags the target carries.")
+    region: Region
+    components: Components
+    rerank: RerankReason | None = None
+
+
+class MatchResult(_Out):
+    id: str
+    name: str
+    score: float = Field(description="Higher is better; comparable across needs for one model version.")
+    reasons: Reasons
+
+
+class MatchedNeed(_Out):
+    id: str | None = Field(description="The stored need's id; null for free text.")
+    text: str = Field(description="The normalised need text (personal data redacted) that term spans index.")
+    tags: list[str]
+    counties: list[str]
+    org_id: str | None
+
+
+class MatchResults(_Out):
+    """Ranked targets of each requested type, best first."""
+
+    expert: list[MatchResult] | None = None
+    resource: list[MatchResult] | None = None
+    project: list[MatchResult] | None = None
+
+
+class MatchResponse(_Out):
+    """The body of ``POST /v1/match`` (and of ``matcher match --json``)."""
+
+    model_version: str
+    need: MatchedNeed
+    results: MatchResults
+
+
 def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     """The need a request names: a stored need (with tags, county, organisation) or the free text.
 
@@ -92,14 +191,24 @@ class MatchService:
     models_dir : the model folder (``models/``).
     data_dir : the embedded sample libraries that fill an empty database.
     database_url : the database (``DATABASE_URL``; default the embedded SQLite file).
+    signing_key : the key model versions must be signed with (default ``$MATCHER_SIGNING_KEY``; see
+        :mod:`matcher.persist`).
     """
 
-    def __init__(self, models_dir: str | Path, data_dir: str | Path, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: str | Path,
+        data_dir: str | Path,
+        database_url: str | None = None,
+        *,
+        signing_key: str | None = None,
+    ) -> None:
         from matcher.store.db import database_url as default_url
 
         self.models_dir = Path(models_dir)
         self.data_dir = Path(data_dir)
         self.database_url = database_url or default_url()
+        self.signing_key = signing_key
         self._lock = threading.RLock()
         self._ready = False
         self._model: Matcher | None = None
@@ -119,10 +228,18 @@ class MatchService:
                 self._ready = True
 
     def libraries(self) -> Libraries:
-        """The libraries as stored now (reloaded when their revision changes)."""
-        from matcher.store.repository import load_libraries_db, revision, transaction
+        """The libraries as stored now (reloaded when their revision changes).
+
+        Every call reads the revision from the database (one ``SELECT`` outside any transaction, so
+        concurrent requests never queue on SQLite's write lock); only a new revision loads the
+        libraries, in a transaction.
+        """
+        from matcher.store.repository import load_libraries_db, peek_revision, revision, transaction
 
         self.ensure_database()
+        cached = self._libraries
+        if cached is not None and peek_revision(self.database_url) == cached[0]:
+            return cached[1]
         with self._lock, transaction(self.database_url) as session:
             current = revision(session)
             if self._libraries is None or self._libraries[0] != current:
@@ -139,7 +256,7 @@ class MatchService:
         loaded = self._manifest.get("version")
         if wanted and wanted != loaded and wanted != self._failed:
             try:
-                self._model, self._manifest = persist.load(wanted, root=self.models_dir)
+                self._model, self._manifest = persist.load(wanted, root=self.models_dir, key=self.signing_key)
                 self._failed = None
                 self._synced = None
                 logger.info("serving model version %s", wanted)
@@ -149,14 +266,18 @@ class MatchService:
                     raise
                 logger.error("could not load model version %s, still serving %s: %s", wanted, loaded, error)
         if self._model is None:
-            persist.load(root=self.models_dir)  # raises the reason there is none
+            persist.load(root=self.models_dir, key=self.signing_key)  # raises the reason there is none
 
     def model(self) -> tuple[Matcher, dict[str, Any]]:
         """The model to serve, its index in step with the libraries, and its manifest.
 
-        A version that fails to load (missing, corrupt, checksum mismatch) is logged and the version
-        already loaded keeps serving.
+        A version that fails to load (missing, corrupt, checksum or signature mismatch) is logged
+        and the version already loaded keeps serving.
         """
+        model, manifest, _ = self._serving()
+        return model, manifest
+
+    def _serving(self) -> tuple[Matcher, dict[str, Any], Libraries]:
         libraries = self.libraries()
         with self._lock:
             self._load_active()
@@ -166,7 +287,7 @@ class MatchService:
                 self._synced = state
                 if any(counts.values()):
                     logger.info("target index refreshed: %s", counts)
-            return self._model, self._manifest
+            return self._model, self._manifest, libraries
 
     def status(self) -> dict[str, Any]:
         """What /health reports."""
@@ -174,19 +295,23 @@ class MatchService:
 
     # ---------------------------------------------------------------- matching
     def match(self, request: MatchRequest) -> dict[str, Any]:
-        """The response body of a match request.
+        """The response body of a match request (see :class:`MatchResponse`).
 
-        ``{"model_version", "need": {"id", "text" (normalised: the text that reason spans index),
-        "tags", "counties", "org_id"}, "results": {target_type: [{"id", "name", "score", "reasons"}]}}``.
+        ``{"model_version", "need": {"id", "text" (normalised, personal data redacted: the text that
+        reason spans index), "tags", "counties", "org_id"}, "results": {target_type: [{"id", "name",
+        "score", "reasons"}]}}``.
         """
-        model, manifest = self.model()
+        model, manifest, libraries = self._serving()
         with self._lock:
-            need = resolve_need(request, self.libraries())
+            need = resolve_need(request, libraries)
+            shown = redacted_text(need["text"] or "")
             county = request.filters.county if request.filters else None
-            results = model.recommend(need, k=request.k, target_types=request.targets, county=county)
-        logger.info("matched need %s (%d characters)", need["id"] or "<free text>", len(need["text"] or ""))
+            results = model.recommend(
+                {**need, "text": index_text(shown)}, k=request.k, target_types=request.targets, county=county
+            )
+        logger.info("matched need %s (%d characters)", need["id"] or "<free text>", len(shown))
         return {
             "model_version": manifest["version"],
-            "need": {**need, "text": model.vectorizer_.preprocessor(need["text"])},
+            "need": {**need, "text": model.vectorizer_.preprocessor(shown)},
             "results": results,
         }

@@ -273,7 +273,12 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError(f"expected an ISO 8601 time, got {type(value).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=LOCAL_TZ)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+        moment.astimezone(LOCAL_TZ)  # it must be showable in +08:00 too (9999-12-31T20:00Z is not)
+    except OverflowError:  # a ValueError, so that the caller reports the field
+        raise ValueError(f"time out of range: {value!r}") from None
+    return moment
 
 
 def _timestamp(value: Any) -> Any:

@@ -96,6 +96,7 @@ __all__ = [
     "list_engagements",
     "list_records",
     "load_libraries_db",
+    "peek_revision",
     "record_feedback",
     "replace_record",
     "revision",
@@ -218,6 +219,37 @@ def transaction(url: str | None = None) -> Iterator[Session]:
 def revision(session: Session) -> int:
     """The libraries' revision: bumped by every write (0 for a database never written)."""
     return session.scalar(select(Revision.value).where(Revision.id == 1)) or 0
+
+
+def peek_revision(url: str | None = None) -> int:
+    """The libraries' revision, read without a transaction (no write lock on SQLite): for caches.
+
+    One ``SELECT`` on a pooled connection; :class:`DatabaseUnavailableError` when unreachable.
+    """
+    url = url or database_url()
+    engine = engine_for(url)
+    raw = None
+    try:
+        with database_errors(url):
+            raw = engine.raw_connection()
+            cursor = raw.cursor()
+            try:
+                cursor.execute("SELECT value FROM revision WHERE id = 1")
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            raw.rollback()  # end the implicit transaction of drivers that open one (psycopg)
+    except engine.dialect.loaded_dbapi.Error as error:  # raw connections raise the driver's errors
+        if raw is not None:
+            raw.invalidate(error)  # never hand this connection out again
+        reason = str(error).strip().splitlines()
+        raise DatabaseUnavailableError(
+            f"cannot use {_describe(url)}: {reason[0] if reason else type(error).__name__}"
+        ) from error
+    finally:
+        if raw is not None:
+            raw.close()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _bump(session: Session) -> None:

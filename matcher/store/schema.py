@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiKey",
+    "AuditEntry",
     "Base",
     "Decision",
     "Engagement",
@@ -24,6 +26,7 @@ __all__ = [
     "Resource",
     "Revision",
     "Tag",
+    "WebSession",
     "utcnow",
 ]
 
@@ -172,3 +175,49 @@ class Revision(Base):
     __tablename__ = "revision"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --------------------------------------------------------------------------- access and audit (migration 0002)
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of the token is stored; ``role`` is coordinator, analyst or admin."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A signed-in page session: ``id`` is the SHA-256 of the cookie's token; it refers to a key by its hash."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every edit, decision, view of contact details, key and model change, purge.
+
+    ``detail`` holds ids and field names, never the values of personal fields.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_kind_record", "kind", "record_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="")
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="")
+    record_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -1,4 +1,4 @@
-"""The Flask application: ``create_app(config=None)`` wires the blueprints, the model and the errors."""
+"""The Flask application: ``create_app(config=None)`` wires the blueprints, the model, access and the errors."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application.
 
     Configuration is layered: defaults (``DATABASE_URL`` from the environment, else the embedded
-    SQLite file), then ``MATCHER_*`` environment variables (``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``),
-    then ``config``.
+    SQLite file), then ``MATCHER_*`` environment variables (``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``,
+    ``MATCHER_API_KEYS``, ``MATCHER_SIGNING_KEY``, ``MATCHER_SESSION_COOKIE_SECURE``…), then ``config``.
+    See docs/operations.md for every setting.
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -27,24 +28,45 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         DATA_DIR=os.environ.get("MATCHER_DATA_DIR") or "data",
         DATABASE_URL=None,
         MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=16 * 1024,
+        MAX_FORM_PARTS=100,
         JSON_AS_ASCII=False,
+        API_KEYS=None,
+        SIGNING_KEY=None,
+        AUTH_CACHE_SECONDS=2.0,
+        SESSION_HOURS=8.0,
+        SESSION_COOKIE_SECURE=False,
+        VALIDATE_RESPONSES=False,
     )
     app.config.from_prefixed_env("MATCHER")
     if config:
         app.config.update(config)
+    if app.config["TESTING"] and "VALIDATE_RESPONSES" not in (config or {}):
+        app.config["VALIDATE_RESPONSES"] = True  # the tests hold every body to its documented model
     app.json.ensure_ascii = False
     app.json.sort_keys = False  # keep the documented field order: id, name, score, reasons
     if not app.debug and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from matcher.web.monitoring import configure_logging
 
+        configure_logging(logging.INFO)
+
+    signing_key = app.config.get("SIGNING_KEY")
     app.extensions["matcher"] = MatchService(
-        app.config["MODELS_DIR"], app.config["DATA_DIR"], app.config["DATABASE_URL"]
+        app.config["MODELS_DIR"],
+        app.config["DATA_DIR"],
+        app.config["DATABASE_URL"],
+        signing_key=str(signing_key) if signing_key else None,
     )
 
-    from matcher.web import api, records, ui
+    from matcher.web import access, admin, api, monitoring, openapi, payload, records, ui
 
+    monitoring.install(app)  # first: the request id and timer exist for every later hook
+    payload.install(app)
+    access.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(ui.bp)
     register_error_handlers(app)
     return app

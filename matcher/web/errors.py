@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, g, has_request_context, json
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -25,9 +25,20 @@ class BadRequestError(Exception):
         self.status = status
 
 
+class AccessError(Exception):
+    """No valid key (401), or a role that may not do this, or a missing CSRF token (403)."""
+
+    def __init__(self, detail: str, status: int = 401) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
 def problem(status: int, title: str, detail: str, **extra: object) -> Response:
-    """An RFC 9457 problem response."""
+    """An RFC 9457 problem response (with the request's id, to find its log lines)."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    if has_request_context() and g.get("request_id"):
+        body["request_id"] = g.request_id
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM)
 
 
@@ -43,6 +54,14 @@ def register_error_handlers(app: Flask) -> None:
         errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in error.errors(include_url=False)]
         first = errors[0]
         return problem(400, "Invalid request", f"{first['field']}: {first['message']}", errors=errors)
+
+    @app.errorhandler(AccessError)
+    def _access(error: AccessError) -> Response:
+        if error.status == 401:
+            response = problem(401, "Unauthorized", error.detail)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="matcher"'
+            return response
+        return problem(403, "Forbidden", error.detail)
 
     @app.errorhandler(BadRequestError)
     def _bad_request(error: BadRequestError) -> Response:

@@ -1,4 +1,9 @@
-"""The library records over HTTP: list, read, create, replace, delete; feedback and engagements."""
+"""The library records over HTTP: list, read, create, replace, delete; feedback and engagements.
+
+Reading is for coordinators and analysts (analysts see no contact details and redacted texts, see
+:func:`matcher.web.access.present`); editing and decisions are for coordinators, and each is written
+to the audit log in the same transaction as the change.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from matcher.service import MatchRequest, MatchService
+from matcher.service import MAX_K, MatchRequest, MatchResponse, MatchService
+from matcher.store.records import MODELS, FeedbackIn
+from matcher.web.access import audit, present
+from matcher.web.api import match_and_time
 from matcher.web.errors import BadRequestError
+from matcher.web.openapi import operation
+from matcher.web.payload import json_body, respond
+from matcher.web.payload import query as _query
+from matcher.web.schemas import FeedbackOut, item_model, page_model
 
 bp = Blueprint("records", __name__, url_prefix="/v1")
 
@@ -24,7 +36,7 @@ class Page(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=20, ge=1, le=100)
     tag: str | None = Field(default=None, max_length=64)
     county: str | None = Field(default=None, max_length=50)
@@ -40,7 +52,7 @@ class EngagementQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=20, ge=1, le=100)
     need_id: str | None = Field(default=None, max_length=64)
     org_id: str | None = Field(default=None, max_length=64)
@@ -53,9 +65,9 @@ class MatchQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = 5
-    targets: str | None = None
-    county: str | None = None
+    k: int = Field(default=5, ge=1, le=MAX_K)
+    targets: str | None = Field(default=None, max_length=100, description="Comma-separated: expert,resource,project.")
+    county: str | None = Field(default=None, max_length=50)
 
 
 def _service() -> MatchService:
@@ -72,22 +84,28 @@ def _session() -> Iterator[Session]:
         yield session
 
 
-def _query(model: type[BaseModel]) -> Any:
-    return model.model_validate(request.args.to_dict())
-
-
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True) if request.is_json else None
-    if not isinstance(body, dict):
-        raise BadRequestError("the body must be a JSON object (Content-Type: application/json)")
-    return body
+    return json_body(not_json_status=400)
 
 
-def _page(items: list[dict], total: int, query: Page | EngagementQuery) -> ResponseReturnValue:
-    return jsonify({"items": items, "total": total, "page": query.page, "per_page": query.per_page})
+def _record(kind: str | None) -> type[BaseModel]:
+    return MODELS[kind]
+
+
+def _page(items: list[dict], total: int, query: Page | EngagementQuery, kind: str) -> ResponseReturnValue:
+    body = {"items": items, "total": total, "page": query.page, "per_page": query.per_page}
+    return respond(body, page_model(kind))
 
 
 @bp.get(f"/{KIND}")
+@operation(
+    "read",
+    "List {kind}",
+    query=Page,
+    responses={200: page_model},
+    description="A page of {kind}, filtered; `q` ranks by matcher's Chinese text pipeline.",
+    tag="records",
+)
 def list_records(kind: str) -> ResponseReturnValue:
     """A page of records of one kind, filtered; ``q`` ranks by the Chinese text pipeline."""
     from matcher.store import repository
@@ -95,29 +113,35 @@ def list_records(kind: str) -> ResponseReturnValue:
     query = _query(Page)
     with _session() as session:
         items, total = repository.list_records(session, kind, **query.model_dump())
-    return _page(items, total, query)
+        items = present(kind, items, session)
+    return _page(items, total, query, kind)
 
 
 @bp.get(f"/{KIND}/<record_id>")
+@operation("read", "Read one of {kind}", responses={200: item_model}, tag="records")
 def get_record(kind: str, record_id: str) -> ResponseReturnValue:
     """One record."""
     from matcher.store import repository
 
     with _session() as session:
-        return jsonify(repository.get_record(session, kind, record_id))
+        item = present(kind, [repository.get_record(session, kind, record_id)], session)[0]
+    return respond(item, item_model(kind))
 
 
 @bp.post(f"/{KIND}")
+@operation("edit", "Create one of {kind}", body=_record, responses={201: item_model}, tag="records")
 def create_record(kind: str) -> ResponseReturnValue:
     """Create a record (409 when the id exists)."""
     from matcher.store import repository
 
     with _session() as session:
         record = repository.create_record(session, kind, _body())
-    return jsonify(record), 201
+        audit("create", kind, record["id"], session=session)
+    return respond(record, item_model(kind), 201)
 
 
 @bp.put(f"/{KIND}/<record_id>")
+@operation("edit", "Replace one of {kind}", body=_record, responses={200: item_model}, tag="records")
 def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Replace a record as a whole."""
     from matcher.store import repository
@@ -126,31 +150,60 @@ def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
     if body.setdefault("id", record_id) != record_id:
         raise BadRequestError(f"id: the body's id {body['id']!r} differs from the URL's {record_id!r}")
     with _session() as session:
-        return jsonify(repository.replace_record(session, kind, record_id, body))
+        before = repository.get_record(session, kind, record_id)
+        record = repository.replace_record(session, kind, record_id, body)
+        changed = sorted(name for name in MODELS[kind].model_fields if before.get(name) != record.get(name))
+        if changed:
+            audit("replace", kind, record_id, {"fields": changed}, session=session)
+    return respond(record, item_model(kind))
 
 
 @bp.delete(f"/{KIND}/<record_id>")
+@operation("edit", "Delete one of {kind}", responses={204: None}, tag="records")
 def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Delete a record (soft: it stays for the audit trail but is never matched or listed)."""
     from matcher.store import repository
 
     with _session() as session:
         repository.delete_record(session, kind, record_id)
+        audit("delete", kind, record_id, session=session)
     return "", 204
 
 
 @bp.post("/feedback")
+@operation(
+    "feedback",
+    "Record a decision",
+    body=FeedbackIn,
+    responses={201: FeedbackOut},
+    description="Accepting an expert opens an engagement and uses one unit of capacity (409 when fully booked).",
+    tag="records",
+)
 def feedback() -> ResponseReturnValue:
     """Record a coordinator's decision; accepting an expert opens an engagement (409 when fully booked)."""
     from matcher.store import repository
-    from matcher.store.records import FeedbackIn
 
     decision = FeedbackIn.model_validate(_body())
     with _session() as session:
-        return jsonify(repository.record_feedback(session, decision)), 201
+        result = repository.record_feedback(session, decision)
+        detail = {
+            "need_id": decision.need_id,
+            "target_type": decision.target_type,
+            "target_id": decision.target_id,
+            "decision": decision.decision,
+        }
+        audit("feedback", "decisions", result["decision"]["id"], detail, session=session)
+    return respond(result, FeedbackOut, 201)
 
 
 @bp.get("/needs/<need_id>/matches")
+@operation(
+    "match",
+    "Matches of a stored need",
+    query=MatchQuery,
+    responses={200: MatchResponse},
+    description="The same body as POST /v1/match with this need_id.",
+)
 def need_matches(need_id: str) -> ResponseReturnValue:
     """The matches of a stored need: the same result as ``POST /v1/match`` with its ``need_id``."""
     query = _query(MatchQuery)
@@ -159,10 +212,13 @@ def need_matches(need_id: str) -> ResponseReturnValue:
         payload["targets"] = [t.strip() for t in query.targets.split(",") if t.strip()]
     if query.county:
         payload["filters"] = {"county": query.county}
-    return jsonify(_service().match(MatchRequest.model_validate(payload)))
+    return respond(match_and_time(MatchRequest.model_validate(payload)), MatchResponse)
 
 
 @bp.get("/engagements")
+@operation(
+    "read", "Engagements", query=EngagementQuery, responses={200: lambda _: page_model("engagements")}, tag="records"
+)
 def engagements() -> ResponseReturnValue:
     """Engagements by need, organisation or expert."""
     from matcher.store import repository
@@ -170,4 +226,5 @@ def engagements() -> ResponseReturnValue:
     query = _query(EngagementQuery)
     with _session() as session:
         items, total = repository.list_engagements(session, **query.model_dump())
-    return _page(items, total, query)
+        items = present("engagements", items, session)
+    return _page(items, total, query, "engagements")

@@ -1,6 +1,8 @@
 "use strict";
 // The match page: POST /v1/match and show the ranked targets with their reasons.
+// Signed in with a key, the browser holds only an HttpOnly session cookie; writes carry the CSRF token.
 const TYPE_NAMES = { expert: "专家", resource: "资源", project: "示范项目" };
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const form = document.getElementById("match-form");
 const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
@@ -57,7 +59,36 @@ function render(body) {
   statusLine.textContent = `模型版本 ${body.model_version}`;
 }
 
-form.addEventListener("submit", async (event) => {
+function headers() {
+  const sent = { "Content-Type": "application/json" };
+  if (CSRF) sent["X-CSRF-Token"] = CSRF;
+  return sent;
+}
+
+const signIn = document.getElementById("sign-in-form");
+if (signIn) {
+  signIn.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = document.getElementById("api-key").value.trim();
+    statusLine.className = "";
+    statusLine.textContent = "正在登录…";
+    const response = await fetch("/session", { method: "POST", headers: headers(), body: JSON.stringify({ key }) });
+    if (response.ok) { window.location.reload(); return; }
+    const body = await response.json().catch(() => ({}));
+    statusLine.className = "error";
+    statusLine.textContent = `登录失败：${body.detail || response.statusText}`;
+  });
+}
+
+const signOut = document.getElementById("sign-out");
+if (signOut) {
+  signOut.addEventListener("click", async () => {
+    await fetch("/session", { method: "DELETE", headers: headers() });
+    window.location.reload();
+  });
+}
+
+if (form) form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = document.getElementById("need-text").value.trim();
   const needId = document.getElementById("need-id").value.trim();
@@ -69,7 +100,7 @@ form.addEventListener("submit", async (event) => {
   statusLine.textContent = "正在匹配…";
   try {
     const response = await fetch("/v1/match", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+      method: "POST", headers: headers(), body: JSON.stringify(payload),
     });
     const body = await response.json();
     if (!response.ok) throw new Error(body.detail || body.title || response.statusText);

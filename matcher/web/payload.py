@@ -1,0 +1,103 @@
+"""Reading request payloads and writing response bodies, with the limits every route shares.
+
+* :func:`json_body`: the JSON object of a request. Not JSON → 415 (or 400), malformed, too deeply
+  nested or not an object → 400. Bodies over ``MAX_CONTENT_LENGTH`` (64 KiB) are refused with 413
+  before they are read.
+* Texts anywhere in a body, query string or path must not hold NUL characters or unpaired
+  surrogates (PostgreSQL and UTF-8 cannot store them): 400 naming the field.
+* :func:`query`: a query string validated by a pydantic model (400 naming the parameter).
+* :func:`respond`: a JSON body, checked against its response model when ``VALIDATE_RESPONSES`` is on
+  (the tests turn it on), so the OpenAPI document and the bodies cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from matcher.web.errors import BadRequestError
+
+__all__ = ["ResponseSchemaError", "install", "json_body", "query", "respond"]
+
+MAX_DEPTH = 32
+
+
+class ResponseSchemaError(RuntimeError):
+    """A response body does not match its documented model (a bug: answered as 500)."""
+
+
+def _bad_text(value: str) -> bool:
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check(value: Any, where: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise BadRequestError(f"{where or 'body'}: nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if _bad_text(value):
+            raise BadRequestError(f"{where or 'body'}: must not contain NUL characters or unpaired surrogates")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if _bad_text(key):
+                raise BadRequestError(f"{where or 'body'}: a field name contains NUL characters or unpaired surrogates")
+            _check(item, path, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, f"{where}.{index}" if where else str(index), depth + 1)
+
+
+def json_body(*, not_json_status: int = 415) -> dict[str, Any]:
+    """The request's JSON object; see the module docstring for the errors."""
+    if not request.is_json:
+        if not_json_status == 415:
+            raise BadRequestError("the body must be JSON (Content-Type: application/json)", 415)
+        raise BadRequestError("the body must be a JSON object (Content-Type: application/json)")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequestError(f"body: nested more than {MAX_DEPTH} levels deep") from None
+    if body is None:
+        raise BadRequestError("the body is not valid JSON")
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    _check(body, "")
+    return body
+
+
+def query(model: type[BaseModel]) -> Any:
+    """The query string validated by ``model`` (its values are texts; the model converts them)."""
+    return model.model_validate(request.args.to_dict())
+
+
+def respond(body: Any, model: type[BaseModel] | None = None, status: int = 200) -> tuple[Response, int]:
+    """``body`` as JSON with ``status``; checked against ``model`` when ``VALIDATE_RESPONSES`` is on."""
+    if model is not None and current_app.config.get("VALIDATE_RESPONSES"):
+        try:
+            model.model_validate(json.loads(json.dumps(body)))
+        except ValidationError as error:
+            raise ResponseSchemaError(f"{request.endpoint}: the response breaks {model.__name__}: {error}") from error
+    return jsonify(body), status
+
+
+def _check_url_texts() -> None:
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and _bad_text(value):
+            raise BadRequestError(f"{name}: must not contain NUL characters")
+    for name, value in request.args.items(multi=True):
+        if _bad_text(name) or _bad_text(value):
+            raise BadRequestError(f"{name if not _bad_text(name) else 'query'}: must not contain NUL characters")
+
+
+def install(app: Flask) -> None:
+    """Refuse NUL characters in paths and query strings before any view runs."""
+    app.before_request(_check_url_texts)
