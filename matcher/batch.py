@@ -13,15 +13,21 @@ columns ``need_id, target_type, target_id, rank, score``; the same inputs give b
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import operator
 import os
+import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,9 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from matcher.engines import Engine, EngineError, make_engine
 from matcher.errors import MatcherError
 from matcher.library import TARGET_COLUMNS, TARGET_TYPES
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
+from matcher.redact import redact
 from matcher.tables import Table, TableError, read_table, write_rejects
 
 logger = logging.getLogger(__name__)
@@ -46,9 +54,14 @@ __all__ = [
     "FileCheck",
     "check_inputs",
     "fit_matcher",
+    "manifest_path",
+    "match_to_file",
     "needs_frame",
+    "parts_dir",
     "read_inputs",
     "run_batch",
+    "run_batch_db",
+    "score_table",
     "targets_frame",
     "write_matches",
 ]
@@ -67,6 +80,10 @@ PARQUET_SCHEMA = pa.schema(
 #: matrices stay near ``_CELLS_PER_CHUNK`` cells.
 CHUNK_SIZE = 500
 _CELLS_PER_CHUNK = 2_000_000
+#: Targets added to the index at a time after a sampled fit (``fit_sample``).
+FIT_CHUNK = 50_000
+#: The test-only hook: seconds to sleep after each finished chunk (a test kills the run there).
+PAUSE_ENV = "MATCHER_TEST_BATCH_PAUSE"
 _ROLES = {"expert": "experts", "resource": "resources", "project": "projects"}
 
 
@@ -94,6 +111,12 @@ class BatchReport:
         Invalid input rows skipped (only with ``skip_invalid``).
     rejects : Path or None
         Where the rejected rows were written.
+    resumed, chunks : int
+        Chunks reused from an interrupted run, and chunks in all.
+    model_version : str or None
+        The model version (database mode; None when fitted on files).
+    manifest : Path or None
+        The run manifest (database mode).
     """
 
     out: Path
@@ -103,15 +126,25 @@ class BatchReport:
     unmatched: int = 0
     rejected: int = 0
     rejects: Path | None = None
+    resumed: int = 0
+    chunks: int = 0
+    model_version: str | None = None
+    manifest: Path | None = None
 
     def summary(self) -> str:
         """One line for the terminal."""
         targets = ", ".join(f"{n} {_ROLES[t] if n != 1 else t}" for t, n in self.targets.items())
-        line = f"wrote {_count(self.rows, 'row')} for {_count(self.needs, 'need')} ({targets}) to {self.out}"
+        needs = _count(self.needs, "open need" if self.model_version else "need")
+        model = f" with model version {self.model_version}" if self.model_version else ""
+        line = f"wrote {_count(self.rows, 'row')} for {needs} ({targets}){model} to {self.out}"
+        if self.resumed:
+            line += f" (resumed: {self.resumed} of {_count(self.chunks, 'chunk')} reused)"
         if self.unmatched:
             line += f"; {_count(self.unmatched, 'need')} without any match"
         if self.rejects is not None:
             line += f"; {_count(self.rejected, 'invalid row')} skipped, listed in {self.rejects}"
+        if self.manifest is not None:
+            line += f"; manifest {self.manifest}"
         return line
 
 
@@ -290,8 +323,16 @@ def _param_problem(default: Any, value: Any) -> str | None:
     return "cannot be set in a parameters file"
 
 
-def fit_matcher(targets: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Matcher:
+def fit_matcher(
+    targets: pd.DataFrame, params: Mapping[str, Any] | None = None, *, fit_sample: int | None = None
+) -> Matcher:
     """A matcher with ``params`` (flat ``get_params`` keys) fitted on a targets frame.
+
+    With ``fit_sample``, a library larger than that learns its vocabulary and term weights from a
+    seeded random sample of ``fit_sample`` targets; the others are then added with the fitted
+    vocabulary (:meth:`Matcher.update_targets`), :data:`FIT_CHUNK` at a time. Every target is indexed
+    and scored; terms seen only outside the sample are not features. Peak memory then grows with the
+    sample and the chunk, not with the library, and each profile is segmented once instead of twice.
 
     Raises
     ------
@@ -299,8 +340,18 @@ def fit_matcher(targets: pd.DataFrame, params: Mapping[str, Any] | None = None) 
         Naming the unknown or invalid parameter, or why the matcher cannot be fitted.
     """
     matcher = _matcher(params)
+    if fit_sample is not None:
+        fit_sample = _positive(fit_sample, "fit_sample")
     try:
-        return matcher.fit(targets)
+        if fit_sample is None or len(targets) <= fit_sample:
+            return matcher.fit(targets)
+        chosen = np.sort(np.random.default_rng(0).choice(len(targets), size=fit_sample, replace=False))
+        rest = np.setdiff1d(np.arange(len(targets)), chosen)
+        logger.info("fitting the vocabulary on %d of %d targets, then adding the others", fit_sample, len(targets))
+        model = matcher.fit(targets.iloc[chosen])
+        for start in range(0, len(rest), FIT_CHUNK):
+            model.update_targets(targets.iloc[rest[start : start + FIT_CHUNK]])
+        return model
     except (ValueError, TypeError) as error:
         with_params = " with these parameters" if params else ""
         raise BatchError(f"cannot fit the matcher on the target files{with_params}: {error}") from error
@@ -345,23 +396,19 @@ class _MatchWriter:
             raise
 
     def write(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in MATCH_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"the score table lacks the columns {missing}")
-        need_ids = [str(v) for v in frame["need_id"]]
-        target_types = [str(v) for v in frame["target_type"]]
-        target_ids = [str(v) for v in frame["target_id"]]
-        ranks = frame["rank"].to_numpy(dtype=np.int64)
-        scores = frame["score"].to_numpy(dtype=np.float64) + 0.0  # no "-0.000000"
+        """Append the rows of a score table frame."""
+        self.write_table(score_table(frame))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append the rows of a score table with :data:`PARQUET_SCHEMA` (one row group per call)."""
         if self._parquet is not None:
-            columns = [need_ids, target_types, target_ids, ranks.astype(np.int32), scores]
-            arrays = [pa.array(c, type=f.type) for c, f in zip(columns, PARQUET_SCHEMA, strict=True)]
-            self._parquet.write_table(pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA))
+            self._parquet.write_table(table)
         else:
+            need_ids, target_types, target_ids, ranks, scores = (c.to_pylist() for c in table.columns)
             self._csv.writerows(
-                zip(need_ids, target_types, target_ids, ranks.tolist(), [f"{s:.6f}" for s in scores], strict=True)
+                zip(need_ids, target_types, target_ids, ranks, [f"{s:.6f}" for s in scores], strict=True)
             )
-        self.rows += len(frame)
+        self.rows += table.num_rows
 
     def commit(self) -> None:
         """Close the temporary file and move it to ``path``."""
@@ -390,6 +437,21 @@ class _MatchWriter:
                 except Exception:  # already failing; the temporary file goes anyway
                     logger.debug("closing %s failed", self.tmp, exc_info=True)
         self.tmp.unlink(missing_ok=True)
+
+
+def score_table(frame: pd.DataFrame) -> pa.Table:
+    """A score table frame (``need_id, target_type, target_id, rank, score``) as Arrow, :data:`PARQUET_SCHEMA`."""
+    missing = [c for c in MATCH_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the score table lacks the columns {missing}")
+    need_ids = [str(v) for v in frame["need_id"]]
+    target_types = [str(v) for v in frame["target_type"]]
+    target_ids = [str(v) for v in frame["target_id"]]
+    ranks = frame["rank"].to_numpy(dtype=np.int64).astype(np.int32)
+    scores = frame["score"].to_numpy(dtype=np.float64) + 0.0  # no "-0.000000"
+    columns = [need_ids, target_types, target_ids, ranks, scores]
+    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, PARQUET_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
 @contextmanager
@@ -452,6 +514,11 @@ def run_batch(
     skip_invalid: str | os.PathLike[str] | None = None,
     chunk_size: int = CHUNK_SIZE,
     progress: bool | None = None,
+    resume: bool = False,
+    engine: str = "local",
+    workers: int = 1,
+    scheduler: Any = None,
+    fit_sample: int | None = None,
 ) -> BatchReport:
     """Fit on the target files, score every need and write the top ``k`` per need and target type.
 
@@ -473,6 +540,13 @@ def run_batch(
         Needs scored at a time, at most.
     progress : bool, optional
         Show a progress bar on stderr; default: when stderr is a terminal.
+    resume : bool
+        Reuse the chunks an interrupted run with the same inputs left in ``OUT.parts/``.
+    engine, workers, scheduler
+        Where the chunks run (see :func:`matcher.engines.make_engine`): ``local`` with ``workers``
+        processes, or ``dask`` on the cluster whose scheduler is at ``scheduler``.
+    fit_sample : int, optional
+        Learn the vocabulary from a sample of this many targets (see :func:`fit_matcher`).
 
     Returns
     -------
@@ -483,7 +557,7 @@ def run_batch(
     TableError
         An input file is invalid (naming the file, row and column).
     BatchError
-        Bad ``k``, parameters or output path.
+        Bad ``k``, parameters, output path, engine, or a resume with different inputs.
     """
     k = _positive(k, "k")
     chunk_size = _positive(chunk_size, "chunk_size")
@@ -499,38 +573,510 @@ def run_batch(
             raise BatchError(f"{rejects}: the rejects file is also the output file")
         _check_output(rejects, inputs, what="rejects", csv_only=True)
     _matcher(params)  # bad parameters fail before the files are read
+    if fit_sample is not None:
+        fit_sample = _positive(fit_sample, "fit_sample")
+    runner = _engine(engine, workers, scheduler)
 
     need_table, tables = read_inputs(needs, targets, skip_invalid=rejects is not None)
     need_rows = needs_frame(need_table)
-    model = fit_matcher(targets_frame(tables), params)
-    largest = max(model.n_targets_.values())
-    step = max(1, min(chunk_size, _CELLS_PER_CHUNK // largest))
-    show = sys.stderr.isatty() if progress is None else progress
-    matched: set[str] = set()
-    with (
-        _writing(out) as writer,
-        tqdm(total=len(need_rows), desc="matching", unit="need", file=sys.stderr, disable=not show) as bar,
-    ):
-        for start in range(0, len(need_rows), step):
-            chunk = need_rows.iloc[start : start + step]
-            rows = model.match(chunk, k=k, chunk_size=len(chunk))
-            writer.write(rows)
-            matched.update(rows["need_id"].astype(str))
-            bar.update(len(chunk))
-        all_tables = [need_table, *tables.values()]
+    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample)
+    all_tables = [need_table, *tables.values()]
+
+    def write_rejects_file() -> None:
         if rejects is not None:
-            write_rejects(all_tables, rejects)
+            write_rejects([_redacted(t) for t in all_tables], rejects)
+
+    identity = {"mode": "files", "params": _jsonable(dict(params or {})), "fit_sample": fit_sample}
+    outcome = _run_chunks(
+        model,
+        need_rows,
+        out,
+        k=k,
+        chunk_size=chunk_size,
+        engine=runner,
+        resume=resume,
+        progress=progress,
+        identity=identity,
+        before_commit=write_rejects_file,
+    )
     report = BatchReport(
         out=out,
         needs=len(need_rows),
         targets={t: int(n) for t, n in model.n_targets_.items()},
-        rows=writer.rows,
-        unmatched=len(need_rows) - len(matched),
+        rows=outcome.rows,
+        unmatched=len(need_rows) - outcome.matched,
         rejected=sum(len(t.rejects) for t in all_tables),
         rejects=rejects,
+        resumed=outcome.resumed,
+        chunks=outcome.chunks,
     )
     logger.info("%s", report.summary())
     return report
+
+
+def run_batch_db(
+    out: str | os.PathLike[str],
+    *,
+    k: int = 10,
+    database_url: str | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool | None = None,
+    resume: bool = False,
+    engine: str = "local",
+    workers: int = 1,
+    scheduler: Any = None,
+) -> BatchReport:
+    """Score every open need of the database with the active model and write the score table.
+
+    The libraries come from the database (created, migrated and filled on first use, as every
+    command does); the model is the active version of ``models_dir``, its target index brought in
+    step with the database exactly as the HTTP service does (:meth:`Matcher.sync_targets`), so that
+    deleted, unavailable and fully booked targets are left out and a need's rows are those
+    ``POST /v1/match {"need_id": ...}`` returns (with the same ``k``). Needs are those with status
+    ``open``, in id order. A run manifest is written beside the output: ``OUT.manifest.json``.
+
+    Parameters are those of :func:`run_batch`; ``database_url`` defaults to ``DATABASE_URL``,
+    ``models_dir`` to ``MATCHER_MODELS_DIR`` (``./models``), ``data_dir`` to ``MATCHER_DATA_DIR``.
+
+    Raises
+    ------
+    BatchError
+        Bad arguments or output path, or a resume with different inputs.
+    matcher.errors.ModelError
+        No active model, or a corrupt one.
+    matcher.errors.DatabaseUnavailableError
+        The database cannot be reached.
+    """
+    from matcher import persist
+    from matcher.library import data_dir as default_data_dir
+    from matcher.library import needs_frame as stored_needs
+    from matcher.library import targets_frame as stored_targets
+    from matcher.store.db import database_url as default_url
+    from matcher.store.repository import ensure_database, load_libraries_db, revision, transaction
+
+    started = time.perf_counter()
+    started_at = _utc_now()
+    k = _positive(k, "k")
+    chunk_size = _positive(chunk_size, "chunk_size")
+    out = Path(os.fspath(out))
+    _check_output(out)
+    runner = _engine(engine, workers, scheduler)
+    url = database_url or default_url()
+    root = Path(os.fspath(models_dir)) if models_dir is not None else persist.models_dir()
+
+    model, model_manifest = persist.load(root=root)  # no model: fail before touching the database
+    ensure_database(url, data_dir if data_dir is not None else default_data_dir())
+    with transaction(url) as session:
+        library_revision = revision(session)
+        libs = load_libraries_db(session)
+    loaded = time.perf_counter()
+    model.sync_targets(stored_targets(libs))
+    open_ids = libs.needs.loc[libs.needs["status"] == "open", "id"].tolist()
+    needs = stored_needs(libs, open_ids)
+    synced = time.perf_counter()
+    version = str(model_manifest.get("version"))
+    logger.info("matching %d open needs with model version %s", len(needs), version)
+    identity = {"mode": "database", "model_version": version}
+    outcome = _run_chunks(
+        model,
+        needs,
+        out,
+        k=k,
+        chunk_size=chunk_size,
+        engine=runner,
+        resume=resume,
+        progress=progress,
+        identity=identity,
+    )
+    report = BatchReport(
+        out=out,
+        needs=len(needs),
+        targets={t: int(n) for t, n in model.n_targets_.items()},
+        rows=outcome.rows,
+        unmatched=len(needs) - outcome.matched,
+        resumed=outcome.resumed,
+        chunks=outcome.chunks,
+        model_version=version,
+        manifest=manifest_path(out),
+    )
+    finished = time.perf_counter()
+    manifest = {
+        "output": out.name,
+        "format": "parquet" if out.suffix.lower() == ".parquet" else "csv",
+        "output_sha256": _sha256(out),
+        "source": "database",
+        "database": _safe_url(url),
+        "library_revision": library_revision,
+        "model_version": version,
+        "model_params": model_manifest.get("params", {}),
+        "parameters": {"k": k, "chunk_size": outcome.chunk_size, "target_types": list(model.target_types_)},
+        "engine": runner.describe(),
+        "counts": {
+            "needs": report.needs,
+            "targets": report.targets,
+            "rows": report.rows,
+            "needs_without_match": report.unmatched,
+            "chunks": outcome.chunks,
+            "chunks_resumed": outcome.resumed,
+        },
+        "timings_seconds": {
+            "load": round(loaded - started, 3),
+            "sync_targets": round(synced - loaded, 3),
+            "match": round(outcome.match_seconds, 3),
+            "write": round(outcome.write_seconds, 3),
+            "total": round(finished - started, 3),
+        },
+        "needs_per_second": round(len(needs) / outcome.match_seconds, 1) if outcome.match_seconds > 0 else None,
+        "started_at": started_at,
+        "finished_at": _utc_now(),
+    }
+    _write_json(manifest_path(out), manifest)
+    logger.info("%s", report.summary())
+    return report
+
+
+def match_to_file(
+    model: Matcher,
+    needs: pd.DataFrame,
+    out: str | os.PathLike[str],
+    *,
+    k: int = 10,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool | None = False,
+    resume: bool = False,
+    engine: str = "local",
+    workers: int = 1,
+    scheduler: Any = None,
+) -> BatchReport:
+    """Score a needs frame with a fitted matcher into a score table file, as ``matcher batch`` does.
+
+    The Python entry point for a model already in memory (a notebook, a benchmark): the same chunks,
+    engines, ``OUT.parts/`` and resume, and byte-identical output, as :func:`run_batch`.
+
+    Parameters
+    ----------
+    model : Matcher
+        A fitted matcher.
+    needs : DataFrame with ``id, text`` and optionally ``tags, counties, org_id``
+        Scored in row order.
+    """
+    k = _positive(k, "k")
+    chunk_size = _positive(chunk_size, "chunk_size")
+    out = Path(os.fspath(out))
+    _check_output(out)
+    outcome = _run_chunks(
+        model,
+        needs,
+        out,
+        k=k,
+        chunk_size=chunk_size,
+        engine=_engine(engine, workers, scheduler),
+        resume=resume,
+        progress=progress,
+        identity={"mode": "model", "params": _params_identity(model)},
+    )
+    return BatchReport(
+        out=out,
+        needs=len(needs),
+        targets={t: int(n) for t, n in model.n_targets_.items()},
+        rows=outcome.rows,
+        unmatched=len(needs) - outcome.matched,
+        resumed=outcome.resumed,
+        chunks=outcome.chunks,
+    )
+
+
+def manifest_path(out: Path) -> Path:
+    """The run manifest written beside ``out``: ``OUT.manifest.json``."""
+    return out.with_name(out.name + ".manifest.json")
+
+
+def parts_dir(out: Path) -> Path:
+    """The folder of finished chunks kept beside ``out`` until the output is complete: ``OUT.parts/``."""
+    return out.with_name(out.name + ".parts")
+
+
+def _engine(name: str, workers: int, scheduler: Any) -> Engine:
+    try:
+        return make_engine(name, workers=workers, scheduler=scheduler)
+    except EngineError as error:
+        raise BatchError(str(error)) from error
+
+
+# ---------------------------------------------------------------------- chunks and resume
+
+
+@dataclass
+class _Outcome:
+    rows: int
+    matched: int
+    chunks: int
+    resumed: int
+    chunk_size: int
+    match_seconds: float
+    write_seconds: float
+
+
+def _score_chunk(model: Matcher, task: tuple[pd.DataFrame, int]) -> pa.Table:
+    """Score one chunk of needs (one sparse product per target type): its rows as an Arrow table."""
+    needs, k = task
+    return score_table(model.match(needs, k=k, chunk_size=max(1, len(needs))))
+
+
+def _run_chunks(
+    model: Matcher,
+    needs: pd.DataFrame,
+    out: Path,
+    *,
+    k: int,
+    chunk_size: int,
+    engine: Engine,
+    resume: bool,
+    progress: bool | None,
+    identity: dict[str, Any],
+    before_commit: Any = None,
+) -> _Outcome:
+    """Score ``needs`` chunk by chunk into ``OUT.parts/``, then assemble ``out`` from the parts in order.
+
+    The chunk size is capped so that one chunk's dense score matrices stay near ``_CELLS_PER_CHUNK``
+    cells: memory grows with the chunk, not with the number of needs. Each finished chunk is a
+    Parquet file in ``OUT.parts/`` (with ``state.json``, what the run was made of); with ``resume`` the
+    chunks already there are kept when the state matches and refused with the reason when it does not.
+    The output appears by one rename when complete; the parts are removed then.
+    """
+    largest = max(model.n_targets_.values())
+    step = max(1, min(chunk_size, _CELLS_PER_CHUNK // largest))
+    bounds = [(start, min(start + step, len(needs))) for start in range(0, len(needs), step)]
+    state = {
+        **identity,
+        "k": k,
+        "chunk_size": step,
+        "chunks": len(bounds),
+        "needs": len(needs),
+        "needs_sha256": _needs_digest(needs),
+        "targets_sha256": _targets_digest(model),
+    }
+    store = _PartStore(parts_dir(out), state, resume=resume)
+    done = store.done()
+    show = sys.stderr.isatty() if progress is None else progress
+    pending = ((n, (needs.iloc[a:b], k)) for n, (a, b) in enumerate(bounds) if n not in done)
+    started = time.perf_counter()
+    finished = len(done)
+    try:
+        with tqdm(
+            total=len(needs),
+            initial=sum(b - a for n, (a, b) in enumerate(bounds) if n in done),
+            desc="matching",
+            unit="need",
+            file=sys.stderr,
+            disable=not show,
+        ) as bar:
+            for number, table in engine.run(_score_chunk, model, pending):
+                store.put(number, table)
+                finished += 1
+                bar.update(bounds[number][1] - bounds[number][0])
+                _test_pause(finished, len(bounds))
+    except EngineError as error:
+        raise BatchError(str(error)) from error
+    except BaseException:
+        if finished > len(done):
+            logger.warning(
+                "kept %d of %d finished chunks in %s: run again with --resume to continue",
+                finished,
+                len(bounds),
+                store.folder,
+            )
+        raise
+    matched = time.perf_counter()
+    need_ids: set[str] = set()
+    with _writing(out) as writer:
+        for number in range(len(bounds)):
+            table = store.get(number)
+            writer.write_table(table)
+            need_ids.update(table.column("need_id").unique().to_pylist())
+        if before_commit is not None:
+            before_commit()
+    store.remove()
+    return _Outcome(
+        rows=writer.rows,
+        matched=len(need_ids),
+        chunks=len(bounds),
+        resumed=len(done),
+        chunk_size=step,
+        match_seconds=matched - started,
+        write_seconds=time.perf_counter() - matched,
+    )
+
+
+class _PartStore:
+    """``OUT.parts/``: ``state.json`` and one Parquet file per finished chunk (``00012.parquet``)."""
+
+    STATE = "state.json"
+
+    def __init__(self, folder: Path, state: dict[str, Any], *, resume: bool) -> None:
+        self.folder = folder
+        self.state = state
+        self._resumed = False
+        saved = self._saved_state()
+        if saved is not None and resume:
+            different = [key for key in state if saved.get(key) != state[key]]
+            if different:
+                raise BatchError(_resume_refusal(folder, different, saved, state))
+            self._resumed = True
+            return
+        if resume:
+            logger.info("%s: no interrupted run to resume; starting from the first chunk", folder)
+        elif folder.exists():
+            logger.warning("%s: discarding the chunks of an earlier run (use --resume to continue it)", folder)
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            folder.mkdir()
+        except OSError as error:
+            raise BatchError(f"{folder}: cannot create the chunk folder: {error.strerror or error}") from error
+        _write_json(folder / self.STATE, state)
+
+    def _saved_state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / self.STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _path(self, number: int) -> Path:
+        return self.folder / f"{number:05d}.parquet"
+
+    def done(self) -> set[int]:
+        """Numbers of the chunks already finished (only when resuming)."""
+        if not self._resumed:
+            return set()
+        numbers = set()
+        for path in self.folder.glob("*.parquet"):
+            if path.stem.isdigit() and int(path.stem) < self.state["chunks"]:
+                numbers.add(int(path.stem))
+        if numbers:
+            logger.info("resuming: %d of %d chunks already done", len(numbers), self.state["chunks"])
+        return numbers
+
+    def put(self, number: int, table: pa.Table) -> None:
+        path = self._path(number)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp, compression="zstd", compression_level=1)
+        os.replace(tmp, path)
+
+    def get(self, number: int) -> pa.Table:
+        table = pq.read_table(self._path(number))
+        return pa.Table.from_arrays([c.combine_chunks() for c in table.columns], schema=PARQUET_SCHEMA)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _resume_refusal(folder: Path, keys: list[str], saved: dict[str, Any], state: dict[str, Any]) -> str:
+    described = {
+        "mode": "source (files or database)",
+        "model_version": "model version",
+        "params": "parameters",
+        "fit_sample": "fit sample",
+        "k": "k",
+        "chunk_size": "chunk size",
+        "chunks": "number of chunks",
+        "needs": "number of needs",
+        "needs_sha256": "needs",
+        "targets_sha256": "targets (texts, capacity, load or availability)",
+    }
+    changes = []
+    for key in keys:
+        if key.endswith("_sha256"):
+            changes.append(f"different {described.get(key, key)}")
+        else:
+            changes.append(f"{described.get(key, key)} {saved.get(key)!r} then, {state[key]!r} now")
+    return (
+        f"cannot resume: {folder} holds the chunks of a run with other inputs ({'; '.join(changes)}); "
+        "run without --resume to start over"
+    )
+
+
+def _needs_digest(needs: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    columns = [c for c in ("id", "text", "tags", "counties", "org_id") if c in needs.columns]
+    for row in needs.loc[:, columns].itertuples(index=False):
+        values = [list(v) if isinstance(v, list | tuple | np.ndarray) else v for v in row]
+        digest.update(json.dumps(values, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def _targets_digest(model: Matcher) -> str:
+    digest = hashlib.sha256()
+    for target_type in model.target_types_:
+        frame = model.targets(target_type)
+        digest.update(target_type.encode() + b"\0")
+        for target_id, fingerprint in zip(frame["id"], frame["fingerprint"], strict=True):
+            digest.update(f"{target_id}\t{fingerprint}\n".encode())
+    return digest.hexdigest()
+
+
+def _test_pause(finished: int, total: int) -> None:
+    """Test hook: after each finished chunk, say so on stderr and sleep, so a test can kill the run there."""
+    seconds = os.environ.get(PAUSE_ENV)
+    if seconds:
+        print(f"matcher: {PAUSE_ENV}: {finished} of {total} chunks done", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
+
+
+def _redacted(table: Table) -> Table:
+    """``table`` with personal data (phones, ID cards, e-mail, bank cards) redacted in its rejected rows."""
+    rejects = table.rejects.copy()
+    for column in rejects.columns:
+        if column not in ("file", "row") and rejects[column].dtype == object:
+            rejects[column] = [redact(v) if isinstance(v, str) else v for v in rejects[column]]
+    return dataclasses.replace(table, rejects=rejects)
+
+
+def _params_identity(model: Matcher) -> dict[str, Any]:
+    """The model's parameters as JSON: callables by name, estimators by class (stable across processes)."""
+    params = {}
+    for key, value in sorted(model.get_params(deep=True).items()):
+        if callable(value) and hasattr(value, "__qualname__"):
+            value = f"{value.__module__}.{value.__qualname__}"
+        elif not isinstance(value, str | int | float | bool | list | tuple | type(None)):
+            value = type(value).__name__
+        params[key] = value
+    return _jsonable(params)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _positive(value: Any, name: str) -> int:

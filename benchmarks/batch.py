@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Batch throughput and memory: matcher against a plain char TF-IDF reference, measured in one run.
+
+The script generates seeded Chinese libraries (the generator of ``latency.py``: experts from one
+seed, needs from the next, cached as Parquet in ``--cache``), then runs every case in a child process
+of its own, one after the other, so that each has its own peak memory (``VmHWM``) and nothing is
+warm from the case before:
+
+* ``reference``: written here, as the issue specifies it: scikit-learn
+  ``TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3))`` fitted on the experts' texts, the needs
+  vectorised, one sparse product per chunk of 500 needs, ``np.argpartition`` top 10, a CSV written;
+* ``matcher``: the shipped path end to end with the default parameters: ``batch.fit_matcher`` on the
+  experts, then ``batch.match_to_file`` (chunks of 500 needs, one sparse product each, top 10,
+  Parquet), in one process (``workers 1``) and in two (``workers 2``);
+* ``matcher, proposed``: the same code and parameters, plus the two levers that need changes in
+  the model's files (owned elsewhere), prototyped here without touching ``matcher/``:
+  (1) jieba segmentation of the profiles done once, in parallel processes, before the fit (through
+  the vectoriser's ``tokenizer`` parameter: a cache filled by a process pool), and (2) a block's text
+  scores written straight into the dense result by gathering each need's postings, instead of one
+  sparse × sparse product whose sparse result is dense anyway (a replacement of
+  ``_TypeIndex.text_scores`` in the child process; the scores are the same to the bit); workers 2;
+* ``matcher, pruned``: the vocabulary learnt from a quarter of the 20,000 experts
+  (``fit_sample=5000``; the others added with the fitted vocabulary), workers 2, to measure what the
+  pruning costs in quality;
+* ``large``: 200,000 experts × 20,000 needs, the vocabulary learnt from a quarter of them
+  (``fit_sample=50000``, ``matcher batch --fit-sample 50000``), workers 2: peak memory and
+  throughput, and the time for 200,000 needs extrapolated.
+
+Peak memory is sampled every half second as the sum of the proportional set sizes (PSS) of the case's
+process and its worker processes: pages the forked workers share with their parent count once. The
+process's own ``VmHWM`` is reported too.
+
+Quality is checked on the outputs: ``tag hit@10`` (share of returned experts carrying the need's
+first tag: a sanity check, matcher scores tags explicitly) and, for the proposed and pruned
+variants, ``agreement@10`` with the default matcher's top 10 (share of the same need–expert pairs).
+
+Usage::
+
+    .venv/bin/python benchmarks/batch.py --out /tmp/batch.json          # everything (about 15 min)
+    .venv/bin/python benchmarks/batch.py --cases reference,matcher-2,proposed --out /tmp/e2e.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 10
+CHUNK = 500
+#: The share of the library the vocabulary is learnt from in the pruned and large cases.
+SAMPLE_SHARE = 4
+CASES = ("reference", "matcher-1", "matcher-2", "proposed", "pruned", "large")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def dataset(cache: Path, experts: int, needs: int, seed: int) -> tuple[Path, Path]:
+    """Generated experts (seed) and needs (seed + 1) as Parquet files, made once and cached."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from latency import Generator
+
+    cache.mkdir(parents=True, exist_ok=True)
+    expert_file = cache / f"experts-{experts}-seed{seed}.parquet"
+    need_file = cache / f"needs-{needs}-seed{seed + 1}.parquet"
+    if not expert_file.exists():
+        log(f"generating {experts} experts (cached in {expert_file})")
+        Generator(seed).experts(experts).to_parquet(expert_file)
+    if not need_file.exists():
+        log(f"generating {needs} needs (cached in {need_file})")
+        frame = pd.DataFrame(Generator(seed + 1).needs(needs))
+        frame["org_id"] = None
+        frame.to_parquet(need_file)
+    return expert_file, need_file
+
+
+def read_frames(expert_file: Path, need_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    experts = pd.read_parquet(expert_file)
+    for column in ("texts", "tags", "counties"):
+        experts[column] = [list(v) for v in experts[column]]
+    needs = pd.read_parquet(need_file)
+    for column in ("tags", "counties"):
+        needs[column] = [list(v) for v in needs[column]]
+    needs["org_id"] = None
+    return experts, needs
+
+
+def log(message: str) -> None:
+    print(f"[batch] {message}", file=sys.stderr, flush=True)
+
+
+class MemorySampler:
+    """Samples the PSS of this process and its children every ``interval`` seconds; keeps the peak."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self.peak = max(self.peak, total / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def peak_rss_mib() -> dict[str, float]:
+    """This process's peak resident set (VmHWM) and the largest of its finished children's."""
+    own = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            own = int(line.split()[1]) / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"process": round(own, 1), "largest_worker": round(children, 1)}
+
+
+# ------------------------------------------------------------------------ the cases
+
+
+def run_reference(experts: pd.DataFrame, needs: pd.DataFrame, out: Path) -> dict[str, float]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = ["\n".join(t for t in texts if t) for texts in experts["texts"]]
+    ids = experts["id"].to_numpy(dtype=object)
+    need_ids = needs["id"].tolist()
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3))
+    X = vectorizer.fit_transform(docs)
+    fitted = time.perf_counter()
+    Q = vectorizer.transform(needs["text"].tolist())
+    XT = X.T.tocsr()
+    vectorised = time.perf_counter()
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["need_id", "target_id", "rank", "score"])
+        for start in range(0, Q.shape[0], CHUNK):
+            scores = (Q[start : start + CHUNK] @ XT).toarray()
+            top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
+            for row in range(scores.shape[0]):
+                best = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
+                for rank, column in enumerate(best, 1):
+                    writer.writerow([need_ids[start + row], ids[column], rank, f"{scores[row, column]:.6f}"])
+    finished = time.perf_counter()
+    return {
+        "fit": fitted - started,
+        "vectorise": vectorised - fitted,
+        "match_write": finished - vectorised,
+        "total": finished - started,
+        "features": X.shape[1],
+        "nnz": int(X.nnz),
+    }
+
+
+def run_matcher(
+    experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int, fit_sample: int | None = None
+) -> dict:
+    from matcher.batch import fit_matcher, match_to_file
+
+    started = time.perf_counter()
+    model = fit_matcher(experts, fit_sample=fit_sample)
+    fitted = time.perf_counter()
+    match_to_file(model, needs, out, k=K, chunk_size=CHUNK, workers=workers)
+    finished = time.perf_counter()
+    index = model.index_["expert"]
+    return {
+        "fit": fitted - started,
+        "match_write": finished - fitted,
+        "total": finished - started,
+        "features": int(model.vectorizer_.n_features_out_),
+        "nnz": int(index.postings.nnz),
+    }
+
+
+# --- the proposed levers (prototypes of changes to matcher/vectorize.py and matcher/model.py)
+
+
+class Presegmented:
+    """A tokenizer that returns the words cached for a document, or segments it (jieba) when it has none.
+
+    The cache is filled before the fit by a process pool, so jieba runs once per profile, in
+    parallel, instead of twice (fit and transform) in one process. Shared, not copied, by ``clone``.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[str, list[str]] = {}
+
+    def __call__(self, doc: str) -> list[str]:
+        words = self.cache.get(doc)
+        if words is None:
+            from matcher.text import segment
+
+            words = segment(doc)
+        return words
+
+    def __deepcopy__(self, memo: dict) -> Presegmented:
+        return self
+
+
+def _normalise_and_segment(text: str) -> tuple[str, list[str]]:
+    from matcher.text import normalise, segment
+
+    doc = normalise(text)
+    return doc, segment(doc)
+
+
+def gathered_text_scores(self: Any, vectors: Any) -> np.ndarray:
+    """``_TypeIndex.text_scores`` for a block of needs without the sparse intermediate result.
+
+    One sparse × sparse product (``csr_matmat``) builds a CSR result that is dense in practice (every
+    need shares common characters with nearly every profile), then ``toarray`` copies it. Gathering
+    each need's posting rows and multiplying them by the need's weights (what the one-need path
+    already does) writes the dense row directly and sums in the same order: the scores are the same
+    to the bit.
+    """
+    if vectors.shape[0] == 1:
+        return np.asarray(self.postings[vectors.indices].T @ vectors.data).reshape(1, -1)
+    out = np.empty((vectors.shape[0], self.postings.shape[1]), dtype=np.float32)
+    for row in range(vectors.shape[0]):
+        start, end = vectors.indptr[row], vectors.indptr[row + 1]
+        out[row] = self.postings[vectors.indices[start:end]].T @ vectors.data[start:end]
+    return out
+
+
+def run_proposed(experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int) -> dict:
+    import multiprocessing
+
+    from matcher import model as model_module
+    from matcher.batch import match_to_file
+    from matcher.model import build_matcher
+
+    model_module._TypeIndex.text_scores = gathered_text_scores
+    started = time.perf_counter()
+    raw = ["\n".join(t for t in texts if t) for texts in experts["texts"]]
+    tokenizer = Presegmented()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        tokenizer.cache = dict(pool.map(_normalise_and_segment, raw, chunksize=256))
+    segmented = time.perf_counter()
+    model = build_matcher({"vectorizer__tokenizer": tokenizer}).fit(experts)
+    tokenizer.cache.clear()  # needs are segmented by the workers
+    fitted = time.perf_counter()
+    match_to_file(model, needs, out, k=K, chunk_size=CHUNK, workers=workers)
+    finished = time.perf_counter()
+    return {
+        "segment_parallel": segmented - started,
+        "fit": fitted - started,
+        "match_write": finished - fitted,
+        "total": finished - started,
+        "features": int(model.vectorizer_.n_features_out_),
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+    experts, needs = read_frames(Path(args.expert_file), Path(args.need_file))
+    out = Path(args.output)
+    case = args.child
+    with MemorySampler() as memory:
+        if case == "reference":
+            result = run_reference(experts, needs, out)
+        elif case in ("matcher-1", "matcher-2"):
+            result = run_matcher(experts, needs, out, int(case[-1]))
+        elif case == "proposed":
+            result = run_proposed(experts, needs, out, 2)
+        elif case in ("pruned", "large"):
+            result = run_matcher(experts, needs, out, 2, fit_sample=len(experts) // SAMPLE_SHARE)
+        else:
+            raise SystemExit(f"unknown case {case}")
+    result.update(experts=len(experts), needs=len(needs), peak_rss_mib=peak_rss_mib())
+    result["peak_pss_mib"] = round(memory.peak, 1)
+    Path(args.result).write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------ the parent
+
+
+def top10(path: Path) -> dict[str, list[str]]:
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype={"need_id": str, "target_id": str})
+    else:
+        frame = pd.read_parquet(path, columns=["need_id", "target_type", "target_id"])
+        frame = frame.loc[frame["target_type"] == "expert"]
+    return frame.groupby("need_id", sort=False)["target_id"].agg(list).to_dict()
+
+
+def tag_hit(found: dict[str, list[str]], needs: pd.DataFrame, experts: pd.DataFrame) -> float:
+    tags = dict(zip(experts["id"], (set(t) for t in experts["tags"]), strict=True))
+    first = dict(zip(needs["id"], (t[0] for t in needs["tags"]), strict=True))
+    hits = total = 0
+    for need_id, ids in found.items():
+        hits += sum(first[need_id] in tags[i] for i in ids)
+        total += len(ids)
+    return hits / total if total else float("nan")
+
+
+def agreement(a: dict[str, list[str]], b: dict[str, list[str]]) -> float:
+    shared = total = 0
+    for need_id, ids in b.items():
+        shared += len(set(ids) & set(a.get(need_id, [])))
+        total += len(ids)
+    return shared / total if total else float("nan")
+
+
+def run_case(case: str, files: tuple[Path, Path], work: Path, workers: int = 1) -> dict[str, Any]:
+    suffix = ".csv" if case == "reference" else ".parquet"
+    output, result = work / f"{case}{suffix}", work / f"{case}.json"
+    command = [sys.executable, __file__, "--child", case, "--expert-file", str(files[0])]
+    command += ["--need-file", str(files[1]), "--output", str(output), "--result", str(result)]
+    command += ["--workers", str(workers)]
+    log(f"{case} ...")
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    report = json.loads(result.read_text(encoding="utf-8"))
+    report["output"] = str(output)
+    log(f"{case}: {report['total']:.1f} s (child wall {time.perf_counter() - started:.1f} s)")
+    return report
+
+
+def machine() -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from latency import machine as latency_machine
+
+    return latency_machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experts", type=int, default=20000)
+    parser.add_argument("--needs", type=int, default=20000)
+    parser.add_argument("--large-experts", type=int, default=200000)
+    parser.add_argument("--large-needs", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "matcher-bench")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    for hidden in ("--expert-file", "--need-file", "--output", "--result"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown cases {unknown}; choose from {CASES}")
+
+    info = machine()
+    load_before = os.getloadavg()
+    small = dataset(args.cache, args.experts, args.needs, args.seed)
+    reports: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="matcher-bench-") as folder:
+        work = Path(folder)
+        for case in cases:
+            if case == "large":
+                large = dataset(args.cache, args.large_experts, args.large_needs, args.seed)
+                reports[case] = run_case(case, large, work)
+            else:
+                reports[case] = run_case(case, small, work)
+        experts, needs = read_frames(*small)
+        found = {case: top10(Path(r["output"])) for case, r in reports.items() if case != "large"}
+        for case, report in reports.items():
+            if case in found:
+                report["tag_hit_at_10"] = tag_hit(found[case], needs, experts)
+                if "matcher-1" in found or "matcher-2" in found:
+                    base = found.get("matcher-2") or found["matcher-1"]
+                    report["agreement_at_10_with_matcher"] = agreement(base, found[case])
+            report["needs_per_second_match"] = report["needs"] / report["match_write"]
+            report["needs_per_second_end_to_end"] = report["needs"] / report["total"]
+        if "large" in reports:
+            large_report = reports["large"]
+            rate = large_report["needs"] / large_report["match_write"]
+            large_report["extrapolated_200k_needs_seconds"] = large_report["fit"] + 200_000 / rate
+            large_experts, large_needs = read_frames(*large)
+            large_report["tag_hit_at_10"] = tag_hit(top10(Path(large_report["output"])), large_needs, large_experts)
+    if "reference" in reports:
+        for case, report in reports.items():
+            if case != "reference" and case != "large":
+                report["throughput_vs_reference"] = reports["reference"]["total"] / report["total"]
+    report = {
+        "config": {
+            "experts": args.experts,
+            "needs": args.needs,
+            "large_experts": args.large_experts,
+            "large_needs": args.large_needs,
+            "seed": args.seed,
+            "k": K,
+            "chunk": CHUNK,
+            "fit_sample_share": f"1/{SAMPLE_SHARE}",
+        },
+        "machine": {**info, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "cases": reports,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+    }
+    print(markdown(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+WHAT = {
+    "reference": "char_wb 1–3 TF-IDF, sparse product per 500, argpartition, CSV",
+    "matcher-1": "shipped defaults, 1 process, Parquet",
+    "matcher-2": "shipped defaults, `--workers 2`, Parquet",
+    "proposed": "defaults + jieba once, in parallel + gathered text product (prototype), workers 2",
+    "pruned": "vocabulary from a 1/4 sample (`--fit-sample 5000`), workers 2",
+    "large": "vocabulary from a 1/4 sample (`--fit-sample 50000`), workers 2",
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| case | what | experts × needs | fit s | match+write s | total s | needs/s (match) | × reference | peak MiB (PSS) | tag hit@10 | agreement@10 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case, r in report["cases"].items():
+        ratio = r.get("throughput_vs_reference")
+        agree = r.get("agreement_at_10_with_matcher")
+        memory = f"{r['peak_pss_mib']:.0f}"
+        lines.append(
+            f"| {case} | {WHAT[case]} | {r['experts']:,} × {r['needs']:,} | {r['fit']:.1f} | {r['match_write']:.1f} "
+            f"| {r['total']:.1f} | {r['needs_per_second_match']:.0f} | {'' if ratio is None else f'{ratio:.2f}×'} "
+            f"| {memory} | {r.get('tag_hit_at_10', float('nan')):.3f} | {'' if agree is None else f'{agree:.3f}'} |"
+        )
+    if "large" in report["cases"]:
+        large = report["cases"]["large"]
+        lines += [
+            "",
+            f"Large: {large['experts']:,} experts, {large['needs']:,} needs; fit {large['fit']:.0f} s, "
+            f"{large['needs_per_second_match']:.0f} needs/s; 200,000 needs extrapolated: "
+            f"{large['extrapolated_200k_needs_seconds'] / 60:.1f} min; peak {large['peak_pss_mib']:.0f} MiB (PSS of all "
+            f"processes), {large['peak_rss_mib']['process']:.0f} MiB VmHWM of the main process.",
+        ]
+    info = report["machine"]
+    lines += [
+        "",
+        f"{info['nproc']} CPUs ({info['cpu']}), Python {report['python']}, {report['date']}, "
+        f"load average {info['loadavg_before'][0]:.2f} before, {info['loadavg_after'][0]:.2f} after.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
