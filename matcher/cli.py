@@ -110,18 +110,64 @@ def match(text: str, k: int, targets: str | None, county: str | None, as_json: b
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API and the web page with gunicorn."""
+@click.option("--timeout", default=60, show_default=True, type=click.IntRange(5, 3600), help="Worker timeout, s.")
+def serve(host: str, port: int, workers: int, timeout: int) -> None:
+    """Serve the API and the web page with gunicorn (JSON logs on stderr).
+
+    Off the loopback address, API keys must be configured (`matcher keys create`, or MATCHER_API_KEYS);
+    on it, while none is, keyless requests are served as the local coordinator.
+    """
     from matcher.server import run
 
-    run(host=host, port=port, workers=workers)
+    _check_bind(host)
+    from matcher.web.monitoring import configure_logging
+
+    configure_logging(logging.INFO)
+    run(host=host, port=port, workers=workers, timeout=timeout)
+
+
+def _keys_configured() -> bool:
+    """MATCHER_API_KEYS (checked here) or any row of the api_keys table."""
+    import os
+
+    from matcher.auth import parse_env_keys
+    from matcher.library import data_dir
+    from matcher.store.db import database_url
+    from matcher.store.keys import count_keys
+    from matcher.store.repository import ensure_database, transaction
+
+    if parse_env_keys(os.environ.get("MATCHER_API_KEYS")):
+        return True
+    url = database_url()
+    ensure_database(url, data_dir())
+    with transaction(url) as session:
+        return count_keys(session) > 0
+
+
+def _check_bind(host: str) -> None:
+    import os
+
+    from matcher.auth import is_loopback, parse_env_keys
+
+    if is_loopback(host):
+        parse_env_keys(os.environ.get("MATCHER_API_KEYS"))  # a malformed entry stops the start here
+        return
+    if not _keys_configured():
+        raise click.UsageError(
+            f"refusing to serve on {host} without API keys: anyone who can reach it would be a coordinator. "
+            "Create a key first (`matcher keys create --name NAME --role coordinator`, or set MATCHER_API_KEYS), "
+            "or serve on 127.0.0.1"
+        )
 
 
 @cli.command()
 @click.option(
-    "--needs", "needs_file", required=True, type=click.Path(path_type=Path), help="Needs file (CSV, JSONL or XLSX)."
+    "--needs",
+    "needs_file",
+    type=click.Path(path_type=Path),
+    help="Needs file (CSV, JSONL or XLSX). Without it: the database's open needs, with the active model.",
 )
-@click.option("--experts", required=True, type=click.Path(path_type=Path), help="Experts file.")
+@click.option("--experts", type=click.Path(path_type=Path), help="Experts file (required with --needs).")
 @click.option("--resources", type=click.Path(path_type=Path), help="Resources file.")
 @click.option("--projects", type=click.Path(path_type=Path), help="Projects file.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Rows per need and target type.")
@@ -135,9 +181,27 @@ def serve(host: str, port: int, workers: int) -> None:
     type=click.Path(path_type=Path),
     help="Skip invalid rows, listing them in this CSV file.",
 )
+@click.option("--resume", is_flag=True, help="Reuse the chunks an interrupted run left in OUT.parts/.")
+@click.option(
+    "--chunk-size", default=500, show_default=True, type=click.IntRange(min=1), help="Needs scored at a time, at most."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Where chunks run: local processes, or a Dask cluster.",
+)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Local worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="The Dask scheduler (with --engine dask), e.g. tcp://host:8786.")
+@click.option(
+    "--fit-sample",
+    type=click.IntRange(min=1),
+    help="Learn the vocabulary from this many targets (a seeded sample); bounds memory on huge libraries.",
+)
 def batch(
-    needs_file: Path,
-    experts: Path,
+    needs_file: Path | None,
+    experts: Path | None,
     resources: Path | None,
     projects: Path | None,
     k: int,
@@ -145,10 +209,41 @@ def batch(
     out: Path | None,
     check: bool,
     rejects_file: Path | None,
+    resume: bool,
+    chunk_size: int,
+    engine: str,
+    workers: int,
+    scheduler: str | None,
+    fit_sample: int | None,
 ) -> None:
-    """Score every need of a file against expert, resource and project files; write the score table."""
-    from matcher.batch import check_inputs, run_batch
+    """Score every need against the experts, resources and projects; write the score table.
 
+    With --needs, the matcher is fitted on the target files given. Without it, every open need of the
+    database is matched with the active model, as the HTTP API matches it.
+    """
+    from matcher.batch import check_inputs, run_batch, run_batch_db
+
+    run = {"resume": resume, "chunk_size": chunk_size, "engine": engine, "workers": workers, "scheduler": scheduler}
+    if needs_file is None:
+        given = {"--experts": experts, "--resources": resources, "--projects": projects}
+        given.update({"--params": params_file, "--skip-invalid": rejects_file, "--fit-sample": fit_sample})
+        refused = [name for name, value in given.items() if value is not None]
+        if refused:
+            raise click.UsageError(
+                f"{', '.join(refused)} go{'es' if len(refused) == 1 else ''} with --needs: without --needs, "
+                "batch matches the database's open needs with the active model"
+            )
+        if check:
+            _batch_check_database(out)
+            return
+        if out is None:
+            raise click.UsageError("--out is required (unless --check is given)")
+        from matcher.library import data_dir
+
+        click.echo(run_batch_db(out, k=k, data_dir=data_dir(), **run).summary())
+        return
+    if experts is None:
+        raise click.UsageError("Missing option '--experts' (required with --needs).")
     files = {"expert": experts, "resource": resources, "project": projects}
     targets = {target_type: path for target_type, path in files.items() if path is not None}
     params = _read_params(params_file)
@@ -161,8 +256,290 @@ def batch(
         return
     if out is None:
         raise click.UsageError("--out is required (unless --check is given)")
-    result = run_batch(needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file)
+    result = run_batch(
+        needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file, fit_sample=fit_sample, **run
+    )
     click.echo(result.summary())
+
+
+def _batch_check_database(out: Path | None) -> None:
+    """``matcher batch --check`` without ``--needs``: the active model, the database and the output folder."""
+    from matcher import persist
+    from matcher.batch import BatchError, _check_output
+    from matcher.library import data_dir
+    from matcher.store.db import database_url
+    from matcher.store.repository import ensure_database, load_libraries_db, transaction
+
+    problems = []
+    version = persist.active_version()
+    try:
+        if version is None:
+            raise MatcherError(f"no active model in {persist.models_dir()}: run `matcher train` first")
+        manifest = persist.read_manifest(version, root=persist.models_dir())
+        click.echo(f"model: version {manifest['version']} in {persist.models_dir()}")
+    except MatcherError as error:
+        problems.append(f"model: {error}")
+    url = database_url()
+    try:
+        ensure_database(url, data_dir())
+        with transaction(url) as session:
+            libs = load_libraries_db(session)
+        open_needs = int((libs.needs["status"] == "open").sum())
+        click.echo(f"database: {_safe_url(url)}: {open_needs} open needs of {len(libs.needs)}")
+    except MatcherError as error:
+        problems.append(f"database: {error}")
+    if out is not None:
+        try:
+            _check_output(out)
+        except BatchError as error:
+            problems.append(str(error))
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        sys.exit(EXIT_USAGE)
+    click.echo("ready to match the open needs")
+
+
+@cli.command()
+@click.option("--needs", "needs_file", type=click.Path(path_type=Path), help="Needs file; without it: the open needs.")
+@click.option("--experts", type=click.Path(path_type=Path), help="Experts file (with --needs).")
+@click.option("--resources", type=click.Path(path_type=Path), help="Resources file (with --needs).")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Model parameters (with --needs).")
+@click.option("--per-need", default=1, show_default=True, type=click.IntRange(min=0), help="Experts per need, at most.")
+@click.option(
+    "--resources-per-need", default=0, show_default=True, type=click.IntRange(min=0), help="Resources per need."
+)
+@click.option(
+    "--candidates", default=20, show_default=True, type=click.IntRange(min=1), help="Candidate targets per need."
+)
+@click.option("--alternates", default=3, show_default=True, type=click.IntRange(min=0), help="Alternates per need.")
+@click.option("--min-score", default=0.0, show_default=True, type=float, help="Never assign a pair scoring below.")
+@click.option("--cover-first", is_flag=True, help="One expert for every need before any need gets a second.")
+@click.option("--conflicts", type=click.Path(path_type=Path), help="Conflicts file: expert_id, org_id, relation.")
+@click.option("--forced", type=click.Path(path_type=Path), help="Forced assignments file: need_id, expert_id.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Seconds; then the best result so far.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Processes for scoring.")
+@click.option("--out", type=click.Path(path_type=Path), help="The assignment: .csv, or .parquet for Parquet.")
+@click.option("--commit", is_flag=True, help="Book the assignment as engagements in the database.")
+@click.option("--check", is_flag=True, help="Only report whether supply meets demand; write nothing.")
+def assign(
+    needs_file: Path | None,
+    experts: Path | None,
+    resources: Path | None,
+    params_file: Path | None,
+    per_need: int,
+    resources_per_need: int,
+    candidates: int,
+    alternates: int,
+    min_score: float,
+    cover_first: bool,
+    conflicts: Path | None,
+    forced: Path | None,
+    time_limit: float | None,
+    workers: int,
+    out: Path | None,
+    commit: bool,
+    check: bool,
+) -> None:
+    """Assign experts (and resources) to the open needs within every expert's free capacity.
+
+    Maximises the total score over each need's best candidates (min-cost flow), never assigning an
+    expert beyond capacity or across a conflict of interest. Writes the assignment with alternates,
+    OUT's .unassigned, .loads and .summary.json files; --commit books it as engagements.
+    """
+    from matcher.assignment import AssignOptions, run_assign
+    from matcher.library import data_dir
+
+    if needs_file is None:
+        given = {"--experts": experts, "--resources": resources, "--params": params_file}
+        refused = [name for name, value in given.items() if value is not None]
+        if refused:
+            raise click.UsageError(
+                f"{', '.join(refused)} go{'es' if len(refused) == 1 else ''} with --needs: without --needs, "
+                "assign takes the database's open needs and the active model"
+            )
+        target_files = None
+    else:
+        if experts is None and resources is None:
+            raise click.UsageError("Missing option '--experts' (required with --needs).")
+        target_files = {t: p for t, p in (("expert", experts), ("resource", resources)) if p is not None}
+    if out is None and not check:
+        raise click.UsageError("--out is required (unless --check is given)")
+    options = AssignOptions(
+        per_need=per_need,
+        resources_per_need=resources_per_need,
+        candidates=candidates,
+        alternates=alternates,
+        min_score=min_score,
+        cover_first=cover_first,
+        time_limit=time_limit,
+    )
+    report = run_assign(
+        out,
+        options=options,
+        needs_file=needs_file,
+        target_files=target_files,
+        params=_read_params(params_file) if params_file is not None else None,
+        conflicts=conflicts,
+        forced=forced,
+        commit=commit,
+        check=check,
+        data_dir=data_dir(),
+        workers=workers,
+        progress=lambda message: click.echo(f"matcher: {message}", err=True),
+    )
+    if check:
+        for target_type, result in report.results.items():
+            click.echo(f"== {target_type}: {'feasible' if result.feasibility.feasible else 'not feasible'}")
+            for en, zh in zip(result.feasibility.lines("en"), result.feasibility.lines("zh"), strict=True):
+                click.echo(f"{en}\n  {zh}")
+        return
+    for line in report.lines():
+        click.echo(line)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for evaluation.csv and ndcg_at_k.png.",
+)
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="JSON object of model parameters.")
+@click.option(
+    "--bench",
+    "bench_dir",
+    type=click.Path(path_type=Path),
+    help="Also evaluate on a benchmark folder in the format of ../shared/bench/zh.",
+)
+@click.option("--bench-needs", type=click.IntRange(min=10), help="Use this many of the benchmark's needs (seeded).")
+@click.option(
+    "--test-share",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0.05, 0.9),
+    help="Latest share of the decisions held out for testing.",
+)
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=10), help="Bootstrap resamples.")
+def evaluate(
+    out_dir: Path,
+    params_file: Path | None,
+    bench_dir: Path | None,
+    bench_needs: int | None,
+    test_share: float,
+    resamples: int,
+) -> None:
+    """Measure match quality on the later decisions (and a benchmark); write a CSV table and a PNG."""
+    from matcher import evaluate as evaluation
+    from matcher.training import stored_libraries
+
+    params = _read_params(params_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    libs = stored_libraries()
+    rows = evaluation.evaluate_history(libs, params, test_share=test_share, n_resamples=resamples).rows
+    if bench_dir is not None:
+        bench = evaluation.load_bench(bench_dir)
+        if bench_needs:
+            bench = bench.subset(bench_needs)
+        rows += evaluation.evaluate_bench(bench, params, n_resamples=resamples)[0]
+    evaluation.write_results(rows, out_dir / "evaluation.csv")
+    evaluation.plot_ndcg(rows, out_dir / "ndcg_at_k.png")
+    for row in rows:
+        if (row["metric"] == "nDCG" and row["k"] in (5, 10)) or row["metric"] == "PAIR":
+            k = f"@{row['k']}" if row["k"] != "" else ""
+            click.echo(
+                f"{row['dataset']:8} {row['method']:22} {row['metric']}{k:4} {row['value']:.4f} "
+                f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] n={row['n']}"
+            )
+    click.echo(f"wrote {out_dir / 'evaluation.csv'} and {out_dir / 'ndcg_at_k.png'}")
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for gaps.csv, gaps_by_category_county.csv and gaps.png.",
+)
+@click.option(
+    "--threshold",
+    default=0.3,
+    show_default=True,
+    type=float,
+    help="A need whose best weighted-sum score is below this is weakly matched.",
+)
+@click.option(
+    "--targets",
+    "target_type",
+    default="expert",
+    show_default=True,
+    type=click.Choice(["expert", "resource", "project"]),
+)
+@click.option(
+    "--status", default=None, type=click.Choice(["open", "matched", "closed"]), help="Only needs of this status."
+)
+def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) -> None:
+    """Needs whose best match is weak, by category and county: whom the base should recruit."""
+    from matcher import evaluate as evaluation
+    from matcher import persist
+    from matcher.library import targets_frame
+    from matcher.training import stored_libraries
+
+    model, _ = persist.load()
+    libs = stored_libraries()
+    model.sync_targets(targets_frame(libs))
+    needs, summary = evaluation.find_gaps(model, libs, target_type=target_type, threshold=threshold, status=status)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    needs.to_csv(out_dir / "gaps.csv", index=False, lineterminator="\n")
+    summary.to_csv(out_dir / "gaps_by_category_county.csv", index=False, lineterminator="\n")
+    evaluation.plot_gaps(summary, out_dir / "gaps.png")
+    click.echo(f"{int(needs['weak'].sum())} of {len(needs)} needs have no {target_type} scoring {threshold} or more")
+    for row in summary.head(8).itertuples(index=False):
+        click.echo(f"  {row.dimension:8} {row.value:10} weak {row.weak}/{row.needs}")
+    click.echo(f"wrote {out_dir / 'gaps.csv'}, {out_dir / 'gaps_by_category_county.csv'} and {out_dir / 'gaps.png'}")
+
+
+@cli.command()
+@click.option(
+    "--bench",
+    "bench_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A benchmark folder in the format of ../shared/bench/zh (tuned on, never copied).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for best_params.json and tune_results.csv.",
+)
+@click.option("--grid", "grid_file", type=click.Path(path_type=Path), help="JSON object: parameter -> list of values.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
+@click.option("--bench-needs", type=click.IntRange(min=10), help="Tune on this many of the benchmark's needs (seeded).")
+@click.option("--depth", default=100, show_default=True, type=click.IntRange(10, 1000), help="Candidates per need.")
+def tune(
+    out_dir: Path, bench_dir: Path, grid_file: Path | None, folds: int, bench_needs: int | None, depth: int
+) -> None:
+    """Grid-search vectoriser, fusion and re-ranker parameters by cross-validated nDCG@10."""
+    from matcher import evaluate as evaluation
+    from matcher import tune as tuning
+
+    grid = _read_params(grid_file) if grid_file else None
+    bench = evaluation.load_bench(bench_dir)
+    if bench_needs:
+        bench = bench.subset(bench_needs)
+    best, table = tuning.tune(bench, grid, n_splits=folds, depth=depth)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "best_params.json").write_text(json.dumps(best, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    table.to_csv(out_dir / "tune_results.csv", index=False, lineterminator="\n")
+    click.echo(f"best mean nDCG@10 {table['mean_test_score'].iloc[0]:.4f}: {table['params'].iloc[0]}")
+    click.echo(f"wrote {out_dir / 'best_params.json'} and {out_dir / 'tune_results.csv'}")
 
 
 _STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions")
@@ -252,6 +629,185 @@ def export_command(kind: str, file: Path) -> None:
     ensure_database(url, data_dir())
     written = export_file(kind, file, url=url)
     click.echo(f"exported {written} {kind} to {file}")
+
+
+# ---------------------------------------------------------------- keys, models, purge
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _store_url() -> str:
+    from matcher.library import data_dir
+    from matcher.store.db import database_url
+    from matcher.store.repository import ensure_database
+
+    url = database_url()
+    ensure_database(url, data_dir())
+    return url
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: create (shown once, stored as a SHA-256), list, revoke."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--role", required=True, type=click.Choice(["coordinator", "analyst", "admin"]))
+def keys_create(name: str, role: str) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from matcher.store import audit
+    from matcher.store import keys as stored_keys
+    from matcher.store.repository import transaction
+
+    with transaction(_store_url()) as session:
+        token, item = stored_keys.create_key(session, name, role, created_by=_cli_actor())
+        audit.record(
+            session,
+            actor=_cli_actor(),
+            action="key_create",
+            kind="api_keys",
+            record_id=item["id"],
+            detail={"role": role},
+        )
+    click.echo(token)
+    click.echo(f"created key {item['id']} ({role}, {item['name']}); store it now: it is not shown again", err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key (never the key itself), revoked ones included."""
+    from matcher.store import keys as stored_keys
+    from matcher.store.repository import transaction
+
+    with transaction(_store_url()) as session:
+        items = stored_keys.list_keys(session)
+    if not items:
+        click.echo("no keys: the server serves keyless loopback requests as the local coordinator")
+    for item in items:
+        state = f"revoked {item['revoked_at']}" if item["revoked_at"] else "active"
+        click.echo(f"{item['id']}  {item['role']:<11}  {item['name']}  created {item['created_at']}  {state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID (running servers refuse it within a few seconds)."""
+    from matcher.store import audit
+    from matcher.store import keys as stored_keys
+    from matcher.store.repository import transaction
+
+    with transaction(_store_url()) as session:
+        stored_keys.revoke_key(session, key_id)
+        audit.record(session, actor=_cli_actor(), action="key_revoke", kind="api_keys", record_id=key_id)
+    click.echo(f"revoked key {key_id}")
+
+
+@cli.group()
+def models() -> None:
+    """Model versions in models/: list, activate, rollback, sign."""
+
+
+@models.command("list")
+@click.option("--verify", is_flag=True, help="Also check each artefact's sha256 (and HMAC when signing).")
+def models_list(verify: bool) -> None:
+    """Versions, newest first; * marks the active one."""
+    from matcher import persist
+
+    rows = persist.describe_versions()
+    if not rows:
+        click.echo(f"no model versions in {persist.models_dir()}: run `matcher train`")
+    for row in rows:
+        line = f"{'*' if row['active'] else ' '} {row['version']}  {row.get('model') or '-'}"
+        line += "  signed" if row.get("signed") else "  unsigned"
+        if row.get("error"):
+            line += f"  ERROR {row['error']}"
+        elif verify:
+            try:
+                persist.verify(row["version"])
+                line += "  verified"
+            except MatcherError as error:
+                line += f"  REFUSED {error}"
+        click.echo(line)
+
+
+@models.command("activate")
+@click.argument("version")
+def models_activate(version: str) -> None:
+    """Make VERSION active after checking it; running servers switch on their next request."""
+    from matcher import persist
+
+    previous = persist.activate(version, by=_cli_actor())
+    _audit_model("model_activate", version, previous)
+    click.echo(f"model version {version} is active (was {previous or 'none'})")
+
+
+@models.command("rollback")
+def models_rollback() -> None:
+    """Go back to the version active before the current one (models/HISTORY)."""
+    from matcher import persist
+
+    current, target = persist.rollback(by=_cli_actor())
+    _audit_model("model_rollback", target, current)
+    click.echo(f"rolled back from {current} to {target}")
+
+
+@models.command("sign")
+@click.argument("version")
+def models_sign(version: str) -> None:
+    """Add artefact_hmac to VERSION's manifest with $MATCHER_SIGNING_KEY (after checking its sha256)."""
+    from matcher import persist
+
+    persist.sign(version)
+    click.echo(f"signed model version {version}")
+
+
+def _audit_model(action: str, version: str, previous: str | None) -> None:
+    """Record a model change in the audit log when the database can be reached (the change itself is done)."""
+    from matcher.store import audit
+    from matcher.store.repository import transaction
+
+    try:
+        with transaction(_store_url()) as session:
+            audit.record(
+                session,
+                actor=_cli_actor(),
+                action=action,
+                kind="models",
+                record_id=version,
+                detail={"previous": previous},
+            )
+    except MatcherError as error:
+        logger.warning("the model change was not written to the audit log: %s", error)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["organisations", "needs", "experts", "resources", "projects"]))
+@click.argument("ids", nargs=-1, required=True)
+def purge(kind: str, ids: tuple[str, ...]) -> None:
+    """Erase the personal data of deleted records of KIND (on a person's request); audited.
+
+    Each record must be deleted first (DELETE /v1/KIND/ID). Its row stays, so decisions keep their
+    meaning; names become 已清除 and texts and contacts are emptied. Model versions trained before
+    still hold the old texts: retrain (`matcher train`) and remove older versions from models/.
+    """
+    from matcher.store import audit
+    from matcher.store.repository import transaction
+
+    with transaction(_store_url()) as session:
+        for record_id in ids:
+            fields = audit.purge_record(session, kind, record_id)
+            audit.record(
+                session, actor=_cli_actor(), action="purge", kind=kind, record_id=record_id, detail={"fields": fields}
+            )
+            click.echo(f"purged {kind} {record_id}: {', '.join(fields) or 'nothing left to erase'}")
 
 
 def main(argv: list[str] | None = None) -> None:
