@@ -33,6 +33,7 @@ def test_notebook_runs(name: str, tmp_path) -> None:
         "data_dir": str(ROOT / "data"),
         "database_url": f"sqlite:///{tmp_path / 'matcher.sqlite3'}",
         "output_dir": str(tmp_path / "out"),
+        "models_dir": str(tmp_path / "models"),
         **SMALL.get(name, {}),
     }
     papermill.execute_notebook(
@@ -46,5 +47,15 @@ def test_notebook_runs(name: str, tmp_path) -> None:
     )
 
 
-# Small parameters per notebook, so that the suite stays fast.
-SMALL: dict[str, dict] = {}
+# Small parameters per notebook, so that the suite stays fast. The benchmark parts read ../shared
+# where it is beside the clone and are skipped by the notebooks themselves where it is absent.
+SMALL: dict[str, dict] = {
+    "02_train_evaluate.ipynb": {"resamples": 30, "bench_needs": 0, "examples": ["N0001"]},
+    "03_tune.ipynb": {
+        "bench_dir": str(ROOT.parent / "shared" / "bench" / "zh"),
+        "bench_needs": 150,
+        "folds": 2,
+        "depth": 20,
+        "grid": {"matcher__vectorizer__weighting": ["tfidf", "bm25"]},
+    },
+}
