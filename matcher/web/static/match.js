@@ -1,6 +1,11 @@
 "use strict";
 // The match page: POST /v1/match and show the ranked targets with their reasons.
 // Signed in with a key, the browser holds only an HttpOnly session cookie; writes carry the CSRF token.
+const FEATURE_NAMES = {
+  text: "文本相似", text_share: "相对文本相似", char: "字符相似", word: "词语相似", semantic: "语义相似",
+  tags: "标签匹配", jaccard: "标签重合", region: "地区一致", load_fraction: "当前负荷",
+  acceptance_rate: "过往采纳率", log_shown: "推荐次数", familiarity: "过往评价", kind: "类型", log_rank: "展示位置",
+};
 const TYPE_NAMES = { expert: "专家", resource: "资源", project: "示范项目" };
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const form = document.getElementById("match-form");
@@ -34,7 +39,12 @@ function reasonList(reasons) {
   if (reasons.tags.length) list.append(el("li", "匹配标签：" + reasons.tags.join("、")));
   list.append(el("li", reasons.region.match ? `服务地区一致（${reasons.region.counties.join("、")}）` : "服务地区不同或未知"));
   const c = reasons.components;
-  list.append(el("li", `得分构成：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`));
+  list.append(el("li", `基础分：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`));
+  if (reasons.rerank) {
+    // the learnt re-ranker turned the base score into the shown score; say what moved it most
+    const moved = reasons.rerank.features.map((f) => `${FEATURE_NAMES[f.feature.split(":")[0]] || f.feature}${f.effect >= 0 ? "↑" : "↓"}`);
+    list.append(el("li", `学习排序（依据过往协调员决定）：基础分 ${reasons.rerank.base.toFixed(3)} → 最终得分；主要因素：${moved.join("、")}`));
+  }
   return list;
 }
 
