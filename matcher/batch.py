@@ -41,6 +41,7 @@ from matcher.engines import Engine, EngineError, make_engine
 from matcher.errors import MatcherError
 from matcher.library import TARGET_COLUMNS, TARGET_TYPES
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
+from matcher.privacy import index_text
 from matcher.redact import redact
 from matcher.tables import Table, TableError, read_table, write_rejects
 
@@ -239,7 +240,7 @@ def needs_frame(table: Table) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "id": frame["id"].astype(object),
-            "text": frame["text"].astype(object),
+            "text": frame["text"].map(index_text).astype(object),  # personal data never matched on
             "tags": frame["tags"],
             "counties": frame["counties"],
             "org_id": frame["org_id"],
@@ -265,7 +266,7 @@ def targets_frame(tables: Mapping[str, Table]) -> pd.DataFrame:
                     "target_type": [target_type] * len(frame),
                     "id": frame["id"].astype(object),
                     "name": frame["name"].astype(object),
-                    "texts": [[text] for text in frame["text"]],
+                    "texts": [[index_text(text)] for text in frame["text"]],  # personal data never indexed
                     "tags": frame["tags"],
                     "counties": frame["counties"],
                     "org_id": frame["org_id"],

@@ -253,3 +253,13 @@ def test_database_down_is_503_and_the_service_recovers(make_app, postgres_schema
     proxy.restore()
     assert client.get("/v1/experts?per_page=1").status_code == 200
     assert client.post("/v1/match", json={"need_id": "N0001"}).status_code == 200
+
+
+def test_personal_data_cannot_be_searched_for(client) -> None:
+    bio = "联系方式13812345678，身份证130629198503150012，专注个案管理。"
+    assert client.post("/v1/experts", json={**EXPERT, "bio": bio}).status_code == 201
+    assert client.get("/v1/experts?q=个案管理 转介&per_page=100").get_json()["total"] > 0
+    for probe in ("13812345678", "130629198503150012"):
+        assert client.get(f"/v1/experts?q={probe}").get_json()["total"] == 0, probe
+    partial = client.get("/v1/experts?q=1381234&per_page=100").get_json()["items"]  # digits match years, counts…
+    assert "E9001" not in [e["id"] for e in partial]  # …but never the redacted phone number

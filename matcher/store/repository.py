@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
 from matcher.library import FILES, Libraries, load_libraries
+from matcher.privacy import index_text
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
     KINDS,
@@ -636,7 +637,7 @@ def _search_text(kind: str, row: dict[str, Any]) -> str:
     for name in _SEARCH_FIELDS[kind]:
         value = row.get(name)
         parts.append("、".join(value) if isinstance(value, list) else str(value or ""))
-    return "\n".join(p for p in parts if p)
+    return index_text("\n".join(p for p in parts if p))  # personal data can never be searched for
 
 
 def _relevance(session: Session, kind: str, rows: list[dict[str, Any]], query: str) -> dict[str, float]:
@@ -660,7 +661,7 @@ def _relevance(session: Session, kind: str, rows: list[dict[str, Any]], query: s
             while len(_search_cache) > 32:
                 _search_cache.popitem(last=False)
     _, vectorizer, matrix = cached
-    scores = (matrix @ vectorizer.transform([query]).T).toarray().ravel()
+    scores = (matrix @ vectorizer.transform([index_text(query)]).T).toarray().ravel()
     return {i: float(s) for i, s in zip(ids, scores, strict=True) if s > 1e-9}
 
 
