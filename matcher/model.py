@@ -910,3 +910,15 @@ def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
         if key not in valid:
             raise ValueError(f"unknown parameter {key!r}; valid parameters: {', '.join(sorted(valid))}")
     return matcher.set_params(**params)
+
+
+def params_of(model: Matcher) -> dict[str, Any]:
+    """The parameters of ``model`` in the ``--params`` format (values only: no estimators or callables).
+
+    ``build_matcher(params_of(model))`` builds an unfitted matcher with the same settings.
+    """
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in model.get_params(deep=True).items()
+        if value is None or isinstance(value, (bool, int, float, str, tuple, list))
+    }

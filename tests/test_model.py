@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
+from matcher.model import MATCH_COLUMNS, Matcher, build_matcher, params_of
 from tests.conftest import target
 
 
@@ -280,3 +280,10 @@ def test_sync_targets_touches_only_what_changed(toy_targets) -> None:
     assert ids(results["expert"])[0] == "E02" and "P02" not in ids(results.get("project", []))
     assert "E01" not in ids(model.recommend({"text": "个案管理"}, k=5)["expert"])
     assert model.sync_targets(edited) == {"changed": 0, "removed": 0}
+
+
+def test_params_of_round_trips_through_build_matcher() -> None:
+    model = build_matcher({"tag_weight": 0.3, "vectorizer__char_ngram_range": [1, 3]})
+    params = params_of(model)
+    assert params["tag_weight"] == 0.3 and params["vectorizer__char_ngram_range"] == [1, 3]
+    assert params_of(build_matcher(params)) == params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -27,8 +28,9 @@ def test_committed_notebooks_have_no_outputs(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", notebooks())
-def test_notebook_runs(name: str, tmp_path) -> None:
+def test_notebook_runs(name: str, tmp_path, trained) -> None:
     papermill = pytest.importorskip("papermill")
+    shutil.copytree(trained["models"], tmp_path / "models")  # an active version to compare with
     parameters = {
         "data_dir": str(ROOT / "data"),
         "database_url": f"sqlite:///{tmp_path / 'matcher.sqlite3'}",
