@@ -26,7 +26,7 @@ def test_match_free_text(client, trained) -> None:
     assert body["model_version"] == trained["version"]
     assert set(body["results"]) == {"expert", "resource", "project"}
     for results in body["results"].values():
-        assert 1 <= len(results) <= 3
+        assert len(results) in (1, 2, 3)
         scores = [r["score"] for r in results]
         assert scores == sorted(scores, reverse=True)
         for result in results:
