@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 
 from matcher.errors import ConflictError
-from matcher.store.repository import _bump, _decision_id, transaction
+from matcher.store.repository import bump_revision, new_decision_id, transaction
 from matcher.store.schema import Decision, Engagement, Expert, Need, Project, Resource, utcnow
 
 __all__ = ["PAUSE_ENV", "Booking", "book"]
@@ -104,7 +104,7 @@ def book(bookings: Sequence[Booking], *, url: str, model_version: str | None = N
         now = utcnow()
         decisions, engagements = [], []
         for item in bookings:
-            decision_id = _decision_id(now)
+            decision_id = new_decision_id(now)
             decisions.append(
                 {
                     "id": decision_id,
@@ -135,7 +135,7 @@ def book(bookings: Sequence[Booking], *, url: str, model_version: str | None = N
         session.execute(insert(Engagement), engagements)
         for part in _chunks(need_ids):
             session.execute(update(Need).where(Need.id.in_(part)).values(status="matched", updated_at=now))
-        _bump(session)
+        bump_revision(session)
     return len(bookings)
 
 

@@ -86,6 +86,7 @@ __all__ = [
     "ImportRejectedError",
     "ImportReport",
     "RecordError",
+    "bump_revision",
     "counts",
     "create_record",
     "database_errors",
@@ -97,6 +98,7 @@ __all__ = [
     "list_engagements",
     "list_records",
     "load_libraries_db",
+    "new_decision_id",
     "peek_revision",
     "record_feedback",
     "replace_record",
@@ -253,7 +255,8 @@ def peek_revision(url: str | None = None) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _bump(session: Session) -> None:
+def bump_revision(session: Session) -> None:
+    """Bump the libraries' revision in ``session``'s transaction: every write to the libraries calls it."""
     result = session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
     if result.rowcount == 0:
         session.add(Revision(id=1, value=1))
@@ -300,7 +303,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         started = time.perf_counter()
         libraries = load_libraries(data_dir)
         _seed(session, libraries)
-        _bump(session)
+        bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
         return True
 
@@ -800,7 +803,7 @@ def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str
         row.updated_at = utcnow()
     session.add(row)
     session.flush()
-    _bump(session)
+    bump_revision(session)
     return get_record(session, kind, values["id"])
 
 
@@ -824,7 +827,7 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
         if spec.soft_delete:
             row.updated_at = utcnow()
         session.flush()
-        _bump(session)
+        bump_revision(session)
     return get_record(session, kind, record_id)
 
 
@@ -862,7 +865,7 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
             raise ConflictError(f"decision {record_id} opened an engagement and is kept as its record")
         session.delete(row)
         session.flush()
-        _bump(session)
+        bump_revision(session)
         return
     else:
         if kind == "needs":
@@ -885,13 +888,13 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
     row.deleted_at = now
     row.updated_at = now
     session.flush()
-    _bump(session)
+    bump_revision(session)
 
 
 # =========================================================================== feedback and engagements
 
 
-def _decision_id(now: datetime) -> str:
+def new_decision_id(now: datetime) -> str:
     """``D`` + UTC time to the microsecond + random hex: unique, and sorted in time order."""
     return f"D{now.strftime('%Y%m%d%H%M%S%f')}{secrets.token_hex(3)}"
 
@@ -982,7 +985,7 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
     elif feedback.decision in ("completed", "cancelled") and engagement is None:
         raise ConflictError(f"{label} has no open engagement on need {need.id} to mark {feedback.decision}")
-    decision = Decision(id=_decision_id(now), decided_at=now, **feedback.model_dump())
+    decision = Decision(id=new_decision_id(now), decided_at=now, **feedback.model_dump())
     session.add(decision)
     session.flush()
     if feedback.decision == "accepted":
@@ -1020,7 +1023,7 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
     else:
         engagement = None
     session.flush()
-    _bump(session)
+    bump_revision(session)
     return {
         "decision": _item("decisions", decision),
         "engagement": _engagement_item(engagement) if engagement is not None else None,
@@ -1239,7 +1242,7 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
         if updates:
             session.execute(update(spec.table), updates)
         if creates or updates:
-            _bump(session)
+            bump_revision(session)
         _test_pause()
     report = ImportReport(len(creates), len(updates), unchanged)
     logger.info("imported %s into %s: %s", file, kind, report)
