@@ -228,11 +228,12 @@ def read_scores(path: Path) -> list[list[str]]:
     return rows[1:]
 
 
-def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m matcher.cli batch ARGS`` in ``cwd``, with model and data folders that must stay unused."""
-    env = dict(os.environ)
-    env.update(MATCHER_MODELS_DIR=str(cwd / "no-models"), MATCHER_DATA_DIR=str(cwd / "no-data"))
-    env.pop("COLUMNS", None)
+def run_cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m matcher.cli batch ARGS`` in ``cwd``; by default with model and data folders that must stay unused."""
+    if env is None:
+        env = dict(os.environ)
+        env.update(MATCHER_MODELS_DIR=str(cwd / "no-models"), MATCHER_DATA_DIR=str(cwd / "no-data"))
+        env.pop("COLUMNS", None)
     return subprocess.run(
         [sys.executable, "-m", "matcher.cli", "batch", *map(str, args)],
         cwd=cwd,

@@ -19,7 +19,7 @@ from matcher import batch
 from matcher.batch import BatchError, parts_dir, run_batch, run_batch_db
 from matcher.engines import DaskEngine, EngineError
 from tests.conftest import ROOT
-from tests.test_batch import EXPERTS, NEEDS, targets_of, write_library, write_rows
+from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
 
 
 def _rows_by_need(path: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
@@ -47,15 +47,7 @@ def _env(trained, url: str, **extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str | Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "matcher.cli", "batch", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=300,
-    )
+    return run_cli(*args, cwd=cwd, env=env)
 
 
 # --------------------------------------------------------------------------- database mode
