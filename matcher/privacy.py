@@ -15,7 +15,7 @@ from typing import Any
 
 from matcher.redact import PLACEHOLDERS, redact
 
-__all__ = ["CONTACT_FIELDS", "index_text", "redact_item", "redacted_text"]
+__all__ = ["CONTACT_FIELDS", "HIDDEN", "index_text", "redact_item", "redacted_text", "shown_index_text"]
 
 #: Expert fields that only roles with the ``contacts`` permission see.
 CONTACT_FIELDS = ("phone", "email")
@@ -24,6 +24,7 @@ CONTACT_FIELDS = ("phone", "email")
 #: Full-width ASCII (U+FF01-U+FF5E) and the ideographic space to their ASCII forms: one character
 #: for one, as NFKC maps them, so that ``１３８ １２３４ ５６７８`` is recognised as a phone number.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+HIDDEN = "[已隐去]"
 _MASKS = {label: label[0] + "*" * (len(label) - 2) + label[-1] for label in PLACEHOLDERS}
 
 
@@ -57,6 +58,13 @@ def index_text(text: str) -> str:
         return text
     for label, mask in _MASKS.items():
         text = text.replace(label, mask)
+    return text
+
+
+def shown_index_text(text: str) -> str:
+    """An :func:`index_text` for reading: each mask (``[**]``) as ``[已隐去]``, since masks do not say what they hid."""
+    for mask in set(_MASKS.values()):
+        text = text.replace(mask, HIDDEN)
     return text
 
 

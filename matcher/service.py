@@ -21,12 +21,13 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher import persist
 from matcher.library import Libraries, targets_frame
-from matcher.model import Matcher
-from matcher.privacy import index_text, redacted_text
+from matcher.model import Matcher, term_spans
+from matcher.privacy import index_text, redacted_text, shown_index_text
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ class MatchRequest(BaseModel):
     k: int = Field(default=5, ge=1, le=MAX_K, description="Results per target type.")
     targets: list[TargetType] | None = Field(default=None, min_length=1, max_length=3)
     filters: Filters | None = None
+    profiles: bool = Field(
+        default=False,
+        description=(
+            "Add each target's `profile` (its normalised text, tags, counties and, for experts, capacity and "
+            "load) and each matched term's `profile_spans` in that text: what the web page highlights."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_need(self) -> MatchRequest:
@@ -80,12 +88,18 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Span = Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
 class Term(_Out):
     """A matched term: its weight in the score and its ``[start, end)`` spans in ``need.text``."""
 
     term: str
     weight: float
-    spans: list[Annotated[list[int], Field(min_length=2, max_length=2)]]
+    spans: list[Span]
+    profile_spans: list[Span] | None = Field(
+        default=None, description="Spans of the term in the target's `profile.text` (with `profiles`)."
+    )
 
 
 class Region(_Out):
@@ -127,11 +141,23 @@ class Reasons(_Out):
     rerank: RerankReason | None = None
 
 
+class Profile(_Out):
+    """What the target's match was computed on (present with ``profiles``)."""
+
+    text: str = Field(description="The normalised profile text (personal data redacted) that `profile_spans` index.")
+    tags: list[str]
+    counties: list[str]
+    capacity: int | None = Field(default=None, description="An expert's capacity (open engagements at a time).")
+    load: int | None = Field(default=None, description="An expert's open engagements now.")
+    available: bool
+
+
 class MatchResult(_Out):
     id: str
     name: str
     score: float = Field(description="Higher is better; comparable across needs for one model version.")
     reasons: Reasons
+    profile: Profile | None = None
 
 
 class MatchedNeed(_Out):
@@ -216,6 +242,7 @@ class MatchService:
         self._failed: str | None = None
         self._libraries: tuple[int, Libraries] | None = None
         self._synced: tuple[str, int] | None = None
+        self._targets: pd.DataFrame | None = None  # the frame the index was last synced with, by (type, id)
 
     # ---------------------------------------------------------------- libraries
     def ensure_database(self) -> None:
@@ -283,7 +310,9 @@ class MatchService:
             self._load_active()
             state = (self._manifest["version"], self.revision())
             if self._synced != state:
-                counts = self._model.sync_targets(targets_frame(libraries))
+                frame = targets_frame(libraries)
+                counts = self._model.sync_targets(frame)
+                self._targets = frame.set_index(["target_type", "id"])
                 self._synced = state
                 if any(counts.values()):
                     logger.info("target index refreshed: %s", counts)
@@ -309,9 +338,75 @@ class MatchService:
             results = model.recommend(
                 {**need, "text": index_text(shown)}, k=request.k, target_types=request.targets, county=county
             )
+            if request.profiles:
+                self._add_profiles(model, results)
         logger.info("matched need %s (%d characters)", need["id"] or "<free text>", len(shown))
         return {
             "model_version": manifest["version"],
             "need": {**need, "text": model.vectorizer_.preprocessor(shown)},
             "results": results,
+        }
+
+    def _add_profiles(self, model: Matcher, results: dict[str, list[dict[str, Any]]]) -> None:
+        """Give each result its ``profile`` and each matched term its ``profile_spans`` in it."""
+        for target_type, matches in results.items():
+            for match in matches:
+                row = self._targets.loc[(target_type, match["id"])]
+                text = model.vectorizer_.preprocessor(shown_index_text("\n".join(t for t in row["texts"] if t)))
+                is_expert = target_type == "expert"
+                match["profile"] = {
+                    "text": text,
+                    "tags": list(row["tags"]),
+                    "counties": list(row["counties"]),
+                    "capacity": int(row["capacity"]) if is_expert and pd.notna(row["capacity"]) else None,
+                    "load": int(row["load"]) if is_expert else None,
+                    "available": bool(row["available"]),
+                }
+                for term in match["reasons"]["terms"]:
+                    term["profile_spans"] = term_spans(text, term["term"])
+
+    # ---------------------------------------------------------------- the base's overview
+    def overview(self, *, weakest: int = 10, threshold: float = 0.3) -> dict[str, Any]:
+        """Open needs against free expert places per category, and the weakest-served open needs.
+
+        ``{"model_version", "threshold", "categories": [{"category", "open_needs", "experts",
+        "free_places", "resources", "projects"}], "weakest": [{"need_id", "title", "org_id",
+        "org_name", "county", "tags", "best_score", "best_id", "best_name"}], "weak_needs"}``: the
+        supply-gap analysis of ``matcher gaps`` (a need is weak when its best expert scores below
+        ``threshold``) on the libraries as stored now.
+        """
+        from matcher.evaluate import find_gaps
+        from matcher.explore import coverage
+
+        model, manifest, libraries = self._serving()
+        with self._lock:
+            gaps, _ = find_gaps(model, libraries, status="open", threshold=threshold)
+            names = model.targets("expert").set_index("id")["name"]
+        needs = libraries.needs.set_index("id")
+        orgs = libraries.organisations.set_index("id")["name"]
+        gaps = gaps.sort_values(["best_score", "need_id"], kind="stable")
+        categories = coverage(libraries).reset_index()
+        columns = ["category", "open_needs", "experts", "free_places", "resources", "projects"]
+        return {
+            "model_version": manifest["version"],
+            "threshold": threshold,
+            "categories": [
+                {key: (value if key == "category" else int(value)) for key, value in row.items()}
+                for row in categories[columns].to_dict("records")
+            ],
+            "weak_needs": int(gaps["weak"].sum()),
+            "weakest": [
+                {
+                    "need_id": row.need_id,
+                    "title": row.title,
+                    "org_id": needs.at[row.need_id, "org_id"] or None,
+                    "org_name": orgs.get(needs.at[row.need_id, "org_id"]),
+                    "county": row.county or None,
+                    "tags": [t for t in row.tags.split("、") if t],
+                    "best_score": float(row.best_score),
+                    "best_id": row.best_id or None,
+                    "best_name": names.get(row.best_id) if row.best_id else None,
+                }
+                for row in gaps.head(weakest).itertuples()
+            ],
         }

@@ -24,6 +24,9 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("get", "/metrics"): {"coordinator", "analyst", "admin"},
     ("post", "/v1/match"): READERS,
     ("get", "/v1/needs/{need_id}/matches"): READERS,
+    ("get", "/v1/needs/{need_id}/matches.xlsx"): READERS,
+    ("post", "/v1/match/export"): READERS,
+    ("get", "/v1/overview"): READERS,
     ("post", "/v1/feedback"): {"coordinator"},
     ("get", "/v1/engagements"): READERS,
     ("get", "/v1/models"): {"analyst", "admin"},
@@ -55,7 +58,7 @@ def _request(client, method: str, path: str, headers: dict[str, str]):
     path = path.replace("{need_id}", "N0001").replace("{record_id}", "ZZ-missing").replace("{key_id}", "k_missing")
     body = None
     if method in ("post", "put"):
-        body = {"text": "个案管理"} if path == "/v1/match" else {}
+        body = {"text": "个案管理"} if path in ("/v1/match", "/v1/match/export") else {}
     return client.open(path, method=method.upper(), json=body, headers=headers)
 
 

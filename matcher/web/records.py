@@ -206,13 +206,18 @@ def feedback() -> ResponseReturnValue:
 )
 def need_matches(need_id: str) -> ResponseReturnValue:
     """The matches of a stored need: the same result as ``POST /v1/match`` with its ``need_id``."""
+    return respond(match_and_time(need_match_request(need_id)), MatchResponse)
+
+
+def need_match_request(need_id: str) -> MatchRequest:
+    """The match request of a stored need, from the query string (:class:`MatchQuery`)."""
     query = _query(MatchQuery)
     payload: dict[str, Any] = {"need_id": need_id, "k": query.k}
     if query.targets:
         payload["targets"] = [t.strip() for t in query.targets.split(",") if t.strip()]
     if query.county:
         payload["filters"] = {"county": query.county}
-    return respond(match_and_time(MatchRequest.model_validate(payload)), MatchResponse)
+    return MatchRequest.model_validate(payload)
 
 
 @bp.get("/engagements")

@@ -32,6 +32,8 @@ __all__ = [
     "KeyItem",
     "KeyList",
     "ModelList",
+    "Overview",
+    "OverviewQuery",
     "Problem",
     "RollbackOut",
     "SessionIn",
@@ -224,3 +226,42 @@ class AuditQuery(_Out):
     actor: str | None = Field(default=None, max_length=100)
     since: Timestamp | None = Field(default=None, description="ISO 8601; without a zone, Asia/Shanghai time.")
     until: Timestamp | None = None
+
+
+# --------------------------------------------------------------------------- the base's overview
+
+
+class CategorySupply(_Out):
+    category: str
+    open_needs: int = Field(ge=0, description="Open needs tagged with the category.")
+    experts: int = Field(ge=0, description="Available experts with that specialty.")
+    free_places: int = Field(ge=0, description="Their capacity minus open engagements.")
+    resources: int = Field(ge=0)
+    projects: int = Field(ge=0)
+
+
+class WeakNeed(_Out):
+    need_id: str
+    title: str
+    org_id: str | None
+    org_name: str | None
+    county: str | None
+    tags: list[str]
+    best_score: float = Field(description="The best available expert's weighted-sum score.")
+    best_id: str | None
+    best_name: str | None
+
+
+class Overview(_Out):
+    """Open needs against free expert capacity per category, and the weakest-served open needs."""
+
+    model_version: str
+    threshold: float = Field(description="A need is weak when its best expert scores below this.")
+    weak_needs: int = Field(ge=0, description="Open needs below the threshold.")
+    categories: list[CategorySupply]
+    weakest: list[WeakNeed] = Field(description="The open needs with the weakest best match, weakest first.")
+
+
+class OverviewQuery(_Out):
+    weakest: int = Field(default=10, ge=1, le=100, description="How many of the weakest-served needs to list.")
+    threshold: float = Field(default=0.3, ge=0, le=1)
