@@ -794,13 +794,13 @@ class Matcher(BaseEstimator):
                 grams[gram] = grams.get(gram, 0.0) + value
         best = sorted({**grams, **words}.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
         return [
-            {"term": term, "weight": round(float(weight), SCORE_DECIMALS), "spans": _spans(block.docs[0], term)}
+            {"term": term, "weight": round(float(weight), SCORE_DECIMALS), "spans": term_spans(block.docs[0], term)}
             for term, weight in best
             if weight > 0
         ]
 
 
-def _spans(doc: str, term: str) -> list[list[int]]:
+def term_spans(doc: str, term: str) -> list[list[int]]:
     """Non-overlapping ``[start, end)`` spans of ``term`` in ``doc``."""
     spans, start = [], doc.find(term)
     while start >= 0:
