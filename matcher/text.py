@@ -96,9 +96,36 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     ]
 
 
+#: Distinct text blocks whose words :func:`segment` remembers (per process).
+SEGMENT_CACHE_SIZE = 1 << 17
+
+
+@lru_cache(maxsize=1)
+def _blocks() -> re.Pattern[str]:
+    """jieba's own block pattern: it segments each run of these characters independently of the rest."""
+    import jieba
+
+    return jieba.re_han_default
+
+
+@lru_cache(maxsize=SEGMENT_CACHE_SIZE)
+def _segment_block(block: str) -> tuple[str, ...]:
+    return tuple(word for word, _, _ in tokenize(block))
+
+
 def segment(text: str) -> list[str]:
-    """Segment normalised ``text`` into words (jieba, with the social-work user dictionary)."""
-    return [word for word, _, _ in tokenize(text)]
+    """Segment normalised ``text`` into words (jieba, with the social-work user dictionary).
+
+    jieba cuts a text into blocks (runs of Chinese characters, letters and digits, and what lies
+    between them) and segments each block on its own, so the words of a block are remembered
+    (:data:`SEGMENT_CACHE_SIZE` blocks, least recently used first out): phrases that recur across
+    profiles and needs are segmented once. The words are exactly those of :func:`tokenize`.
+    """
+    words: list[str] = []
+    for block in _blocks().split(text):
+        if block:
+            words.extend(_segment_block(block))
+    return words
 
 
 _LIST_SEPARATORS = re.compile(r"[;；、]")

@@ -72,6 +72,24 @@ def test_segment_english_into_words() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "社工站開展個案管理與小組工作，服務征遷安置居民。社工站開展個案管理與小組工作",
+        "我们机构刚成立,分不清个案工作和个案管理 ,想请专家指导转介流程!!",
+        "Case management and group work, for elderly care.  老年人 照护 2024年12月",
+        "雄县 容城县、安新县；社会组织(NGO)与(SWOT)分析 c++ 3.5% a-b_c",
+        "  ",
+        "",
+    ],
+)
+def test_segment_by_remembered_blocks_equals_tokenize(raw: str) -> None:
+    text = normalise(raw)
+    expected = [word for word, _, _ in tokenize(text)]
+    assert segment(text) == expected
+    assert segment(text) == expected  # the second time from the remembered blocks
+
+
 def test_tokenize_spans_index_the_text() -> None:
     text = normalise("我们想学习个案管理")
     for word, start, end in tokenize(text):
