@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from functools import partial
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +35,105 @@ def char_ngrams(doc: str, ngram_range: tuple[int, int] = (1, 2)) -> list[str]:
         for n in range(low, min(high, length) + 1):
             grams.extend(run[i : i + n] for i in range(length - n + 1))
     return grams
+
+
+#: Code points are below this, so an n-gram of up to 3 characters packs into one int64 code.
+_BASE = 0x110000
+#: Documents counted at a time when fitting (bounds the temporary arrays).
+_FIT_CHUNK = 20_000
+
+
+def _fast_char_range(ngram_range: tuple[int, int]) -> bool:
+    low, high = ngram_range
+    return 1 <= low <= high <= 3
+
+
+def _gram_code(term: str) -> int:
+    code = 0
+    for char in term:
+        code = code * _BASE + ord(char)
+    return code
+
+
+def _gram_of(code: int) -> str:
+    chars = []
+    while code:
+        code, char = divmod(code, _BASE)
+        chars.append(chr(char))
+    return "".join(reversed(chars))
+
+
+def _char_codes(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The character n-grams of ``docs`` that :func:`char_ngrams` takes, as ``(document, code)`` arrays.
+
+    An n-gram is packed into one integer (its code points in base 0x110000): the same grams, counted
+    with numpy instead of as Python strings. ``ngram_range`` within (1, 3).
+    """
+    low, high = ngram_range
+    lengths = np.fromiter((len(d) + 1 for d in docs), dtype=np.int64, count=len(docs))
+    text = "\x00".join(docs) + "\x00"  # a separator that is never part of a run
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+    present = np.flatnonzero(np.bincount(points))
+    runs = np.zeros(int(present[-1]) + 1, dtype=bool)
+    runs[present] = [_RUNS.fullmatch(chr(c)) is not None for c in present]
+    in_run = runs[points]
+    owner = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    rows, codes = [], []
+    for n in range(low, high + 1):
+        size = len(points) - n + 1
+        if size <= 0:
+            continue
+        valid = in_run[:size].copy()
+        code = points[:size].copy()
+        for offset in range(1, n):
+            valid &= in_run[offset : offset + size]
+            code *= _BASE
+            code += points[offset : offset + size]
+        at = np.flatnonzero(valid)
+        rows.append(owner[at])
+        codes.append(code[at])
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(codes)
+
+
+def _counts(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
+    """How often each ``(row, column)`` pair occurs: float64 CSR of shape (n_rows, n_columns), indices sorted."""
+    keys, counts = np.unique(rows.astype(np.int64) * n_columns + columns, return_counts=True)
+    indptr = np.searchsorted(keys, np.arange(n_rows + 1, dtype=np.int64) * n_columns)
+    indices = (keys % n_columns).astype(np.int32) if n_columns else keys.astype(np.int32)
+    return sp.csr_matrix((counts.astype(np.float64), indices, indptr), shape=(n_rows, n_columns))
+
+
+def _char_range(block: CountVectorizer) -> tuple[int, int] | None:
+    """The n-gram range of a character block whose grams :func:`_char_codes` can count, else None."""
+    analyzer = block.analyzer
+    if isinstance(analyzer, partial) and analyzer.func is char_ngrams and not analyzer.args:
+        ngram_range = tuple(analyzer.keywords.get("ngram_range", (1, 2)))
+        if _fast_char_range(ngram_range):
+            return ngram_range
+    return None
+
+
+def _limit(counts: sp.csr_matrix, min_df: float, max_df: float, max_features: int | None) -> np.ndarray:
+    """Columns kept by ``CountVectorizer``'s pruning rules (document frequencies, then the most frequent)."""
+    n_docs = counts.shape[0]
+    high = max_df if isinstance(max_df, Integral) else max_df * n_docs
+    low = min_df if isinstance(min_df, Integral) else min_df * n_docs
+    if high < low:
+        raise ValueError("max_df corresponds to < documents than min_df")
+    dfs = np.bincount(counts.indices, minlength=counts.shape[1])
+    mask = (dfs <= high) & (dfs >= low)
+    if max_features is not None and mask.sum() > max_features:
+        tfs = np.asarray(counts.sum(axis=0)).ravel()
+        chosen = (-tfs[mask]).argsort()[:max_features]
+        limited = np.zeros(len(dfs), dtype=bool)
+        limited[np.where(mask)[0][chosen]] = True
+        mask = limited
+    kept = np.where(mask)[0]
+    if len(kept) == 0:
+        raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+    return kept
 
 
 class BM25Transformer(TransformerMixin, BaseEstimator):
@@ -213,20 +313,88 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
 
     def fit_preprocessed(self, docs: list[str]) -> TextVectorizer:
         """Fit on texts already passed through the preprocessor."""
+        self._fit(docs)
+        return self
+
+    def fit_transform_preprocessed(self, docs: list[str]) -> sp.csr_matrix:
+        """Fit on texts already passed through the preprocessor and return their vectors.
+
+        The same vectors as ``fit_preprocessed(docs).transform_preprocessed(docs)``, but every text is
+        analysed (segmented, cut into n-grams) and counted once.
+        """
+        return self._weigh(self._fit(docs))
+
+    def _fit(self, docs: list[str]) -> list[sp.csr_matrix]:
+        """Fit both blocks; return each block's count matrix of ``docs``."""
         self.char_ = self.word_ = None
         self.weights_ = {}
         self.weighting_ = {}
-        self.__dict__.pop("_analyzers", None)
+        for cached in ("_analyzers", "_codes"):
+            self.__dict__.pop(cached, None)
+        counts = []
         for name, weight, block in self._blocks():
             try:
-                counts = block.fit_transform(docs)
+                matrix = self._fit_block(name, block, docs)
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
                 raise ValueError(f"cannot fit the {name} block: {error}") from error
             setattr(self, f"{name}_", block)
             self.weights_[name] = weight
-            self.weighting_[name] = self._weighting().fit(counts)
+            self.weighting_[name] = self._weighting().fit(matrix)
+            counts.append(matrix)
         self.n_features_out_ = sum(len(b.vocabulary_) for b in self._fitted_blocks())
-        return self
+        return counts
+
+    def _fit_block(self, name: str, block: CountVectorizer, docs: list[str]) -> sp.csr_matrix:
+        """Learn ``block``'s vocabulary as ``CountVectorizer.fit`` does; return the count matrix of ``docs``.
+
+        The vocabulary is every term, sorted, pruned by ``min_df`` and ``max_features`` with the rules
+        of scikit-learn's ``CountVectorizer``; ``block`` ends up fitted as by ``block.fit(docs)``.
+        """
+        block._validate_params()
+        if name == "word":
+            block._validate_ngram_range()
+        fast = _char_range(block) if name == "char" else None
+        if fast is not None:
+            parts = []  # (sorted distinct codes, counts over them) per chunk of documents
+            for start in range(0, len(docs), _FIT_CHUNK):
+                rows, codes = _char_codes(docs[start : start + _FIT_CHUNK], fast)
+                distinct, inverse = np.unique(codes, return_inverse=True)
+                parts.append((distinct, _counts(rows, inverse, min(_FIT_CHUNK, len(docs) - start), len(distinct))))
+            codes = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, dtype=np.int64)
+            terms = [_gram_of(int(c)) for c in codes]
+            order = sorted(range(len(terms)), key=terms.__getitem__)
+            rank = np.empty(len(terms), dtype=np.int64)
+            rank[order] = np.arange(len(terms))
+            chunks = []
+            for distinct, matrix in parts:
+                indices = rank[np.searchsorted(codes, distinct)][matrix.indices].astype(np.int32)
+                matrix = sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], len(terms)))
+                matrix.sort_indices()
+                chunks.append(matrix)
+            counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
+        else:
+            analyze = block.build_analyzer()
+            ids: dict[str, int] = {}
+            rows, columns = [], []
+            for row, doc in enumerate(docs):
+                terms_of_doc = analyze(doc)
+                columns.extend(ids.setdefault(term, len(ids)) for term in terms_of_doc)
+                rows.extend([row] * len(terms_of_doc))
+            terms = list(ids)
+            order = sorted(range(len(terms)), key=terms.__getitem__)
+            rank = np.empty(len(terms), dtype=np.int64)
+            rank[order] = np.arange(len(terms))
+            counts = _counts(
+                np.asarray(rows, dtype=np.int64), rank[np.asarray(columns, dtype=np.int64)], len(docs), len(terms)
+            )
+        if not terms:
+            raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+        kept = _limit(counts, block.min_df, block.max_df, block.max_features)
+        if len(kept) < len(terms):
+            counts = counts[:, kept]
+        block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
+        block.fixed_vocabulary_ = False
+        return sp.csr_matrix(counts)
 
     def _fitted_blocks(self) -> list[CountVectorizer]:
         return [b for b in (self.char_, self.word_) if b is not None]
@@ -258,28 +426,56 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "weights_")
         names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
-        blocks = [(getattr(self, f"{n}_"), self._analyzer(n), self.weights_[n]) for n in names]
-        offsets = np.cumsum([0] + [len(b[0].vocabulary_) for b in blocks])
-        indptr, indices, counts, segments = [0], [], [], []
-        for doc in docs:
-            for number, (block, analyze, _) in enumerate(blocks):
-                vocabulary, offset, row = block.vocabulary_, offsets[number], {}
-                for term in analyze(doc):
-                    column = vocabulary.get(term)
-                    if column is not None:
-                        row[column + offset] = row.get(column + offset, 0) + 1
-                indices.extend(row)
-                counts.extend(row.values())
-                segments.extend([len(indptr) - 1 + number * len(docs)] * len(row))
-            indptr.append(len(indices))
-        columns = np.asarray(indices, dtype=np.int32)
-        data = np.asarray(counts, dtype=np.float64)
-        segment = np.asarray(segments, dtype=np.int64)
+        return self._weigh([self._block_counts(name, docs) for name in names])
+
+    def _block_counts(self, name: str, docs: list[str]) -> sp.csr_matrix:
+        """Counts of the fitted block's terms in ``docs``: CSR of shape (n_docs, block vocabulary)."""
+        block = getattr(self, f"{name}_")
+        size = len(block.vocabulary_)
+        fast = _char_range(block) if name == "char" else None
+        if fast is not None:
+            rows, codes = _char_codes(docs, fast)
+            known, columns = self._code_columns()
+            at = np.minimum(np.searchsorted(known, codes), max(len(known) - 1, 0))
+            hit = known[at] == codes if len(known) else np.zeros(len(codes), dtype=bool)
+            return _counts(rows[hit], columns[at[hit]], len(docs), size)
+        analyze, vocabulary = self._analyzer(name), block.vocabulary_
+        rows, columns = [], []
+        for row, doc in enumerate(docs):
+            for term in analyze(doc):
+                column = vocabulary.get(term)
+                if column is not None:
+                    rows.append(row)
+                    columns.append(column)
+        return _counts(np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64), len(docs), size)
+
+    def _code_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The character vocabulary as sorted n-gram codes and their columns (built on first use)."""
+        if "_codes" not in self.__dict__:
+            vocabulary = self.char_.vocabulary_
+            codes = np.fromiter((_gram_code(t) for t in vocabulary), dtype=np.int64, count=len(vocabulary))
+            columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
+            order = np.argsort(codes)
+            self.__dict__["_codes"] = (codes[order], columns[order])
+        return self.__dict__["_codes"]
+
+    def _weigh(self, counts: list[sp.csr_matrix]) -> sp.csr_matrix:
+        """Weighted, normalised vectors from each fitted block's count matrix (same rows)."""
+        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
+        n_docs = counts[0].shape[0]
+        joined = sp.hstack(counts, format="csr") if len(counts) > 1 else sp.csr_matrix(counts[0])
+        joined.sort_indices()
+        offsets = np.cumsum([0] + [m.shape[1] for m in counts])
+        columns = joined.indices.astype(np.int32)
+        data = joined.data.astype(np.float64)
+        rows = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(joined.indptr))
+        segment = rows + np.searchsorted(offsets[1:], columns, side="right") * n_docs  # (block, row)
         weightings = [self.weighting_[n] for n in names]
         idf = np.concatenate([w.idf_ for w in weightings])
+        n_segments = n_docs * len(names)
         if isinstance(weightings[0], BM25Transformer):
-            lengths = np.bincount(segment, weights=data, minlength=len(docs) * len(blocks))
-            relative = lengths / np.repeat([w.avgdl_ for w in weightings], len(docs))
+            lengths = np.bincount(segment, weights=data, minlength=n_segments)
+            relative = lengths / np.repeat([w.avgdl_ for w in weightings], n_docs)
             k1, b = weightings[0].k1, weightings[0].b
             data = data * (k1 + 1) / (data + k1 * (1 - b + b * relative[segment]))
         elif getattr(weightings[0], "sublinear_tf", False):
@@ -287,13 +483,12 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             data += 1.0
         data *= idf[columns] if len(columns) else data
         # each block of each row to unit norm, times the square root of the block's weight
-        norms = np.sqrt(np.bincount(segment, weights=data * data, minlength=len(docs) * len(blocks)))
-        scale = np.repeat([np.sqrt(b[2]) for b in blocks], len(docs)) / np.where(norms > 0, norms, 1.0)
+        norms = np.sqrt(np.bincount(segment, weights=data * data, minlength=n_segments))
+        scale = np.repeat([np.sqrt(self.weights_[n]) for n in names], n_docs) / np.where(norms > 0, norms, 1.0)
         data *= scale[segment]
-        shape = (len(docs), int(offsets[-1]))
-        matrix = sp.csr_matrix((data.astype(np.float32), columns, np.asarray(indptr, dtype=np.int64)), shape=shape)
-        matrix.sort_indices()
-        return matrix
+        shape = (n_docs, int(offsets[-1]))
+        indptr = joined.indptr.astype(np.int64)
+        return sp.csr_matrix((data.astype(np.float32), columns, indptr), shape=shape)
 
     def _analyzer(self, name: str) -> Callable[[str], list[str]]:
         analyzers = self.__dict__.setdefault("_analyzers", {})
@@ -304,6 +499,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_analyzers", None)  # rebuilt on first use
+        state.pop("_codes", None)
         return state
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
