@@ -42,8 +42,18 @@ run: install
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check matcher tests benchmarks data api.py
 
-## test: install what the tests need, lint, and run the whole suite
-test: $(VENV)/.installed-test lint
+## browser: Debian's Chromium for the browser tests (installed with apt-get when run as root)
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get install -y -q chromium fonts-noto-cjk >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium fonts-noto-cjk >/dev/null 2>&1)) || \
+	  echo "could not install chromium: the browser tests will skip (under CI=true they fail)"; \
+	else echo "chromium is missing and needs root and apt-get to install: the browser tests will skip"; fi
+
+## test: install what the tests need (Python packages, Chromium), lint, and run the whole suite
+test: $(VENV)/.installed-test lint browser
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.installed-notebooks: pyproject.toml $(VENV)/.installed
@@ -66,4 +76,4 @@ data: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help install train run lint test bench data notebooks clean
+.PHONY: help install train run lint browser test bench data notebooks clean

@@ -1,30 +1,60 @@
 "use strict";
-// The match page: POST /v1/match and show the ranked targets with their reasons.
+// The coordinators' page: plain JavaScript over the JSON API, no build step.
+// Views (chosen by the URL's #hash): #needs, #match[/NEED_ID], #engagements, #overview.
 // Signed in with a key, the browser holds only an HttpOnly session cookie; writes carry the CSRF token.
+
 const FEATURE_NAMES = {
   text: "文本相似", text_share: "相对文本相似", char: "字符相似", word: "词语相似", semantic: "语义相似",
   tags: "标签匹配", jaccard: "标签重合", region: "地区一致", load_fraction: "当前负荷",
   acceptance_rate: "过往采纳率", log_shown: "推荐次数", familiarity: "过往评价", kind: "类型", log_rank: "展示位置",
 };
 const TYPE_NAMES = { expert: "专家", resource: "资源", project: "示范项目" };
-const CSRF = document.querySelector('meta[name="csrf-token"]').content;
-const form = document.getElementById("match-form");
-const statusLine = document.getElementById("status");
-const results = document.getElementById("results");
+const URGENCY = { high: "紧急", medium: "一般", low: "不急" };
+const NEED_STATUS = { open: "待匹配", matched: "已匹配", closed: "已关闭" };
+const ENGAGEMENT_STATUS = { open: "进行中", completed: "已完成", cancelled: "已取消" };
+const DECISIONS = { accepted: "接受", rejected: "不合适", completed: "完成", cancelled: "取消" };
 
+const body = document.body;
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const CAN_DECIDE = body.dataset.canDecide === "1";
+const CAN_CONTACT = body.dataset.canContact === "1";
+const $ = (id) => document.getElementById(id);
+
+// ------------------------------------------------------------------ small helpers
 function el(tag, text, className) {
   const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
+  if (text !== undefined && text !== null) node.textContent = text;
   if (className) node.className = className;
   return node;
 }
 
-// The need text with the matched terms' spans wrapped in <mark>.
-function highlighted(text, terms) {
-  const spans = terms.flatMap((t) => t.spans).sort((a, b) => a[0] - b[0]);
+function button(text, onClick, className) {
+  const node = el("button", text, className);
+  node.type = "button";
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function say(message) {
+  $("error").hidden = true;
+  $("status").textContent = message;
+}
+
+function fail(error) {
+  $("status").textContent = "";
+  $("error").textContent = `出错了：${error.message}`;
+  $("error").hidden = false;
+}
+
+function day(iso) {
+  return iso ? iso.slice(0, 10) : "";
+}
+
+// The text with the [start, end) spans wrapped in <mark> (overlaps and duplicates skipped).
+function highlighted(text, spans) {
   const out = el("span");
   let at = 0;
-  for (const [start, end] of spans) {
+  for (const [start, end] of [...spans].sort((a, b) => a[0] - b[0] || b[1] - a[1])) {
     if (start < at) continue;
     out.append(text.slice(at, start), el("mark", text.slice(start, end)));
     at = end;
@@ -33,91 +63,556 @@ function highlighted(text, terms) {
   return out;
 }
 
-function reasonList(reasons) {
+// ------------------------------------------------------------------ the API
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+let pending = 0;
+function busy(delta) {
+  pending += delta;
+  clearTimeout(busy.timer);
+  if (pending > 0) {
+    busy.timer = setTimeout(() => { $("loading").hidden = false; }, 150); // only slow calls show it
+    $("main").setAttribute("aria-busy", "true");
+  } else {
+    $("loading").hidden = true;
+    $("main").removeAttribute("aria-busy");
+  }
+}
+
+async function api(method, path, payload, { raw = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
+  if (CSRF && method !== "GET") headers["X-CSRF-Token"] = CSRF;
+  busy(1);
+  try {
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, body: payload === undefined ? undefined : JSON.stringify(payload),
+      });
+    } catch (error) {
+      throw new ApiError(0, "无法连接服务器，请检查网络后重试");
+    }
+    if (!response.ok) {
+      const problem = await response.json().catch(() => ({}));
+      let detail = problem.detail || problem.title || response.statusText || `HTTP ${response.status}`;
+      if (response.status === 401) detail = `请重新登录（${detail}）`;
+      throw new ApiError(response.status, detail);
+    }
+    if (raw) return response;
+    return response.status === 204 ? null : await response.json();
+  } finally {
+    busy(-1);
+  }
+}
+
+const query = (params) => {
+  const kept = Object.entries(params).filter(([, value]) => value !== "" && value !== null && value !== undefined);
+  return new URLSearchParams(kept).toString();
+};
+
+// Every page of a list (the libraries the page needs to name things are small).
+async function everything(path) {
+  const items = [];
+  for (let page = 1; ; page += 1) {
+    const chunk = await api("GET", `${path}${path.includes("?") ? "&" : "?"}per_page=100&page=${page}`);
+    items.push(...chunk.items);
+    if (items.length >= chunk.total || !chunk.items.length) return items;
+  }
+}
+
+let organisations = null;
+async function orgs() {
+  if (!organisations) {
+    organisations = new Map((await everything("/v1/organisations")).map((o) => [o.id, o]));
+  }
+  return organisations;
+}
+
+// ------------------------------------------------------------------ views
+const views = ["needs", "match", "engagements", "overview"];
+
+function route() {
+  const [view, arg] = (location.hash.slice(1) || "needs").split("/");
+  const name = views.includes(view) ? view : "needs";
+  for (const other of views) $(`view-${other}`).hidden = other !== name;
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  $("error").hidden = true;
+  const shown = { needs: showNeeds, match: showMatch, engagements: showEngagements, overview: showOverview }[name];
+  shown(arg ? decodeURIComponent(arg) : undefined).catch(fail);
+}
+
+// ---------------------------------------------------------------- needs view
+const needsState = { page: 1, perPage: 20 };
+
+async function showNeeds() {
+  const form = $("needs-filters");
+  const filters = Object.fromEntries(new FormData(form));
+  const [page, byId] = await Promise.all([
+    api("GET", `/v1/needs?${query({ ...filters, page: needsState.page, per_page: needsState.perPage })}`),
+    orgs(),
+  ]);
+  const rows = $("needs-table").tBodies[0];
+  rows.replaceChildren();
+  for (const need of page.items) {
+    const org = byId.get(need.org_id) || {};
+    const row = el("tr");
+    const open = el("a", "匹配");
+    open.href = `#match/${encodeURIComponent(need.id)}`;
+    open.className = "action";
+    open.setAttribute("aria-label", `为需求 ${need.id} ${need.title} 匹配`);
+    const title = el("td");
+    title.append(el("strong", need.title), el("br"), el("small", need.description.slice(0, 60) + (need.description.length > 60 ? "…" : ""), "muted"));
+    row.append(
+      el("td", need.id, "nowrap"), title, el("td", org.name || need.org_id || "—"), el("td", org.county || "—", "nowrap"),
+      el("td", org.stage || "—", "nowrap"), el("td", need.tags.join("、")),
+      el("td", URGENCY[need.urgency] || need.urgency, `nowrap urgency ${need.urgency}`),
+      el("td", NEED_STATUS[need.status] || need.status, "nowrap"), el("td", undefined, "nowrap"),
+    );
+    row.lastChild.append(open);
+    rows.append(row);
+  }
+  const pages = Math.max(1, Math.ceil(page.total / needsState.perPage));
+  $("needs-count").textContent = page.total ? `共 ${page.total} 条需求` : "";
+  if (!page.total) rows.append(emptyRow(9, "没有符合条件的需求，请放宽筛选条件。"));
+  $("needs-page").textContent = `第 ${needsState.page} / ${pages} 页`;
+  $("needs-prev").disabled = needsState.page <= 1;
+  $("needs-next").disabled = needsState.page >= pages;
+  say("");
+}
+
+function emptyRow(span, text) {
+  const row = el("tr");
+  const cell = el("td", text, "empty");
+  cell.colSpan = span;
+  row.append(cell);
+  return row;
+}
+
+// ---------------------------------------------------------------- match view
+let current = null; // {needId, request, body}
+
+async function showMatch(needId) {
+  if (!needId) {
+    if (!current || current.needId) resetMatch();
+    $("need-text").focus();
+    return;
+  }
+  if (current && current.needId === needId && current.body) return;
+  resetMatch();
+  const need = await api("GET", `/v1/needs/${encodeURIComponent(needId)}`);
+  current = { needId, need };
+  $("match-need-label").textContent = `需求 ${need.id}：${need.title}`;
+  $("need-text").value = "";
+  await runMatch();
+}
+
+function resetMatch() {
+  current = null;
+  $("results").replaceChildren();
+  $("need").hidden = true;
+  $("export-button").disabled = true;
+  $("match-need-label").textContent = "从需求列表打开一条需求，或在下面直接填写需求。";
+}
+
+function matchRequest() {
+  const request = { k: Number($("k").value) || 5, profiles: true };
+  const county = $("county").value;
+  if (county) request.filters = { county };
+  const text = $("need-text").value.trim();
+  if (text) {
+    request.text = text;
+  } else if (current && current.needId) {
+    request.need_id = current.needId;
+  }
+  return request;
+}
+
+async function runMatch() {
+  const request = matchRequest();
+  if (!request.text && !request.need_id) throw new Error("请先填写需求描述，或从需求列表选择一条需求");
+  if (request.text && current && current.needId) current = null; // a typed need replaces the opened one
+  if (request.text) $("match-need-label").textContent = "自由填写的需求（未保存，不能记录决定）";
+  say("正在匹配…");
+  const result = await api("POST", "/v1/match", request);
+  current = { ...(current || {}), needId: request.need_id || null, request, body: result };
+  await renderMatch();
+  const counts = Object.entries(result.results).map(([type, items]) => `${TYPE_NAMES[type]} ${items.length}`);
+  say(`匹配完成：${counts.join("，")}（模型版本 ${result.model_version}）`);
+}
+
+async function renderMatch() {
+  const { body: result, need } = current;
+  const panel = $("need");
+  panel.hidden = false;
+  $("export-button").disabled = false;
+  const byId = await orgs();
+  if (current.needId && need) {
+    const org = byId.get(need.org_id) || {};
+    $("need-heading").textContent = `${need.id} ${need.title}`;
+    $("need-meta").textContent = [
+      org.name, org.county, org.stage, `类别：${need.tags.join("、") || "—"}`,
+      `紧急程度：${URGENCY[need.urgency] || need.urgency}`, `状态：${NEED_STATUS[need.status] || need.status}`,
+    ].filter(Boolean).join(" · ");
+  } else {
+    $("need-heading").textContent = "自由填写的需求";
+    $("need-meta").textContent = result.need.counties.length ? `县区：${result.need.counties.join("、")}` : "";
+  }
+  const spans = Object.values(result.results).flat().flatMap((m) => m.reasons.terms.flatMap((t) => t.spans));
+  $("need-normalised").replaceChildren(highlighted(result.need.text, spans));
+  await renderNeedEngagements();
+
+  const engaged = new Set((current.engagements || []).filter((e) => e.status === "open").map((e) => `${e.target_type}:${e.target_id}`));
+  const columns = $("results");
+  columns.replaceChildren();
+  for (const [type, matches] of Object.entries(result.results)) {
+    const section = el("section", undefined, "column");
+    section.setAttribute("aria-label", TYPE_NAMES[type]);
+    section.append(el("h3", `${TYPE_NAMES[type] || type}（${matches.length}）`));
+    if (!matches.length) section.append(el("p", "没有符合条件的推荐。可以放宽县区筛选，或在基地概览里查看需要招募的方向。", "empty"));
+    matches.forEach((match, index) => section.append(card(type, match, index + 1, engaged.has(`${type}:${match.id}`))));
+    columns.append(section);
+  }
+}
+
+function reasonList(reasons, profile) {
   const list = el("ul", undefined, "reasons");
-  if (reasons.terms.length) list.append(el("li", "匹配词：" + reasons.terms.map((t) => `${t.term}（${t.weight.toFixed(3)}）`).join("、")));
-  if (reasons.tags.length) list.append(el("li", "匹配标签：" + reasons.tags.join("、")));
-  list.append(el("li", reasons.region.match ? `服务地区一致（${reasons.region.counties.join("、")}）` : "服务地区不同或未知"));
+  if (reasons.terms.length) {
+    const item = el("li", "匹配词：");
+    reasons.terms.forEach((t, i) => {
+      if (i) item.append("、");
+      item.append(el("mark", t.term));
+    });
+    list.append(item);
+  }
+  if (reasons.tags.length) list.append(el("li", `匹配标签：${reasons.tags.join("、")}`));
+  const counties = profile && profile.counties.length ? `服务：${profile.counties.join("、")}` : "服务地区不限";
+  list.append(el("li", reasons.region.match ? `地区一致（${reasons.region.counties.join("、")}；${counties}）` : `地区不同或未知（${counties}）`));
   const c = reasons.components;
-  list.append(el("li", `基础分：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`));
+  list.append(el("li", `基础分：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`, "muted"));
   if (reasons.rerank) {
-    // the learnt re-ranker turned the base score into the shown score; say what moved it most
     const moved = reasons.rerank.features.map((f) => `${FEATURE_NAMES[f.feature.split(":")[0]] || f.feature}${f.effect >= 0 ? "↑" : "↓"}`);
-    list.append(el("li", `学习排序（依据过往协调员决定）：基础分 ${reasons.rerank.base.toFixed(3)} → 最终得分；主要因素：${moved.join("、")}`));
+    list.append(el("li", `学习排序（依据过往协调员决定）：基础分 ${reasons.rerank.base.toFixed(3)} → 最终得分；主要因素：${moved.join("、") || "无"}`, "muted"));
   }
   return list;
 }
 
-function render(body) {
-  results.replaceChildren();
-  document.getElementById("need").hidden = false;
-  const allTerms = Object.values(body.results).flat().flatMap((m) => m.reasons.terms);
-  document.getElementById("need-normalised").replaceChildren(highlighted(body.need.text, allTerms));
-  for (const [type, matches] of Object.entries(body.results)) {
-    const section = el("section");
-    section.append(el("h2", `${TYPE_NAMES[type] || type}（${matches.length}）`));
-    if (!matches.length) section.append(el("p", "没有符合条件的推荐。"));
-    for (const m of matches) {
-      const item = el("article", undefined, "match");
-      const title = el("h3", `${m.name}`);
-      title.append(el("span", m.score.toFixed(3), "score"));
-      item.append(title, el("small", m.id), reasonList(m.reasons));
-      section.append(item);
-    }
-    results.append(section);
+function loadMeter(profile) {
+  const box = el("div", undefined, "load");
+  const full = profile.load >= profile.capacity;
+  const meter = el("meter");
+  meter.min = 0;
+  meter.max = profile.capacity;
+  meter.value = profile.load;
+  meter.high = Math.max(profile.capacity - 0.5, 0);
+  meter.setAttribute("aria-label", "负荷");
+  box.append(el("span", `负荷 ${profile.load}/${profile.capacity}`, full ? "full" : ""), meter);
+  if (full) box.append(el("span", "（已满）", "full"));
+  if (!profile.available) box.append(el("span", "（暂不可用）", "full"));
+  return box;
+}
+
+function card(type, match, rank, engaged) {
+  const item = el("article", undefined, "match");
+  item.dataset.id = match.id;
+  const title = el("h4");
+  title.append(el("span", `${rank}. `, "rank"), match.name, el("span", match.score.toFixed(3), "score"));
+  item.append(title, el("small", match.id, "muted"));
+  if (type === "expert" && match.profile && match.profile.capacity !== null) item.append(loadMeter(match.profile));
+  item.append(reasonList(match.reasons, match.profile));
+  if (match.profile) {
+    const details = el("details");
+    details.open = rank === 1;
+    details.append(el("summary", "资料（匹配词已标出）"));
+    const spans = match.reasons.terms.flatMap((t) => t.profile_spans || []);
+    details.append(el("p", undefined, "profile"));
+    details.lastChild.append(highlighted(match.profile.text, spans));
+    item.append(details);
   }
-  statusLine.textContent = `模型版本 ${body.model_version}`;
+  if (type === "expert" && CAN_CONTACT) {
+    const contact = el("div", undefined, "contact");
+    contact.append(button("联系方式", () => showContact(match.id, contact).catch(fail), "small secondary"));
+    item.append(contact);
+  }
+  item.append(decisionBox(type, match, rank, engaged));
+  return item;
 }
 
-function headers() {
-  const sent = { "Content-Type": "application/json" };
-  if (CSRF) sent["X-CSRF-Token"] = CSRF;
-  return sent;
+async function showContact(expertId, box) {
+  const expert = await api("GET", `/v1/experts/${encodeURIComponent(expertId)}`);
+  box.replaceChildren(el("span", `电话：${expert.phone || "—"}　邮箱：${expert.email || "—"}　单位：${expert.affiliation || "—"}`));
 }
 
-const signIn = document.getElementById("sign-in-form");
-if (signIn) {
-  signIn.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const key = document.getElementById("api-key").value.trim();
-    statusLine.className = "";
-    statusLine.textContent = "正在登录…";
-    const response = await fetch("/session", { method: "POST", headers: headers(), body: JSON.stringify({ key }) });
-    if (response.ok) { window.location.reload(); return; }
-    const body = await response.json().catch(() => ({}));
-    statusLine.className = "error";
-    statusLine.textContent = `登录失败：${body.detail || response.statusText}`;
-  });
+function decisionBox(type, match, rank, engaged) {
+  const box = el("div", undefined, "decision");
+  if (engaged) {
+    box.append(el("span", "已建立合作", "done"));
+    return box;
+  }
+  if (!CAN_DECIDE) return box;
+  if (!current.needId) {
+    box.append(el("span", "自由填写的需求不能记录决定", "muted"));
+    return box;
+  }
+  const comment = el("input");
+  comment.type = "text";
+  comment.maxLength = 2000;
+  comment.placeholder = "备注（可选）";
+  comment.setAttribute("aria-label", `对 ${match.name} 的备注`);
+  const accept = button("接受", () => decide(type, match, rank, "accepted", comment.value, box).catch(fail));
+  const reject = button("不合适", () => decide(type, match, rank, "rejected", comment.value, box).catch(fail), "secondary");
+  accept.setAttribute("aria-label", `接受 ${match.name}`);
+  reject.setAttribute("aria-label", `${match.name} 不合适`);
+  box.append(comment, accept, reject);
+  return box;
 }
 
-const signOut = document.getElementById("sign-out");
-if (signOut) {
-  signOut.addEventListener("click", async () => {
-    await fetch("/session", { method: "DELETE", headers: headers() });
-    window.location.reload();
-  });
+async function decide(type, match, rank, decision, comment, box) {
+  const payload = {
+    need_id: current.needId, target_type: type, target_id: match.id, decision,
+    model_version: current.body.model_version, rank, score: match.score,
+  };
+  if (comment.trim()) payload.comment = comment.trim();
+  const result = await api("POST", "/v1/feedback", payload);
+  if (result.engagement && type === "expert" && match.profile) {
+    match.profile.load += 1;
+  }
+  box.replaceChildren(el("span", decision === "accepted" ? (result.engagement ? "已接受，已建立合作" : "已接受") : "已记录：不合适", "done"));
+  say(`已记录决定：${DECISIONS[decision]} ${match.name}`);
+  if (result.engagement) await renderMatch();
 }
 
-if (form) form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const text = document.getElementById("need-text").value.trim();
-  const needId = document.getElementById("need-id").value.trim();
-  const county = document.getElementById("county").value;
-  const payload = { k: Number(document.getElementById("k").value) || 5 };
-  if (needId) payload.need_id = needId; else payload.text = text;
-  if (county) payload.filters = { county };
-  statusLine.className = "";
-  statusLine.textContent = "正在匹配…";
-  try {
-    const response = await fetch("/v1/match", {
-      method: "POST", headers: headers(), body: JSON.stringify(payload),
+async function renderNeedEngagements() {
+  const box = $("need-engagements");
+  box.replaceChildren();
+  if (!current.needId) {
+    current.engagements = [];
+    return;
+  }
+  const page = await api("GET", `/v1/engagements?${query({ need_id: current.needId, per_page: 100 })}`);
+  current.engagements = page.items;
+  if (!page.items.length) return;
+  box.append(el("h4", "本需求的合作"));
+  const list = el("ul", undefined, "engagements");
+  for (const engagement of page.items) list.append(engagementItem(engagement, () => runMatch()));
+  box.append(list);
+}
+
+function engagementItem(engagement, after) {
+  const item = el("li");
+  item.append(
+    `${TYPE_NAMES[engagement.target_type]} ${engagement.target_name || engagement.target_id}（${engagement.target_id}）：`,
+    el("span", ENGAGEMENT_STATUS[engagement.status], `state ${engagement.status}`),
+    ` ${day(engagement.opened_at)}${engagement.closed_at ? " — " + day(engagement.closed_at) : ""} `,
+  );
+  if (engagement.status === "open" && CAN_DECIDE) item.append(...closeButtons(engagement, after));
+  return item;
+}
+
+function closeButtons(engagement, after) {
+  const close = (decision) => async () => {
+    await api("POST", "/v1/feedback", {
+      need_id: engagement.need_id, target_type: engagement.target_type, target_id: engagement.target_id, decision,
     });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || body.title || response.statusText);
-    render(body);
-  } catch (error) {
-    results.replaceChildren();
-    statusLine.className = "error";
-    statusLine.textContent = `出错了：${error.message}`;
+    await after();
+    say(`已记录：${DECISIONS[decision]}合作 ${engagement.target_name || engagement.target_id}`);
+  };
+  const done = button("完成", () => close("completed")().catch(fail), "small");
+  const cancel = button("取消合作", () => close("cancelled")().catch(fail), "small secondary");
+  done.setAttribute("aria-label", `完成与 ${engagement.target_name || engagement.target_id} 的合作`);
+  cancel.setAttribute("aria-label", `取消与 ${engagement.target_name || engagement.target_id} 的合作`);
+  return [done, cancel];
+}
+
+async function exportXlsx() {
+  const request = current && current.request ? current.request : matchRequest();
+  let response;
+  if (request.need_id && !request.text) {
+    const params = query({ k: request.k, county: request.filters ? request.filters.county : "" });
+    response = await api("GET", `/v1/needs/${encodeURIComponent(request.need_id)}/matches.xlsx?${params}`, undefined, { raw: true });
+  } else {
+    response = await api("POST", "/v1/match/export", request, { raw: true });
   }
-});
+  const blob = await response.blob();
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = request.need_id ? `matches-${request.need_id}.xlsx` : "matches.xlsx";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  say(`已导出 ${link.download}`);
+}
+
+// ---------------------------------------------------------------- engagements view
+const engState = { page: 1, perPage: 20 };
+let experts = null;
+
+async function showEngagements() {
+  const byId = await orgs();
+  const select = $("e-org");
+  if (select.options.length === 1) {
+    for (const org of byId.values()) select.append(new Option(`${org.name}（${org.county || "—"}）`, org.id));
+  }
+  if (!experts) {
+    experts = await everything("/v1/experts");
+    $("expert-list").replaceChildren(...experts.map((e) => new Option(`${e.name} ${e.affiliation || ""}`.trim(), e.id)));
+  }
+  await loadEngagements();
+}
+
+function expertChosen() {
+  const typed = $("e-expert").value.trim();
+  if (!typed) return null;
+  return experts.find((e) => e.id === typed) || experts.find((e) => e.name === typed) || { id: typed };
+}
+
+async function loadEngagements() {
+  const expert = expertChosen();
+  const params = {
+    org_id: $("e-org").value, expert_id: expert ? expert.id : "", status: $("e-status").value,
+    page: engState.page, per_page: engState.perPage,
+  };
+  const page = await api("GET", `/v1/engagements?${query(params)}`);
+  const rows = $("eng-table").tBodies[0];
+  rows.replaceChildren();
+  for (const engagement of page.items) {
+    const row = el("tr");
+    const need = el("a", `${engagement.need_id} ${engagement.need_title || ""}`);
+    need.href = `#match/${encodeURIComponent(engagement.need_id)}`;
+    const action = el("td");
+    if (engagement.status === "open" && CAN_DECIDE) action.append(...closeButtons(engagement, loadEngagements));
+    row.append(
+      el("td"), el("td", `${TYPE_NAMES[engagement.target_type]} ${engagement.target_name || engagement.target_id}`),
+      el("td", ENGAGEMENT_STATUS[engagement.status], `state ${engagement.status}`),
+      el("td", day(engagement.opened_at)), el("td", day(engagement.closed_at) || "—"), action,
+    );
+    row.firstChild.append(need);
+    rows.append(row);
+  }
+  if (!page.total) rows.append(emptyRow(6, "没有符合条件的合作。"));
+  const pages = Math.max(1, Math.ceil(page.total / engState.perPage));
+  $("eng-page").textContent = `第 ${engState.page} / ${pages} 页`;
+  $("eng-prev").disabled = engState.page <= 1;
+  $("eng-next").disabled = engState.page >= pages;
+  let summary = `共 ${page.total} 项合作`;
+  if (expert && expert.id) {
+    const fresh = await api("GET", `/v1/experts/${encodeURIComponent(expert.id)}`);
+    summary = `${fresh.name}（${fresh.id}）：负荷 ${fresh.open_engagements}/${fresh.capacity}，${summary}`;
+  }
+  $("eng-summary").textContent = summary;
+  say("");
+}
+
+// ---------------------------------------------------------------- overview view
+async function showOverview() {
+  const overview = await api("GET", "/v1/overview?weakest=15");
+  const chart = $("supply-chart");
+  chart.replaceChildren();
+  const rows = overview.categories.filter((c) => c.open_needs || c.free_places);
+  const top = Math.max(1, ...rows.map((c) => Math.max(c.open_needs, c.free_places)));
+  for (const c of rows) {
+    const row = el("div", undefined, "bar-row");
+    const short = c.free_places < c.open_needs;
+    row.append(el("span", c.category, short ? "bar-label short" : "bar-label"));
+    const bars = el("div", undefined, "bars");
+    for (const [value, kind] of [[c.open_needs, "needs"], [c.free_places, "places"]]) {
+      const bar = el("span", String(value), `bar ${kind}`);
+      bar.style.width = `${Math.max(2, (100 * value) / top)}%`;
+      bars.append(bar);
+    }
+    row.title = `${c.category}：待匹配需求 ${c.open_needs}，空余名额 ${c.free_places}，可用专家 ${c.experts}`;
+    row.append(bars);
+    chart.append(row);
+  }
+  const short = rows.filter((c) => c.free_places < c.open_needs).map((c) => c.category);
+  $("supply-caption").textContent = short.length
+    ? `空余名额少于需求的类别：${short.join("、")}。`
+    : "每个类别的空余名额都不少于待匹配需求。";
+  chart.setAttribute("aria-label", rows.map((c) => `${c.category} 需求 ${c.open_needs} 名额 ${c.free_places}`).join("；"));
+  $("weak-summary").textContent = `${overview.weak_needs} 条待匹配需求的最佳专家得分低于 ${overview.threshold}（模型版本 ${overview.model_version}）。`;
+  const table = $("weak-table").tBodies[0];
+  table.replaceChildren();
+  for (const need of overview.weakest) {
+    const row = el("tr");
+    const open = el("a", "匹配");
+    open.href = `#match/${encodeURIComponent(need.need_id)}`;
+    open.className = "action";
+    open.setAttribute("aria-label", `为需求 ${need.need_id} 匹配`);
+    row.append(
+      el("td", `${need.need_id} ${need.title}`), el("td", need.org_name || "—"), el("td", need.county || "—"),
+      el("td", need.tags.join("、")), el("td", need.best_name ? `${need.best_name}（${need.best_id}）` : "—"),
+      el("td", need.best_score.toFixed(3), need.best_score < overview.threshold ? "weak" : ""), el("td"),
+    );
+    row.lastChild.append(open);
+    table.append(row);
+  }
+  if (!overview.weakest.length) table.append(emptyRow(7, "没有待匹配的需求。"));
+  say("");
+}
+
+// ---------------------------------------------------------------- wiring
+async function showModelVersion() {
+  try {
+    const health = await fetch("/health").then((r) => r.json());
+    $("model-version").textContent = health.model_version || "（没有可用的模型）";
+  } catch {
+    $("model-version").textContent = "（无法读取）";
+  }
+}
+
+function wire() {
+  const signIn = $("sign-in-form");
+  if (signIn) {
+    signIn.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      say("正在登录…");
+      try {
+        await api("POST", "/session", { key: $("api-key").value.trim() });
+        window.location.reload();
+      } catch (error) {
+        fail(new Error(`登录失败：${error.message}`));
+      }
+    });
+  }
+  const signOut = $("sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", async () => {
+      await api("DELETE", "/session").catch(() => null);
+      window.location.reload();
+    });
+  }
+  if (!$("view-needs")) return;
+  $("needs-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    needsState.page = 1;
+    showNeeds().catch(fail);
+  });
+  $("needs-prev").addEventListener("click", () => { needsState.page -= 1; showNeeds().catch(fail); });
+  $("needs-next").addEventListener("click", () => { needsState.page += 1; showNeeds().catch(fail); });
+  $("match-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    runMatch().catch((error) => { $("results").replaceChildren(); fail(error); });
+  });
+  $("export-button").addEventListener("click", () => exportXlsx().catch(fail));
+  $("eng-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    engState.page = 1;
+    loadEngagements().catch(fail);
+  });
+  $("eng-prev").addEventListener("click", () => { engState.page -= 1; loadEngagements().catch(fail); });
+  $("eng-next").addEventListener("click", () => { engState.page += 1; loadEngagements().catch(fail); });
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+showModelVersion();
+wire();
