@@ -128,19 +128,18 @@ def test_coordinator_finds_matches_justifies_accepts_and_completes(browser, site
     assert page.inner_text("#model-version").startswith("2")
 
     # filter the open needs by category and county
+    expected = api(base, tokens["coordinator"], "/v1/needs?status=open&tag=%E4%B8%AA%E6%A1%88%E7%AE%A1%E7%90%86&county=%E9%9B%84%E5%8E%BF")
     page.select_option("#f-tag", "个案管理")
     page.select_option("#f-county", "雄县")
     page.click("#needs-filters button[type=submit]")
-    page.wait_for_function("document.querySelector('#needs-count').textContent.includes('共')")
+    page.wait_for_function(f"document.querySelector('#needs-count').textContent == '共 {expected['total']} 条需求'")
     rows = page.locator("#needs-table tbody tr")
-    assert rows.count() >= 1
+    assert rows.count() == min(expected["total"], 20) >= 1
     for index in range(rows.count()):
         cells = rows.nth(index).locator("td")
         assert cells.nth(3).inner_text() == "雄县"
         assert "个案管理" in cells.nth(5).inner_text()
         assert cells.nth(7).inner_text() == "待匹配"
-    expected = api(base, tokens["coordinator"], "/v1/needs?status=open&tag=%E4%B8%AA%E6%A1%88%E7%AE%A1%E7%90%86&county=%E9%9B%84%E5%8E%BF")
-    assert f"共 {expected['total']} 条需求" in page.inner_text("#needs-count")
     shot(page, "02-needs-filtered")
 
     # open one with the keyboard: its 匹配 link is focusable and Enter follows it
@@ -176,6 +175,16 @@ def test_coordinator_finds_matches_justifies_accepts_and_completes(browser, site
             break
     assert chosen is not None, "no expert with free capacity among the recommendations"
     expert_id, load, capacity, card = chosen
+
+    # reject another recommendation, with a comment: recorded as a decision
+    other = page.locator("#results section[aria-label='资源'] .match").first
+    rejected_id = other.get_attribute("data-id")
+    other.locator(".decision input").fill("场地太远")
+    other.locator("button:has-text('不合适')").click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('已记录决定：不合适')")
+    assert "已记录：不合适" in other.inner_text()
+    audit = api(base, tokens["admin"], "/v1/admin/audit?action=feedback")["items"]
+    assert any(e["detail"]["target_id"] == rejected_id and e["detail"]["decision"] == "rejected" for e in audit)
     card.locator(".decision input").fill("与机构负责人电话沟通后确认")
     card.locator("button:has-text('接受')").click()
     page.wait_for_function("document.querySelector('#status').textContent.includes('已记录决定')")
@@ -197,6 +206,13 @@ def test_coordinator_finds_matches_justifies_accepts_and_completes(browser, site
     )
     assert need_id in page.inner_text("#eng-table")
     shot(page, "05-engagements-of-expert")
+    org_id = api(base, tokens["coordinator"], f"/v1/needs/{need_id}")["org_id"]
+    page.fill("#e-expert", "")
+    page.select_option("#e-org", org_id)
+    total = api(base, tokens["coordinator"], f"/v1/engagements?org_id={org_id}")["total"]
+    page.click("#eng-filters button[type=submit]")
+    page.wait_for_function(f"document.querySelector('#eng-summary').textContent == '共 {total} 项合作'")
+    assert need_id in page.inner_text("#eng-table")
 
     # complete it from the need's page
     open_match(page, need_id)
