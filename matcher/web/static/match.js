@@ -183,10 +183,19 @@ async function showNeeds() {
   const pages = Math.max(1, Math.ceil(page.total / needsState.perPage));
   $("needs-count").textContent = page.total ? `共 ${page.total} 条需求` : "";
   if (!page.total) rows.append(emptyRow(9, "没有符合条件的需求，请放宽筛选条件。"));
+  labelCells($("needs-table"));
   $("needs-page").textContent = `第 ${needsState.page} / ${pages} 页`;
   $("needs-prev").disabled = needsState.page <= 1;
   $("needs-next").disabled = needsState.page >= pages;
   say("");
+}
+
+// Each cell names its column (data-label), so that at phone width a row can be shown as a card.
+function labelCells(table) {
+  const names = [...table.tHead.rows[0].cells].map((cell) => cell.textContent.trim());
+  for (const row of table.tBodies[0].rows) {
+    [...row.cells].forEach((cell, i) => { if (!cell.classList.contains("empty")) cell.dataset.label = names[i] || ""; });
+  }
 }
 
 function emptyRow(span, text) {
@@ -499,6 +508,7 @@ async function loadEngagements() {
     rows.append(row);
   }
   if (!page.total) rows.append(emptyRow(6, "没有符合条件的合作。"));
+  labelCells($("eng-table"));
   const pages = Math.max(1, Math.ceil(page.total / engState.perPage));
   $("eng-page").textContent = `第 ${engState.page} / ${pages} 页`;
   $("eng-prev").disabled = engState.page <= 1;
@@ -556,6 +566,7 @@ async function showOverview() {
     table.append(row);
   }
   if (!overview.weakest.length) table.append(emptyRow(7, "没有待匹配的需求。"));
+  labelCells($("weak-table"));
   say("");
 }
 
