@@ -402,7 +402,7 @@ class MatchService:
                     "org_id": needs.at[row.need_id, "org_id"] or None,
                     "org_name": orgs.get(needs.at[row.need_id, "org_id"]),
                     "county": row.county or None,
-                    "tags": [t for t in row.tags.split("、") if t],
+                    "tags": list(needs.at[row.need_id, "tags"]),
                     "best_score": float(row.best_score),
                     "best_id": row.best_id or None,
                     "best_name": names.get(row.best_id) if row.best_id else None,
