@@ -326,3 +326,21 @@ def test_admin_is_told_to_use_another_key(browser, site) -> None:
     page.wait_for_selector("text=此账户不能查看匹配")
     assert page.locator("nav").count() == 0
     context.close()
+
+
+def test_keyboard_alone_reaches_the_views(browser, site) -> None:
+    base, tokens = site
+    page = new_page(browser, base, DESKTOP, tokens["coordinator"])
+    page.wait_for_selector("#needs-table tbody tr")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Tab")  # past the sign-out button to the navigation
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "需求列表"
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "基地概览"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#supply-chart .bar-row")
+    assert page.get_attribute("nav a[data-view='overview']", "aria-current") == "page"
+    assert page.errors == []
