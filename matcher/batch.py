@@ -445,13 +445,23 @@ def score_table(frame: pd.DataFrame) -> pa.Table:
     missing = [c for c in MATCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"the score table lacks the columns {missing}")
-    need_ids = [str(v) for v in frame["need_id"]]
-    target_types = [str(v) for v in frame["target_type"]]
-    target_ids = [str(v) for v in frame["target_id"]]
-    ranks = frame["rank"].to_numpy(dtype=np.int64).astype(np.int32)
-    scores = frame["score"].to_numpy(dtype=np.float64) + 0.0  # no "-0.000000"
-    columns = [need_ids, target_types, target_ids, ranks, scores]
-    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, PARQUET_SCHEMA, strict=True)]
+    return _arrow({c: frame[c].to_numpy() for c in MATCH_COLUMNS})
+
+
+def _arrow(columns: Mapping[str, np.ndarray]) -> pa.Table:
+    """Score table columns (arrays named as :data:`MATCH_COLUMNS`) as Arrow, :data:`PARQUET_SCHEMA`."""
+    arrays = []
+    for name in ("need_id", "target_type", "target_id"):
+        values = columns[name]
+        try:
+            array = pa.array(values, type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings: as str() writes them
+            array = None
+        if array is None or array.null_count:
+            array = pa.array([str(v) for v in values], type=pa.string())
+        arrays.append(array)
+    arrays.append(pa.array(np.asarray(columns["rank"], dtype=np.int64).astype(np.int32), type=pa.int32()))
+    arrays.append(pa.array(np.asarray(columns["score"], dtype=np.float64) + 0.0, type=pa.float64()))  # no -0.0
     return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
@@ -823,7 +833,7 @@ class _Outcome:
 def _score_chunk(model: Matcher, task: tuple[pd.DataFrame, int]) -> pa.Table:
     """Score one chunk of needs (one sparse product per target type): its rows as an Arrow table."""
     needs, k = task
-    return score_table(model.match(needs, k=k, chunk_size=max(1, len(needs))))
+    return _arrow(model.match_columns(needs, k=k, chunk_size=max(1, len(needs))))
 
 
 def _run_chunks(

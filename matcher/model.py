@@ -67,12 +67,18 @@ class _TypeIndex:
     def text_scores(self, vectors: sp.csr_matrix) -> np.ndarray:
         """Dot products of need vectors with every text row: array of shape (n_needs, n_texts).
 
-        One need gathers its features' postings (a sparse matrix-vector product); a block of needs is
-        one sparse product. Both sum in feature order, so a need scores the same either way, to the bit.
+        Each need gathers its features' posting rows and sums them in feature order (a sparse
+        matrix-vector product), written straight into its dense row: a need scores the same alone or
+        in a block, to the bit, and a block costs less than one sparse × sparse product, whose result
+        is dense anyway (every need shares common characters with nearly every text).
         """
-        if vectors.shape[0] == 1:
-            return np.asarray(self.postings[vectors.indices].T @ vectors.data).reshape(1, -1)
-        return (vectors @ self.postings).toarray()
+        dtype = np.result_type(vectors.dtype, self.postings.dtype)
+        out = np.empty((vectors.shape[0], self.postings.shape[1]), dtype=dtype)
+        indptr, indices, data = vectors.indptr, vectors.indices, vectors.data
+        for row in range(vectors.shape[0]):
+            start, end = indptr[row], indptr[row + 1]
+            out[row] = self.postings[indices[start:end]].T @ data[start:end]
+        return out
 
 
 @dataclass
@@ -250,7 +256,8 @@ class Matcher(BaseEstimator):
         per_type = {t: f for t, f in per_type.items() if len(f)}
         documents = {t: self._documents(f) for t, f in per_type.items()}
         fit_docs = [d for docs, _ in documents.values() for d in docs]
-        self.vectorizer_.fit_preprocessed(fit_docs)
+        vectors = self.vectorizer_.fit_transform_preprocessed(fit_docs)  # each text analysed once
+        bounds = np.cumsum([0] + [len(docs) for docs, _ in documents.values()])
         self.feature_names_ = self.vectorizer_.get_feature_names_out()
         self.feature_is_word_ = np.char.startswith(self.feature_names_.astype(str), "word:")
         self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
@@ -259,7 +266,7 @@ class Matcher(BaseEstimator):
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
         self.reranker_ = None
-        texts = {t: self.vectorizer_.transform_preprocessed(documents[t][0]) for t in per_type}
+        texts = {t: vectors[bounds[i] : bounds[i + 1]] for i, t in enumerate(documents)}
         self.semantic_ = None
         if self.semantic_weight > 0:
             stacked = sp.vstack(list(texts.values()), format="csr")
@@ -432,13 +439,7 @@ class Matcher(BaseEstimator):
     def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Text, tag and region components, each of shape (n_needs, n_targets)."""
         index = self.index_[target_type]
-        text = index.text_scores(block.vectors)
-        if index.latent is not None and block.latent is not None:
-            semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
-            text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
-        if index.starts is not None:
-            text = np.maximum.reduceat(text, index.starts, axis=1)
-        np.clip(text, 0.0, 1.0, out=text)
+        text = self._text_component(block, index)
         n_needs, n_targets = text.shape
         tags = np.zeros((n_needs, n_targets))
         region = np.zeros((n_needs, n_targets))
@@ -448,6 +449,79 @@ class Matcher(BaseEstimator):
         if block.county_matrix.nnz:
             region = ((block.county_matrix @ index.counties_t).toarray() > 0).astype(float)
         return text, tags, region
+
+    def _text_component(self, block: _NeedBlock, index: _TypeIndex) -> np.ndarray:
+        """The text component (n_needs, n_targets): cosine, fused with the latent one, best text, in [0, 1]."""
+        text = index.text_scores(block.vectors)
+        if index.latent is not None and block.latent is not None:
+            semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
+            text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
+        if index.starts is not None:
+            text = np.maximum.reduceat(text, index.starts, axis=1)
+        np.clip(text, 0.0, 1.0, out=text)
+        return text
+
+    def _base_scores(self, block: _NeedBlock, target_type: str, county: str | None) -> np.ndarray:
+        """The rounded weighted sums (n_needs, n_targets), -inf where a hard rule excludes the target.
+
+        The values of ``_combine(*_components(...))``, to the bit, with less work for a block of needs:
+        the tag and region parts are added only where they are non-zero (elsewhere they add 0.0, which
+        changes nothing), and the hard rules are column masks. Targets scoring no more than
+        ``min_score`` are left for the top k to drop.
+        """
+        index = self.index_[target_type]
+        text_weight = 1.0 - self.tag_weight - self.region_weight
+        base = np.asarray(text_weight * self._text_component(block, index), dtype=np.float64)
+        flat = base.reshape(-1)
+        n_targets = base.shape[1]
+        if block.tag_matrix.nnz:
+            overlap = (block.tag_matrix @ index.tags_t).tocsr()
+            rows = np.repeat(np.arange(overlap.shape[0]), np.diff(overlap.indptr))
+            keep = (overlap.data != 0) & (block.n_tags[rows] > 0)
+            rows, columns = rows[keep], overlap.indices[keep]
+            flat[rows * n_targets + columns] += self.tag_weight * (overlap.data[keep] / block.n_tags[rows])
+        if block.county_matrix.nnz:
+            shared = (block.county_matrix @ index.counties_t).tocsr()
+            rows = np.repeat(np.arange(shared.shape[0]), np.diff(shared.indptr))
+            keep = shared.data > 0
+            flat[rows[keep] * n_targets + shared.indices[keep]] += self.region_weight * 1.0
+        np.round(base, SCORE_DECIMALS, out=base)
+        allowed = index.available & (index.free > 0)
+        if county:
+            column = self.county_vocabulary_.get(normalise(county))
+            serves = index.serves_all.copy()
+            if column is not None:
+                serves |= index.counties[:, column].toarray().ravel() > 0
+            allowed = allowed & serves
+        if not allowed.all():
+            base[:, ~allowed] = -np.inf
+        for row, org_id in enumerate(block.org_ids):
+            if org_id:
+                base[row, index.org_ids == org_id] = -np.inf
+        return base
+
+    def _top(self, block: _NeedBlock, target_type: str, k: int, county: str | None) -> list[_Ranking]:
+        """The top ``k`` of each need of the block by the weighted sum (no re-ranking, no diversity).
+
+        The rankings of :func:`matcher.rank.top_k` on each row, found for the whole block at once: the
+        k-th best score of each row (one partition), the targets at or above it, sorted by score then row.
+        """
+        base = self._base_scores(block, target_type, county)
+        n_needs, n_targets = base.shape
+        if n_targets > k:
+            kth = np.partition(base, n_targets - k, axis=1)[:, n_targets - k]
+            rows, columns = np.nonzero((base >= kth[:, None]) & (base > self.min_score))
+        else:
+            rows, columns = np.nonzero(base > self.min_score)
+        scores = base[rows, columns]
+        order = np.lexsort((columns, -scores, rows))
+        rows, columns, scores = rows[order], columns[order], scores[order]
+        starts = np.searchsorted(rows, np.arange(n_needs + 1))
+        rankings = []
+        for need in range(n_needs):
+            start, end = starts[need], min(starts[need + 1], starts[need] + k)
+            rankings.append(_Ranking(columns[start:end], scores[start:end], scores[start:end]))
+        return rankings
 
     def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
         text_weight = 1.0 - self.tag_weight - self.region_weight
@@ -496,10 +570,12 @@ class Matcher(BaseEstimator):
         self, block: _NeedBlock, target_type: str, k: int, county: str | None, *, explain: bool = False
     ) -> tuple[list[_Ranking], tuple[np.ndarray, ...]]:
         """The top ``k`` of each need of the block, and the components (each (n_needs, n_targets))."""
+        reranker = self._reranker_for(target_type)
+        if reranker is None and self.diversity == 0 and not explain:
+            return self._top(block, target_type, k, county), ()
         components = self._components(block, target_type)
         base = self._combine(*components)
         base[~self._eligible(block, target_type, county) | (base <= self.min_score)] = -np.inf
-        reranker = self._reranker_for(target_type)
         rankings = []
         for need in range(len(block.ids)):
             row = base[need]
@@ -665,23 +741,46 @@ class Matcher(BaseEstimator):
         (input order), target type (canonical order), rank; ``rank`` starts at 1. The scores and
         order are those of :meth:`recommend` for the same need.
         """
+        columns = self.match_columns(needs, k=k, target_types=target_types, county=county, chunk_size=chunk_size)
+        if not len(needs) or not self._requested(target_types):
+            return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
+        return pd.DataFrame(columns)
+
+    def match_columns(
+        self,
+        needs: pd.DataFrame,
+        *,
+        k: int = 10,
+        target_types: list[str] | tuple[str, ...] | None = None,
+        county: str | None = None,
+        chunk_size: int = 500,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`match` as a dict of arrays (``need_id``, ``target_type``, ``target_id``: object;
+        ``rank``: int64; ``score``: float64), without building a DataFrame."""
         check_is_fitted(self, "index_")
         types = self._requested(target_types)
-        columns: dict[str, list[np.ndarray]] = {c: [] for c in MATCH_COLUMNS}
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in (*MATCH_COLUMNS, "order")}
         for start in range(0, len(needs), chunk_size):
             block = self._needs(needs.iloc[start : start + chunk_size])
-            ranked = {t: self._ranked(block, t, k, county)[0] for t in types}
-            for row, need_id in enumerate(block.ids):
-                for target_type in types:
-                    ranking = ranked[target_type][row]
-                    columns["need_id"].append(np.full(len(ranking.rows), need_id, dtype=object))
-                    columns["target_type"].append(np.full(len(ranking.rows), target_type, dtype=object))
-                    columns["target_id"].append(self.index_[target_type].ids[ranking.rows])
-                    columns["rank"].append(np.arange(1, len(ranking.rows) + 1))
-                    columns["score"].append(ranking.scores)
-        if not columns["need_id"]:
-            return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
-        return pd.DataFrame({c: np.concatenate(parts) for c, parts in columns.items()})
+            ids = np.empty(len(block.ids), dtype=object)
+            ids[:] = block.ids
+            for number, target_type in enumerate(types):
+                rankings = self._ranked(block, target_type, k, county)[0]
+                lengths = np.asarray([len(r.rows) for r in rankings], dtype=np.int64)
+                total = int(lengths.sum())
+                need = np.repeat(np.arange(len(rankings), dtype=np.int64), lengths)
+                rank = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+                rows = np.concatenate([r.rows for r in rankings]) if total else np.zeros(0, dtype=np.int64)
+                parts["need_id"].append(ids[need])
+                parts["target_type"].append(np.full(total, target_type, dtype=object))
+                parts["target_id"].append(self.index_[target_type].ids[rows.astype(np.int64)])
+                parts["rank"].append(rank + 1)
+                parts["score"].append(np.concatenate([r.scores for r in rankings]) if total else np.zeros(0))
+                parts["order"].append(((start + need) * len(types) + number) * (k + 1) + rank)
+        if not parts["need_id"]:
+            return {c: np.zeros(0, dtype=object if c.endswith(("id", "type")) else float) for c in MATCH_COLUMNS}
+        order = np.argsort(np.concatenate(parts["order"]), kind="stable")  # by need, type, rank
+        return {c: np.concatenate(parts[c])[order] for c in MATCH_COLUMNS}
 
     def recommend(
         self,
@@ -891,8 +990,12 @@ def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:
 
 
 # The defaults of ``matcher train`` and ``matcher batch`` (flat ``get_params`` keys), chosen by
-# ``matcher tune``; see docs/quality.md for the search and the figures behind them.
-DEFAULT_PARAMS: dict[str, Any] = {}
+# ``matcher tune`` on ../shared/bench/zh (parameters, not weights learnt from it); see the "Tuning"
+# section of docs/quality.md for the grid, the command and the results table. The character block
+# weighs 3.0 against the word block's 0.5 (6/7 of the text cosine); the word block stays, for whole
+# words in ``reasons.terms``. Searched and kept at the class defaults: TF-IDF weighting (BM25 tied),
+# char 1-2-grams, sublinear tf, word unigrams, no latent semantic mix.
+DEFAULT_PARAMS: dict[str, Any] = {"vectorizer__char_weight": 3.0}
 
 
 def build_matcher(params: dict[str, Any] | None = None) -> Matcher:

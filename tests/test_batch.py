@@ -476,15 +476,15 @@ def test_failure_while_matching_keeps_the_earlier_output(
     out = tmp_path / name
     out.write_bytes(b"an earlier run")
     calls = []
-    original = batch.Matcher.match
+    original = batch.Matcher.match_columns  # what each chunk calls
 
-    def failing(self: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    def failing(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         calls.append(1)
         if len(calls) == 2:
             raise MemoryError("out of memory")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch.Matcher, "match", failing)
+    monkeypatch.setattr(batch.Matcher, "match_columns", failing)
     with pytest.raises(MemoryError):
         run_batch(library["needs"], targets_of(library), out, chunk_size=1)
     assert out.read_bytes() == b"an earlier run"

@@ -206,7 +206,7 @@ def test_resume_in_file_mode_refuses_other_inputs(tmp_path: Path, monkeypatch: p
     reference = tmp_path / "reference.csv"
     run_batch(paths["needs"], targets_of(paths), reference, chunk_size=1)
     calls: list[int] = []
-    original = batch.Matcher.match
+    original = batch.Matcher.match_columns  # what each chunk calls
 
     def failing(self, *args, **kwargs):
         calls.append(1)
@@ -214,7 +214,7 @@ def test_resume_in_file_mode_refuses_other_inputs(tmp_path: Path, monkeypatch: p
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch.Matcher, "match", failing)
+    monkeypatch.setattr(batch.Matcher, "match_columns", failing)
     with pytest.raises(KeyboardInterrupt):
         run_batch(paths["needs"], targets_of(paths), out, chunk_size=1)
     monkeypatch.undo()
@@ -245,13 +245,13 @@ def test_chunks_bound_the_needs_scored_at_once(tmp_path: Path, monkeypatch: pyte
     """Memory grows with the chunk: every sparse product sees at most ``chunk_size`` needs."""
     paths = write_library(tmp_path / "in")
     sizes: list[int] = []
-    original = batch.Matcher.match
+    original = batch.Matcher.match_columns  # what each chunk calls
 
     def spy(self, needs, **kwargs):
         sizes.append(len(needs))
         return original(self, needs, **kwargs)
 
-    monkeypatch.setattr(batch.Matcher, "match", spy)
+    monkeypatch.setattr(batch.Matcher, "match_columns", spy)
     run_batch(paths["needs"], targets_of(paths), tmp_path / "out.csv", chunk_size=2)
     assert sizes == [2, 1]
     sizes.clear()
