@@ -55,6 +55,12 @@ _SHARED: Any = None  # the shared object inside a local worker process
 def _init_worker(shared: Any) -> None:
     global _SHARED
     _SHARED = shared
+    try:  # one BLAS thread per worker process: the workers already share the cores
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it the BLAS default stands
+        pass
 
 
 def _call_in_worker(task: Task, item: Any) -> Any:

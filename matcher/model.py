@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,16 @@ __all__ = ["DEFAULT_PARAMS", "MATCH_COLUMNS", "Matcher", "build_matcher"]
 
 MATCH_COLUMNS = ("need_id", "target_type", "target_id", "rank", "score")
 AGGREGATIONS = ("concat", "max")
+#: A block of needs is scored in two passes (see ``Matcher._top_pruned``) against a type with at least
+#: this many texts; smaller types are scored exactly in one pass.
+PRUNE_MIN_TEXTS = 2000
+#: The dense copy of the most common features' postings: at most this many features and bytes per
+#: target type and process, and only features found in at least this share of the texts.
+_DENSE_FEATURES = 512
+_DENSE_BYTES = 64 * 2**20
+_DENSE_SHARE = 0.05
+#: Candidate pairs re-scored exactly at a time.
+_EXACT_PAIRS = 4096
 
 
 @dataclass
@@ -59,7 +70,37 @@ class _TypeIndex:
     tags_t: sp.csr_matrix  # (n_tags, n_targets): ``tags`` transposed, for products with needs
     counties_t: sp.csr_matrix  # (n_counties, n_targets)
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_dense", None)  # rebuilt on first use
+        return state
+
+    def dense_common(self) -> tuple[np.ndarray, np.ndarray]:
+        """The most common features' postings, then the tags and counties, as one dense float32 array.
+
+        Built on first use (and again when the labels change). Returns ``(position, dense)``:
+        ``position[f]`` is feature ``f``'s row in ``dense`` (-1 when it is not one of the common
+        ones); ``dense`` has shape (n_common + n_tags + n_counties, n_texts), the tag and county rows
+        last. A need's characters and common words are nearly all among the common features, and one
+        dense product (BLAS) over them is far cheaper than walking their long posting lists; the few
+        remaining features are left sparse.
+        """
+        cached = self.__dict__.get("_dense")
+        if cached is None:
+            lengths = np.diff(self.postings.indptr)
+            n_texts = self.postings.shape[1]
+            budget = min(_DENSE_FEATURES, _DENSE_BYTES // (4 * max(n_texts, 1)))
+            common = np.argsort(-lengths, kind="stable")[:budget]
+            common = np.sort(common[lengths[common] >= _DENSE_SHARE * n_texts])
+            position = np.full(len(lengths), -1, dtype=np.int64)
+            position[common] = np.arange(len(common))
+            rows = [self.postings[common].toarray(), self.tags_t.toarray(), self.counties_t.toarray()]
+            dense = np.vstack([r.astype(np.float32, copy=False) for r in rows])
+            cached = self.__dict__["_dense"] = (position, dense)
+        return cached
+
     def _transpose_labels(self) -> _TypeIndex:
+        self.__dict__.pop("_dense", None)
         self.tags_t = self.tags.T.tocsr()
         self.counties_t = self.counties.T.tocsr()
         return self
@@ -392,7 +433,7 @@ class Matcher(BaseEstimator):
             org_ids=frame["org_id"].to_numpy(dtype=object),
             ids=frame["id"].to_numpy(dtype=object),
             names=frame["name"].tolist(),
-            tag_sets=[{normalise(t) for t in tags} for tags in frame["tags"]],
+            tag_sets=[{_label(t) for t in tags} for tags in frame["tags"]],
             serves_all=np.asarray([len(c) == 0 for c in frame["counties"]], dtype=bool),
             n_tags=np.asarray(tags.sum(axis=1)).ravel(),
             load_fraction=_load_fraction(frame, capacity),
@@ -432,7 +473,7 @@ class Matcher(BaseEstimator):
             vectors=vectors,
             tag_matrix=_binary(tags, self.tag_vocabulary_),
             county_matrix=_binary(counties, self.county_vocabulary_),
-            n_tags=np.asarray([len({normalise(t) for t in ts}) for ts in tags], dtype=float),
+            n_tags=np.asarray([len({_label(t) for t in ts}) for ts in tags], dtype=float),
             latent=self._latent(vectors),
         )
 
@@ -486,13 +527,7 @@ class Matcher(BaseEstimator):
             keep = shared.data > 0
             flat[rows[keep] * n_targets + shared.indices[keep]] += self.region_weight * 1.0
         np.round(base, SCORE_DECIMALS, out=base)
-        allowed = index.available & (index.free > 0)
-        if county:
-            column = self.county_vocabulary_.get(normalise(county))
-            serves = index.serves_all.copy()
-            if column is not None:
-                serves |= index.counties[:, column].toarray().ravel() > 0
-            allowed = allowed & serves
+        allowed = self._allowed(index, county)
         if not allowed.all():
             base[:, ~allowed] = -np.inf
         for row, org_id in enumerate(block.org_ids):
@@ -506,14 +541,14 @@ class Matcher(BaseEstimator):
         The rankings of :func:`matcher.rank.top_k` on each row, found for the whole block at once: the
         k-th best score of each row (one partition), the targets at or above it, sorted by score then row.
         """
-        base = self._base_scores(block, target_type, county)
-        n_needs, n_targets = base.shape
-        if n_targets > k:
-            kth = np.partition(base, n_targets - k, axis=1)[:, n_targets - k]
-            rows, columns = np.nonzero((base >= kth[:, None]) & (base > self.min_score))
+        index = self.index_[target_type]
+        n_needs = len(block.ids)
+        if index.latent is None and index.starts is None and index.postings.shape[1] >= PRUNE_MIN_TEXTS:
+            rows, columns, scores = self._top_pruned(block, target_type, k, county)
         else:
-            rows, columns = np.nonzero(base > self.min_score)
-        scores = base[rows, columns]
+            base = self._base_scores(block, target_type, county)
+            rows, columns = _at_or_above_kth(base, k, self.min_score)
+            scores = base[rows, columns]
         order = np.lexsort((columns, -scores, rows))
         rows, columns, scores = rows[order], columns[order], scores[order]
         starts = np.searchsorted(rows, np.arange(n_needs + 1))
@@ -522,6 +557,115 @@ class Matcher(BaseEstimator):
             start, end = starts[need], min(starts[need + 1], starts[need] + k)
             rankings.append(_Ranking(columns[start:end], scores[start:end], scores[start:end]))
         return rankings
+
+    def _top_pruned(
+        self, block: _NeedBlock, target_type: str, k: int, county: str | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates for :meth:`_top` and their exact scores, in two passes.
+
+        1. Approximate scores of every target: the common features by one dense float32 product
+           (:meth:`_TypeIndex.dense_common`), the others sparse, tags, counties and hard rules as in
+           :meth:`_base_scores`. They differ from the exact sums only in the order in which float32
+           rounds, by at most ``(terms + 8) * 2**-23`` for a cosine of at most 1.
+        2. The targets within twice that bound (plus the 6-decimal rounding) of each need's k-th best
+           approximate score hold every target of the exact top k; only they are scored exactly, as
+           :meth:`_base_scores` scores them (the same float32 sum in feature order, the same rounding).
+
+        Returns the (need, target, exact score) triples of the candidates that pass the hard rules and
+        ``min_score``; :meth:`_top` ranks them.
+        """
+        index = self.index_[target_type]
+        vectors = block.vectors
+        n_needs, n_texts = len(block.ids), index.postings.shape[1]
+        text_weight = 1.0 - self.tag_weight - self.region_weight
+        position, dense = index.dense_common()
+        n_common = dense.shape[0] - block.tag_matrix.shape[1] - block.county_matrix.shape[1]
+        n_labels = n_common + block.tag_matrix.shape[1]
+        entry_rows = np.repeat(np.arange(n_needs), np.diff(vectors.indptr))
+        at = position[vectors.indices]
+        common = at >= 0
+        # one dense product for the common features, the need's tags (weighted by their share) and its
+        # county (when it names one known county: the sum is then the 0/1 county match)
+        X = np.zeros((n_needs, dense.shape[0]), dtype=np.float32)
+        X[entry_rows[common], at[common]] = vectors.data[common] * np.float32(text_weight)
+        tag_matrix = block.tag_matrix.toarray()
+        share = np.divide(self.tag_weight, block.n_tags, out=np.zeros(n_needs), where=block.n_tags > 0)
+        X[:, n_common:n_labels] = tag_matrix * share[:, None]
+        county_matrix = block.county_matrix.toarray()
+        one_county = county_matrix.sum(axis=1) == 1
+        X[one_county, n_labels:] = county_matrix[one_county] * self.region_weight
+        approx = X @ dense
+        flat = approx.reshape(-1)
+        rare = ~common
+        if rare.any():
+            indptr = np.searchsorted(entry_rows[rare], np.arange(n_needs + 1))
+            sparse = sp.csr_matrix((vectors.data[rare], vectors.indices[rare], indptr), shape=vectors.shape)
+            product = (sparse @ index.postings).tocsr()
+            product_rows = np.repeat(np.arange(n_needs), np.diff(product.indptr))
+            flat[product_rows * n_texts + product.indices] += product.data * np.float32(text_weight)
+        several = np.flatnonzero(county_matrix.sum(axis=1) > 1)
+        if len(several):
+            shared = (block.county_matrix[several] @ index.counties_t).tocsr()
+            rows = several[np.repeat(np.arange(len(several)), np.diff(shared.indptr))]
+            keep = shared.data > 0
+            flat[rows[keep] * n_texts + shared.indices[keep]] += self.region_weight
+        allowed = self._allowed(index, county)
+        if not allowed.all():
+            approx[:, ~allowed] = -np.inf
+        for row, org_id in enumerate(block.org_ids):
+            if org_id:
+                approx[row, index.org_ids == org_id] = -np.inf
+        terms = np.diff(vectors.indptr) + tag_matrix.sum(axis=1) + county_matrix.sum(axis=1) + 8
+        slack = 2 * (terms * 2.0**-23 + 4e-6)
+        rows, columns = _at_or_above_kth(approx, k, self.min_score, slack)
+        scores = self._exact_scores(block, index, rows, columns)
+        keep = scores > self.min_score
+        return rows[keep], columns[keep], scores[keep]
+
+    def _exact_scores(self, block: _NeedBlock, index: _TypeIndex, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """The rounded weighted sums of the (need row, target) pairs, to the bit as :meth:`_base_scores`.
+
+        A pair's text score is the float32 sum, in feature order, of the products of the need's and the
+        text's weights (what gathering the need's postings computes); features of the text that the
+        need lacks add +0, which changes nothing.
+        """
+        vectors, texts = block.vectors, index.texts
+        text_weight = 1.0 - self.tag_weight - self.region_weight
+        dense = np.zeros(vectors.shape, dtype=np.float32)
+        dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), vectors.indices] = vectors.data
+        text = np.zeros(len(rows), dtype=np.float32)
+        for start in range(0, len(rows), _EXACT_PAIRS):
+            need, target = rows[start : start + _EXACT_PAIRS], columns[start : start + _EXACT_PAIRS]
+            first, lengths = texts.indptr[target], np.diff(texts.indptr)[target]
+            if not lengths.max(initial=0):
+                continue
+            offsets = np.arange(lengths.max())
+            inside = offsets < lengths[:, None]
+            entries = np.where(inside, first[:, None] + offsets, 0)
+            products = dense[need[:, None], texts.indices[entries]] * texts.data[entries]
+            products[~inside] = 0.0
+            text[start : start + len(need)] = np.cumsum(products, axis=1, dtype=np.float32)[:, -1]
+        np.clip(text, 0.0, 1.0, out=text)
+        scores = np.asarray(text_weight * text, dtype=np.float64)
+        if block.tag_matrix.nnz and len(rows):
+            overlap = np.asarray(block.tag_matrix[rows].multiply(index.tags[columns]).sum(axis=1)).ravel()
+            added = (overlap != 0) & (block.n_tags[rows] > 0)
+            scores[added] += self.tag_weight * (overlap[added] / block.n_tags[rows[added]])
+        if block.county_matrix.nnz and len(rows):
+            shared = np.asarray(block.county_matrix[rows].multiply(index.counties[columns]).sum(axis=1)).ravel()
+            scores[shared > 0] += self.region_weight * 1.0
+        return np.round(scores, SCORE_DECIMALS)
+
+    def _allowed(self, index: _TypeIndex, county: str | None) -> np.ndarray:
+        """Targets that the per-target hard rules (availability, capacity, county filter) allow."""
+        allowed = index.available & (index.free > 0)
+        if county:
+            column = self.county_vocabulary_.get(normalise(county))
+            serves = index.serves_all.copy()
+            if column is not None:
+                serves |= index.counties[:, column].toarray().ravel() > 0
+            allowed = allowed & serves
+        return allowed
 
     def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
         text_weight = 1.0 - self.tag_weight - self.region_weight
@@ -908,6 +1052,24 @@ def term_spans(doc: str, term: str) -> list[list[int]]:
     return spans
 
 
+def _at_or_above_kth(
+    scores: np.ndarray, k: int, floor: float, slack: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the scores above ``floor - slack`` and at or above their row's k-th best minus ``slack``.
+
+    With no slack these hold every row's top ``k`` by :func:`matcher.rank.top_k` (ties included); a
+    row's k-th best counts the excluded scores too (-inf, or at most ``floor``), which is then no
+    bound. ``slack`` is a number or one per row.
+    """
+    slack = np.broadcast_to(np.asarray(slack, dtype=np.float64), (scores.shape[0],))
+    above = scores > (floor - slack)[:, None]
+    n_targets = scores.shape[1]
+    if n_targets > k:
+        kth = np.partition(scores, n_targets - k, axis=1)[:, n_targets - k]
+        above &= scores >= (kth - slack)[:, None]
+    return np.nonzero(above)
+
+
 def _load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
     """Open engagements / capacity of experts (0 for other types and unlimited capacity)."""
     load = frame["load"].to_numpy(dtype=float)
@@ -917,10 +1079,16 @@ def _load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
     return np.divide(load, capacity, out=np.zeros(len(frame)), where=limited)
 
 
+@lru_cache(maxsize=1 << 16)
+def _label(value: str) -> str:
+    """A tag or county normalised (:func:`matcher.text.normalise`), remembered: labels recur on every row."""
+    return normalise(value)
+
+
 def _vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> dict[str, int]:
     """Normalised distinct values of a column of lists -> column index; new values go after ``known``."""
     vocabulary = dict(known or {})
-    for value in sorted({normalise(v) for items in lists for v in items} - vocabulary.keys()):
+    for value in sorted({_label(v) for items in lists for v in items} - vocabulary.keys()):
         vocabulary[value] = len(vocabulary)
     return vocabulary
 
@@ -929,7 +1097,7 @@ def _binary(lists: Sequence[list[str]] | pd.Series, vocabulary: dict[str, int]) 
     """Binary (n_rows, len(vocabulary)) matrix of the known values of each row's list."""
     rows, cols = [], []
     for row, items in enumerate(lists):
-        for column in {vocabulary.get(normalise(v)) for v in items} - {None}:
+        for column in {vocabulary.get(_label(v)) for v in items} - {None}:
             rows.append(row)
             cols.append(column)
     data = np.ones(len(rows), dtype=float)

@@ -287,3 +287,53 @@ def test_params_of_round_trips_through_build_matcher() -> None:
     params = params_of(model)
     assert params["tag_weight"] == 0.3 and params["vectorizer__char_ngram_range"] == [1, 3]
     assert params_of(build_matcher(params)) == params
+
+
+# ------------------------------------------------------------- the two-pass top k of a block
+@pytest.fixture(scope="module")
+def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """400 generated experts (some unavailable, booked or affiliated) and 120 generated needs."""
+    from benchmarks.latency import Generator
+
+    experts = Generator(0).experts(400)
+    experts.loc[::17, "available"] = False
+    experts.loc[5::23, "capacity"] = 0
+    experts["org_id"] = [f"O{i % 7}" if i % 5 == 0 else None for i in range(len(experts))]
+    needs = pd.DataFrame(Generator(1).needs(120))
+    needs["org_id"] = [f"O{i % 7}" if i % 3 == 0 else None for i in range(len(needs))]
+    needs.loc[::11, "counties"] = pd.Series([["雄县", "容城县"]] * len(needs.loc[::11]), index=needs.index[::11])
+    needs.loc[7, "text"] = needs.loc[7, "text"] * 40  # a long need: many terms, a wider bound
+    return experts, needs
+
+
+@pytest.mark.parametrize("params", [{}, {"vectorizer__weighting": "bm25", "tag_weight": 0.1, "min_score": 0.05}])
+@pytest.mark.parametrize(("k", "county"), [(10, None), (1, None), (3, "雄县")])
+def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, k, county) -> None:
+    """Approximate dense scores, then the candidates re-scored exactly: the same rows as scoring all."""
+    import matcher.model as model_module
+
+    experts, needs = generated
+    model = build_matcher(params).fit(experts)
+    monkeypatch.setattr(model_module, "PRUNE_MIN_TEXTS", 10**9)
+    exact = model.match(needs, k=k, county=county, chunk_size=50)
+    monkeypatch.setattr(model_module, "PRUNE_MIN_TEXTS", 1)
+    monkeypatch.setattr(model_module, "_DENSE_FEATURES", 64)
+    pruned = model.match(needs, k=k, county=county, chunk_size=50)
+    assert len(exact) > 0
+    pd.testing.assert_frame_equal(pruned, exact)
+    for need in needs.iloc[:3].to_dict("records"):  # and the HTTP path agrees
+        best = model.recommend(need, k=k, target_types=["expert"], county=county)["expert"]
+        rows = pruned[pruned["need_id"] == need["id"]]
+        assert rows["target_id"].tolist() == ids(best)
+        assert rows["score"].tolist() == [r["score"] for r in best]
+
+
+def test_the_dense_copy_is_not_pickled(generated) -> None:
+    import pickle
+
+    import matcher.model as model_module
+
+    model = build_matcher().fit(generated[0])
+    model.index_["expert"].dense_common()
+    assert "_dense" not in pickle.loads(pickle.dumps(model)).index_["expert"].__dict__
+    assert model_module.PRUNE_MIN_TEXTS > 0
