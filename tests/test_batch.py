@@ -750,7 +750,7 @@ def test_params_change_the_scores(library: dict[str, Path], tmp_path: Path, base
     default = {(r[0], r[2]): float(r[4]) for r in read_scores(tmp_path / "baseline.csv")}
     changed = {(r[0], r[2]): float(r[4]) for r in read_scores(out)}
     assert changed[("N3", "E01")] < default[("N3", "E01")]  # the shared tag no longer counts
-    run_batch(library["needs"], targets_of(library), out, params={"tag_weight": 0.2, "vectorizer__char_weight": 0.5})
+    run_batch(library["needs"], targets_of(library), out, params={"tag_weight": 0.2, "vectorizer__char_weight": 3.0})
     assert out.read_bytes() == baseline  # the defaults, spelled out
 
 
