@@ -12,13 +12,9 @@ warm from the case before:
 * ``matcher``: the shipped path end to end with the default parameters: ``batch.fit_matcher`` on the
   experts, then ``batch.match_to_file`` (chunks of 500 needs, one sparse product each, top 10,
   Parquet), in one process (``workers 1``) and in two (``workers 2``);
-* ``matcher, proposed``: the same code and parameters, plus the two levers that need changes in
-  the model's files (owned elsewhere), prototyped here without touching ``matcher/``:
-  (1) jieba segmentation of the profiles done once, in parallel processes, before the fit (through
-  the vectoriser's ``tokenizer`` parameter: a cache filled by a process pool), and (2) a block's text
-  scores written straight into the dense result by gathering each need's postings, instead of one
-  sparse × sparse product whose sparse result is dense anyway (a replacement of
-  ``_TypeIndex.text_scores`` in the child process; the scores are the same to the bit); workers 2;
+* ``matcher, no segment cache``: ``matcher-2`` with :func:`matcher.text.segment`'s memory of
+  segmented blocks switched off (every block segmented by jieba each time it occurs), to show what
+  that cache contributes on these generated texts, whose phrases recur far more than real ones;
 * ``matcher, pruned``: the vocabulary learnt from a quarter of the 20,000 experts
   (``fit_sample=5000``; the others added with the fitted vocabulary), workers 2, to measure what the
   pruning costs in quality;
@@ -31,13 +27,15 @@ process and its worker processes: pages the forked workers share with their pare
 process's own ``VmHWM`` is reported too.
 
 Quality is checked on the outputs: ``tag hit@10`` (share of returned experts carrying the need's
-first tag: a sanity check, matcher scores tags explicitly) and, for the proposed and pruned
-variants, ``agreement@10`` with the default matcher's top 10 (share of the same need–expert pairs).
+first tag: a sanity check, matcher scores tags explicitly) and ``agreement@10`` with the default
+matcher's top 10 (share of the same need–expert pairs). The report also gives how often jieba's
+blocks recur in the generated texts (distinct blocks over all blocks), which is what the
+segmentation cache feeds on.
 
 Usage::
 
     .venv/bin/python benchmarks/batch.py --out /tmp/batch.json          # everything (about 15 min)
-    .venv/bin/python benchmarks/batch.py --cases reference,matcher-2,proposed --out /tmp/e2e.json
+    .venv/bin/python benchmarks/batch.py --cases reference,matcher-1,matcher-2 --out /tmp/e2e.json
 """
 
 from __future__ import annotations
@@ -64,7 +62,7 @@ K = 10
 CHUNK = 500
 #: The share of the library the vocabulary is learnt from in the pruned and large cases.
 SAMPLE_SHARE = 4
-CASES = ("reference", "matcher-1", "matcher-2", "proposed", "pruned", "large")
+CASES = ("reference", "matcher-1", "matcher-2", "nocache", "pruned", "large")
 
 
 # --------------------------------------------------------------------------- data
@@ -205,82 +203,23 @@ def run_matcher(
     }
 
 
-# --- the proposed levers (prototypes of changes to matcher/vectorize.py and matcher/model.py)
+def without_segment_cache() -> None:
+    """Switch off :func:`matcher.text.segment`'s memory of blocks in this process (jieba every time)."""
+    from matcher import text
+
+    def segment_block(block: str) -> tuple[str, ...]:
+        return tuple(word for word, _, _ in text.tokenize(block))
+
+    text._segment_block = segment_block
 
 
-class Presegmented:
-    """A tokenizer that returns the words cached for a document, or segments it (jieba) when it has none.
+def repetition(needs: pd.DataFrame, experts: pd.DataFrame) -> dict[str, float]:
+    """How often jieba's blocks recur in the texts: distinct blocks over all blocks."""
+    from matcher.text import _blocks, normalise
 
-    The cache is filled before the fit by a process pool, so jieba runs once per profile, in
-    parallel, instead of twice (fit and transform) in one process. Shared, not copied, by ``clone``.
-    """
-
-    def __init__(self) -> None:
-        self.cache: dict[str, list[str]] = {}
-
-    def __call__(self, doc: str) -> list[str]:
-        words = self.cache.get(doc)
-        if words is None:
-            from matcher.text import segment
-
-            words = segment(doc)
-        return words
-
-    def __deepcopy__(self, memo: dict) -> Presegmented:
-        return self
-
-
-def _normalise_and_segment(text: str) -> tuple[str, list[str]]:
-    from matcher.text import normalise, segment
-
-    doc = normalise(text)
-    return doc, segment(doc)
-
-
-def gathered_text_scores(self: Any, vectors: Any) -> np.ndarray:
-    """``_TypeIndex.text_scores`` for a block of needs without the sparse intermediate result.
-
-    One sparse × sparse product (``csr_matmat``) builds a CSR result that is dense in practice (every
-    need shares common characters with nearly every profile), then ``toarray`` copies it. Gathering
-    each need's posting rows and multiplying them by the need's weights (what the one-need path
-    already does) writes the dense row directly and sums in the same order: the scores are the same
-    to the bit.
-    """
-    if vectors.shape[0] == 1:
-        return np.asarray(self.postings[vectors.indices].T @ vectors.data).reshape(1, -1)
-    out = np.empty((vectors.shape[0], self.postings.shape[1]), dtype=np.float32)
-    for row in range(vectors.shape[0]):
-        start, end = vectors.indptr[row], vectors.indptr[row + 1]
-        out[row] = self.postings[vectors.indices[start:end]].T @ vectors.data[start:end]
-    return out
-
-
-def run_proposed(experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int) -> dict:
-    import multiprocessing
-
-    from matcher import model as model_module
-    from matcher.batch import match_to_file
-    from matcher.model import build_matcher
-
-    model_module._TypeIndex.text_scores = gathered_text_scores
-    started = time.perf_counter()
-    raw = ["\n".join(t for t in texts if t) for texts in experts["texts"]]
-    tokenizer = Presegmented()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        tokenizer.cache = dict(pool.map(_normalise_and_segment, raw, chunksize=256))
-    segmented = time.perf_counter()
-    model = build_matcher({"vectorizer__tokenizer": tokenizer}).fit(experts)
-    tokenizer.cache.clear()  # needs are segmented by the workers
-    fitted = time.perf_counter()
-    match_to_file(model, needs, out, k=K, chunk_size=CHUNK, workers=workers)
-    finished = time.perf_counter()
-    return {
-        "segment_parallel": segmented - started,
-        "fit": fitted - started,
-        "match_write": finished - fitted,
-        "total": finished - started,
-        "features": int(model.vectorizer_.n_features_out_),
-    }
+    docs = ["\n".join(t for t in texts if t) for texts in experts["texts"]] + needs["text"].tolist()
+    blocks = [b for doc in docs for b in _blocks().split(normalise(doc)) if b]
+    return {"blocks": len(blocks), "distinct_blocks": len(set(blocks))}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -295,8 +234,9 @@ def child(args: argparse.Namespace) -> None:
             result = run_reference(experts, needs, out)
         elif case in ("matcher-1", "matcher-2"):
             result = run_matcher(experts, needs, out, int(case[-1]))
-        elif case == "proposed":
-            result = run_proposed(experts, needs, out, 2)
+        elif case == "nocache":
+            without_segment_cache()
+            result = run_matcher(experts, needs, out, 2)
         elif case in ("pruned", "large"):
             result = run_matcher(experts, needs, out, 2, fit_sample=len(experts) // SAMPLE_SHARE)
         else:
@@ -394,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 reports[case] = run_case(case, small, work)
         experts, needs = read_frames(*small)
+        data = repetition(needs, experts)
         found = {case: top10(Path(r["output"])) for case, r in reports.items() if case != "large"}
         for case, report in reports.items():
             if case in found:
@@ -425,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "fit_sample_share": f"1/{SAMPLE_SHARE}",
         },
         "machine": {**info, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "data": data,
         "cases": reports,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -440,7 +382,7 @@ WHAT = {
     "reference": "char_wb 1–3 TF-IDF, sparse product per 500, argpartition, CSV",
     "matcher-1": "shipped defaults, 1 process, Parquet",
     "matcher-2": "shipped defaults, `--workers 2`, Parquet",
-    "proposed": "defaults + jieba once, in parallel + gathered text product (prototype), workers 2",
+    "nocache": "as matcher-2, without the memory of segmented blocks",
     "pruned": "vocabulary from a 1/4 sample (`--fit-sample 5000`), workers 2",
     "large": "vocabulary from a 1/4 sample (`--fit-sample 50000`), workers 2",
 }
@@ -470,6 +412,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"processes), {large['peak_rss_mib']['process']:.0f} MiB VmHWM of the main process.",
         ]
     info = report["machine"]
+    data = report["data"]
+    lines += [
+        "",
+        f"Generated texts: {data['distinct_blocks']:,} distinct jieba blocks of {data['blocks']:,} "
+        f"({data['distinct_blocks'] / data['blocks']:.1%}).",
+    ]
     lines += [
         "",
         f"{info['nproc']} CPUs ({info['cpu']}), Python {report['python']}, {report['date']}, "

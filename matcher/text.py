@@ -8,13 +8,16 @@ Both are module-level functions so that estimators holding them can be pickled.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["normalise", "segment", "split_list", "tokenize"]
+__all__ = ["normalise", "prepare_segments", "segment", "split_list", "tokenize"]
 
 # A CJK ideograph followed by a parenthesised pinyin syllable: `首頁(yè)`, `導(dǎo)`, `行(xing2)`.
 # Only syllables that carry a tone (a tone mark, ü or a tone digit) count as annotations, so that
@@ -108,9 +111,51 @@ def _blocks() -> re.Pattern[str]:
     return jieba.re_han_default
 
 
-@lru_cache(maxsize=SEGMENT_CACHE_SIZE)
-def _segment_block(block: str) -> tuple[str, ...]:
+#: Distinct new blocks from which :func:`prepare_segments` segments them in parallel processes.
+PARALLEL_BLOCKS = 4000
+_SEGMENTED: dict[str, tuple[str, ...]] = {}
+
+
+def _words_of_block(block: str) -> tuple[str, ...]:
     return tuple(word for word, _, _ in tokenize(block))
+
+
+def _remember(block: str, words: tuple[str, ...]) -> None:
+    if len(_SEGMENTED) >= SEGMENT_CACHE_SIZE:  # full: start again rather than grow without bound
+        _SEGMENTED.clear()
+    _SEGMENTED[block] = words
+
+
+def _segment_block(block: str) -> tuple[str, ...]:
+    words = _SEGMENTED.get(block)
+    if words is None:
+        words = _words_of_block(block)
+        _remember(block, words)
+    return words
+
+
+def prepare_segments(texts: Iterable[str]) -> int:
+    """Segment the distinct blocks of ``texts`` that :func:`segment` does not remember yet, in parallel.
+
+    With at least :data:`PARALLEL_BLOCKS` of them and more than one core, a pool of forked processes
+    (one per core) segments them and :func:`segment` remembers the words (up to
+    :data:`SEGMENT_CACHE_SIZE` blocks); otherwise nothing happens and :func:`segment` segments as it
+    goes. Either way :func:`segment` then returns the same words. Returns the number of blocks
+    segmented here.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    split = _blocks().split
+    new = list({block for text in texts for block in split(text) if block and block not in _SEGMENTED})
+    if len(new) < PARALLEL_BLOCKS:
+        return 0
+    _tokenizer()  # loaded once, before the fork, and shared by the processes
+    new = new[: max(0, SEGMENT_CACHE_SIZE - len(_SEGMENTED))]
+    with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
+        for block, words in zip(new, pool.map(_words_of_block, new, chunksize=256), strict=True):
+            _SEGMENTED[block] = words
+    return len(new)
 
 
 def segment(text: str) -> list[str]:

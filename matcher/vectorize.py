@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.text import normalise, segment
+from matcher.text import normalise, prepare_segments, segment
 
 __all__ = ["WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
 
@@ -41,6 +41,8 @@ def char_ngrams(doc: str, ngram_range: tuple[int, int] = (1, 2)) -> list[str]:
 _BASE = 0x110000
 #: Documents counted at a time when fitting (bounds the temporary arrays).
 _FIT_CHUNK = 20_000
+#: From this many documents on, their new phrases are segmented in parallel first.
+_PARALLEL_DOCS = 1000
 
 
 def _fast_char_range(ngram_range: tuple[int, int]) -> bool:
@@ -374,6 +376,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 chunks.append(matrix)
             counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
         else:
+            if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
+                prepare_segments(docs)  # the new phrases segmented in parallel processes, when many
             analyze = block.build_analyzer()
             ids: dict[str, int] = {}
             rows, columns = [], []
@@ -440,6 +444,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             at = np.minimum(np.searchsorted(known, codes), max(len(known) - 1, 0))
             hit = known[at] == codes if len(known) else np.zeros(len(codes), dtype=bool)
             return _counts(rows[hit], columns[at[hit]], len(docs), size)
+        if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
+            prepare_segments(docs)
         analyze, vocabulary = self._analyzer(name), block.vocabulary_
         rows, columns = [], []
         for row, doc in enumerate(docs):

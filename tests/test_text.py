@@ -109,3 +109,15 @@ def test_tokenize_spans_index_the_text() -> None:
 )
 def test_split_list(cell, expected) -> None:
     assert split_list(cell) == expected
+
+
+def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import text as text_module
+
+    texts = [normalise(f"第{i}家社工机构想做个案管理,小组工作第{i}期;Case {i} management") for i in range(40)]
+    expected = [[word for word, _, _ in tokenize(t)] for t in texts]
+    monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)
+    monkeypatch.setattr(text_module, "_SEGMENTED", {})
+    done = text_module.prepare_segments(texts)
+    assert done == 0 or len(text_module._SEGMENTED) == done > 40
+    assert [segment(t) for t in texts] == expected
