@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
 from matcher.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
 from matcher.rerank import POSITION, Reranker, feature_matrix
-from matcher.text import normalise
+from matcher.text import normalise, normalise_many
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
@@ -400,7 +400,8 @@ class Matcher(BaseEstimator):
         """Normalised documents of the targets and the target row of each document."""
         preprocess = self.vectorizer_.preprocessor
         if self.aggregation == "concat":
-            docs = [preprocess("\n".join(t for t in texts if t)) for texts in frame["texts"]]
+            joined = ["\n".join(t for t in texts if t) for texts in frame["texts"]]
+            docs = normalise_many(joined) if preprocess is normalise else [preprocess(d) for d in joined]
             return docs, np.arange(len(frame))
         docs, owners = [], []
         for row, texts in enumerate(frame["texts"]):

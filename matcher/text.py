@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["normalise", "prepare_segments", "segment", "split_list", "tokenize"]
+__all__ = ["normalise", "normalise_many", "prepare_segments", "segment", "split_list", "tokenize"]
 
 # A CJK ideograph followed by a parenthesised pinyin syllable: `首頁(yè)`, `導(dǎo)`, `行(xing2)`.
 # Only syllables that carry a tone (a tone mark, ü or a tone digit) count as annotations, so that
@@ -134,6 +135,30 @@ def _segment_block(block: str) -> tuple[str, ...]:
     return words
 
 
+#: From this many texts on, :func:`normalise_many` normalises them in parallel processes.
+PARALLEL_TEXTS = 5000
+
+
+def _cores() -> int:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def normalise_many(texts: Sequence[str]) -> list[str]:
+    """``[normalise(t) for t in texts]``, by a pool of forked processes (one per core) when there are many."""
+    cores = _cores()
+    if cores < 2 or len(texts) < PARALLEL_TEXTS:
+        return [normalise(t) for t in texts]
+    _converter()  # loaded once, before the fork
+    try:
+        with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
+            return pool.map(normalise, texts, chunksize=512)
+    except (OSError, pickle.PicklingError):  # no processes to be had
+        logging.getLogger(__name__).debug("normalising in processes failed", exc_info=True)
+        return [normalise(t) for t in texts]
+
+
 def prepare_segments(texts: Iterable[str]) -> int:
     """Segment the distinct blocks of ``texts`` that :func:`segment` does not remember yet, in parallel.
 
@@ -143,8 +168,8 @@ def prepare_segments(texts: Iterable[str]) -> int:
     goes. Either way :func:`segment` then returns the same words. Returns the number of blocks
     segmented here.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    cores = _cores()
+    if cores < 2:
         return 0
     split = _blocks().split
     new = list({block for text in texts for block in split(text) if block and block not in _SEGMENTED})
@@ -152,9 +177,13 @@ def prepare_segments(texts: Iterable[str]) -> int:
         return 0
     _tokenizer()  # loaded once, before the fork, and shared by the processes
     new = new[: max(0, SEGMENT_CACHE_SIZE - len(_SEGMENTED))]
-    with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
-        for block, words in zip(new, pool.map(_words_of_block, new, chunksize=256), strict=True):
-            _SEGMENTED[block] = words
+    try:
+        with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
+            segmented = pool.map(_words_of_block, new, chunksize=256)
+    except (OSError, pickle.PicklingError):  # no processes to be had: segment() does it as it goes
+        logging.getLogger(__name__).debug("segmenting in processes failed", exc_info=True)
+        return 0
+    _SEGMENTED.update(zip(new, segmented, strict=True))
     return len(new)
 
 

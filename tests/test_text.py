@@ -121,3 +121,11 @@ def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.
     done = text_module.prepare_segments(texts)
     assert done == 0 or len(text_module._SEGMENTED) == done > 40
     assert [segment(t) for t in texts] == expected
+
+
+def test_normalise_many_in_processes_equals_normalise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import text as text_module
+
+    raw = ["首頁(yè)", "ＳＷＯＴ分析，ＮＧＯ２０２３", "個案管理和小組工作", "", "全角\u3000空格"] * 10
+    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
+    assert text_module.normalise_many(raw) == [normalise(t) for t in raw]
