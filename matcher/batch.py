@@ -333,7 +333,7 @@ def fit_matcher(
     seeded random sample of ``fit_sample`` targets; the others are then added with the fitted
     vocabulary (:meth:`Matcher.update_targets`), :data:`FIT_CHUNK` at a time. Every target is indexed
     and scored; terms seen only outside the sample are not features. Peak memory then grows with the
-    sample and the chunk, not with the library, and each profile is segmented once instead of twice.
+    sample and the chunk, not with the library.
 
     Raises
     ------

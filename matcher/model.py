@@ -41,8 +41,8 @@ PRUNE_MIN_TEXTS = 2000
 _DENSE_FEATURES = 512
 _DENSE_BYTES = 64 * 2**20
 _DENSE_SHARE = 0.05
-#: Candidate pairs re-scored exactly at a time.
-_EXACT_PAIRS = 4096
+#: Candidate pairs re-scored exactly at a time: at most this many (pair, text entry) cells.
+_EXACT_CELLS = 2_000_000
 
 
 @dataclass
@@ -635,8 +635,9 @@ class Matcher(BaseEstimator):
         dense = np.zeros(vectors.shape, dtype=np.float32)
         dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), vectors.indices] = vectors.data
         text = np.zeros(len(rows), dtype=np.float32)
-        for start in range(0, len(rows), _EXACT_PAIRS):
-            need, target = rows[start : start + _EXACT_PAIRS], columns[start : start + _EXACT_PAIRS]
+        step = max(1, _EXACT_CELLS // max(1, int(np.diff(texts.indptr)[columns].max(initial=1))))
+        for start in range(0, len(rows), step):
+            need, target = rows[start : start + step], columns[start : start + step]
             first, lengths = texts.indptr[target], np.diff(texts.indptr)[target]
             if not lengths.max(initial=0):
                 continue
