@@ -339,7 +339,8 @@ def test_batch_benchmark_runs_small(tmp_path: Path) -> None:
             "--needs",
             "80",
             "--cases",
-            "reference,proposed",
+            "reference,matcher-2",
+            "--no-reference-again",
             *("--cache", str(tmp_path / "cache"), "--out", str(out)),
         ],
         cwd=ROOT,
@@ -349,9 +350,9 @@ def test_batch_benchmark_runs_small(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert set(report["cases"]) == {"reference", "proposed"}
-    assert report["cases"]["proposed"]["throughput_vs_reference"] > 0
-    assert "| proposed |" in result.stdout
+    assert set(report["cases"]) == {"reference", "matcher-2"}
+    assert report["cases"]["matcher-2"]["throughput_vs_reference"] > 0
+    assert "| matcher-2 |" in result.stdout
 
 
 def test_fit_sample_indexes_every_target(tmp_path: Path) -> None:
