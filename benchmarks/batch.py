@@ -208,12 +208,13 @@ def run_matcher(
 
 def without_segment_cache() -> None:
     """Switch off :func:`matcher.text.segment`'s memory of blocks in this process (jieba every time)."""
-    from matcher import text
+    from matcher import text, vectorize
 
     def segment_block(block: str) -> tuple[str, ...]:
         return tuple(word for word, _, _ in text.tokenize(block))
 
     text._segment_block = segment_block
+    vectorize.prepare_segments = lambda texts: 0  # nothing to remember the words in
 
 
 def repetition(needs: pd.DataFrame, experts: pd.DataFrame) -> dict[str, float]:
