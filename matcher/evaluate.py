@@ -18,8 +18,10 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -387,27 +389,60 @@ def bench_metrics(
 
 def bench_candidates(model: Matcher, bench: Bench, depth: int = 100) -> pd.DataFrame:
     """The model's ``depth`` best experts of each need plus its judged experts, with the re-ranker's
-    text features (the matcher's similarities and lexical overlap), the label and the base score."""
+    features (:data:`BENCH_FEATURES`: the matcher's similarities, lexical overlap and each candidate's
+    standing among its need's retrieved candidates), the label and the base score."""
     run = _top_and_judged(lambda chunk: model.score(chunk, "expert"), bench, depth)
     pairs = run.rename(columns={"expert_id": "target_id"}).assign(target_type="expert")
     features = model.pair_features(bench.need_frame(), pairs[["need_id", "target_type", "target_id"]])
-    need_text = dict(zip(bench.needs["id"], bench.needs["text"], strict=True))
-    expert_text = dict(zip(bench.experts["id"], bench.experts["text"], strict=True))
+    preprocess = model.vectorizer_.preprocessor
+    need_text = {n: preprocess(t) for n, t in zip(bench.needs["id"], bench.needs["text"], strict=True)}
+    expert_text = {e: preprocess(t) for e, t in zip(bench.experts["id"], bench.experts["text"], strict=True)}
     overlap = overlap_features(
-        [model.vectorizer_.preprocessor(need_text[n]) for n in run["need_id"]],
-        [model.vectorizer_.preprocessor(expert_text[e]) for e in run["expert_id"]],
+        [need_text[n] for n in run["need_id"]],
+        [expert_text[e] for e in run["expert_id"]],
+        idf=gram_idf(expert_text.values()),
     )
     label = [bench.qrels.get(n, {}).get(e, 0) for n, e in zip(run["need_id"], run["expert_id"], strict=True)]
-    return pd.concat([run, features[["text", "char", "word", "semantic"]], overlap], axis=1).assign(label=label)
+    frame = pd.concat([run, features[["text", "char", "word", "semantic"]], overlap], axis=1)
+    return pd.concat([frame, context_features(frame)], axis=1).assign(label=label)
 
 
-OVERLAP_FEATURES = ("cover1", "cover2", "cover3", "contained", "need_length", "target_length", "first_hit")
+OVERLAP_FEATURES = (
+    "cover1",
+    "cover2",
+    "cover3",
+    "contained",
+    "need_length",
+    "target_length",
+    "first_hit",
+    "target_cover2",
+    "idf_cover",
+    "common_need",
+    "common_target",
+)
 
 
-def overlap_features(needs: Sequence[str], targets: Sequence[str]) -> pd.DataFrame:
-    """Lexical overlap of (need, target) text pairs: the share of the need's character 1-, 2- and
-    3-grams found in the target, whether the whole need occurs in it, both lengths, and where the
-    need's first two characters first occur in the target (-1 if nowhere)."""
+def gram_idf(documents: Iterable[str]) -> dict[str, float]:
+    """Smoothed idf, ``ln((n + 1) / (df + 1)) + 1``, of the character 1- and 2-grams of ``documents``;
+    the key ``""`` holds the idf of a gram that occurs nowhere."""
+    df: Counter[str] = Counter()
+    n = 0
+    for doc in documents:
+        n += 1
+        df.update({doc[i : i + k] for k in (1, 2) for i in range(len(doc) - k + 1)})
+    return {gram: math.log((n + 1) / (count + 1)) + 1.0 for gram, count in df.items()} | {"": math.log(n + 1) + 1.0}
+
+
+def overlap_features(needs: Sequence[str], targets: Sequence[str], idf: dict[str, float] | None = None) -> pd.DataFrame:
+    """Lexical overlap of (need, target) text pairs.
+
+    The share of the need's character 1-, 2- and 3-grams found in the target, whether the whole need
+    occurs in it, both lengths, where the need's first two characters first occur in the target (-1
+    if nowhere), the share of the target's 2-grams found in the need, the idf-weighted share of the
+    need's 1- and 2-grams found in the target (``idf``: :func:`gram_idf` of the targets; unseen grams
+    weigh as a gram seen nowhere), and the longest common substring over each text's length.
+    """
+    unseen = (idf or {}).get("", 1.0)
     rows = []
     for need, target in zip(needs, targets, strict=True):
         row = []
@@ -415,11 +450,48 @@ def overlap_features(needs: Sequence[str], targets: Sequence[str]) -> pd.DataFra
             grams = {need[i : i + n] for i in range(len(need) - n + 1)}
             row.append(sum(g in target for g in grams) / len(grams) if grams else 0.0)
         row += [float(bool(need) and need in target), float(len(need)), float(len(target)), float(target.find(need[:2]))]
+        target_grams = {target[i : i + 2] for i in range(len(target) - 1)}
+        row.append(sum(g in need for g in target_grams) / len(target_grams) if target_grams else 0.0)
+        weights = {g: (idf or {}).get(g, unseen) for k in (1, 2) for g in (need[i : i + k] for i in range(len(need) - k + 1))}
+        total = sum(weights.values())
+        row.append(sum(w for g, w in weights.items() if g in target) / total if total else 0.0)
+        common = SequenceMatcher(None, need, target, autojunk=False).find_longest_match(0, len(need), 0, len(target)).size
+        row += [common / len(need) if need else 0.0, common / len(target) if target else 0.0]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(OVERLAP_FEATURES))
 
 
-BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES)
+CONTEXT_FEATURES = ("score_gap", "score_ratio", "log_rank", "cover2_gap", "idf_cover_gap", "common_gap")
+
+
+def context_features(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Each candidate against its need's retrieved candidates: the gap to the best base score, the
+    ratio to it, log(1 + rank by base score), and the gaps to the best ``cover2``, ``idf_cover`` and
+    ``common_need``. Only retrieved candidates set the need's best and the ranks, so the judged experts
+    the retrieval missed (added for training and PAIR) change nothing for the others."""
+    retrieved = candidates["retrieved"].to_numpy(dtype=bool)
+    need = candidates["need_id"]
+
+    def best(column: str) -> pd.Series:
+        return candidates[column].where(retrieved).groupby(need).transform("max").fillna(candidates[column])
+
+    top = best("score")
+    rank = candidates["score"].where(retrieved).groupby(need).rank(ascending=False, method="first")
+    rank = rank.fillna(pd.Series(retrieved, index=candidates.index).groupby(need).transform("sum") + 1)  # missed: last
+    return pd.DataFrame(
+        {
+            "score_gap": top - candidates["score"],
+            "score_ratio": candidates["score"] / top.where(top > 0, 1.0),
+            "log_rank": np.log1p(rank),
+            "cover2_gap": best("cover2") - candidates["cover2"],
+            "idf_cover_gap": best("idf_cover") - candidates["idf_cover"],
+            "common_gap": best("common_need") - candidates["common_need"],
+        },
+        index=candidates.index,
+    )
+
+
+BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES, *CONTEXT_FEATURES)
 
 
 def bench_reranker(**params: Any) -> Any:

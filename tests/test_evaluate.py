@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -75,6 +77,39 @@ def test_overlap_features_by_hand() -> None:
     frame = evaluation.overlap_features(["头痛", "ab"], ["偏头痛怎么办", "xyz"])
     assert frame.loc[0, ["cover1", "cover2", "contained", "first_hit"]].tolist() == [1.0, 1.0, 1.0, 1.0]
     assert frame.loc[1, ["cover1", "contained", "first_hit"]].tolist() == [0.0, 0.0, -1.0]
+    # 偏头 头痛 痛怎 怎么 么办: one of the target's five 2-grams is in the need; 头痛 is the longest common run
+    assert frame.loc[0, ["target_cover2", "idf_cover", "common_need"]].tolist() == [0.2, 1.0, 1.0]
+    assert frame.loc[0, "common_target"] == pytest.approx(2 / 6)
+    assert frame.loc[1, ["target_cover2", "idf_cover", "common_need", "common_target"]].tolist() == [0.0] * 4
+
+
+def test_idf_weighted_cover_by_hand() -> None:
+    idf = evaluation.gram_idf(["头痛", "头晕", "头"])  # 头 in all three documents, 痛 in one
+    assert idf["头"] == pytest.approx(1.0) and idf["痛"] == pytest.approx(math.log(2) + 1)
+    assert idf[""] == pytest.approx(math.log(4) + 1)  # a gram seen nowhere
+    frame = evaluation.overlap_features(["头痛"], ["头晕"], idf=idf)
+    # the need's grams 头 (1.0), 痛 (ln 2 + 1), 头痛 (ln 2 + 1): only 头 is found
+    assert frame.loc[0, "idf_cover"] == pytest.approx(1.0 / (1.0 + 2 * (math.log(2) + 1)))
+
+
+def test_context_features_ignore_the_judged_experts_the_retrieval_missed() -> None:
+    candidates = pd.DataFrame(
+        {
+            "need_id": ["n1", "n1", "n1", "n2"],
+            "score": [0.8, 0.4, 0.1, 0.5],
+            "retrieved": [True, True, False, True],
+            "cover2": [0.5, 1.0, 1.0, 0.0],
+            "idf_cover": [0.5, 0.25, 0.9, 0.0],
+            "common_need": [0.5, 0.5, 1.0, 0.0],
+        }
+    )
+    frame = evaluation.context_features(candidates)
+    assert frame["score_gap"].tolist() == pytest.approx([0.0, 0.4, 0.7, 0.0])
+    assert frame["score_ratio"].tolist() == pytest.approx([1.0, 0.5, 0.125, 1.0])
+    assert frame["log_rank"].tolist() == pytest.approx(np.log1p([1, 2, 3, 1]).tolist())
+    assert frame["cover2_gap"].tolist() == pytest.approx([0.5, 0.0, 0.0, 0.0])
+    assert frame["idf_cover_gap"].tolist() == pytest.approx([0.0, 0.25, -0.4, 0.0])  # n1's best is 0.5, not 0.9
+    assert frame["common_gap"].tolist() == pytest.approx([0.0, 0.0, -0.5, 0.0])
 
 
 @pytest.mark.shared
