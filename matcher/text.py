@@ -140,7 +140,8 @@ PARALLEL_TEXTS = 5000
 
 
 def _cores() -> int:
-    if "fork" not in multiprocessing.get_all_start_methods():
+    """Cores to fork onto: 1 where fork is unsafe (no fork, or other threads that may hold locks)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -192,8 +193,9 @@ def segment(text: str) -> list[str]:
 
     jieba cuts a text into blocks (runs of Chinese characters, letters and digits, and what lies
     between them) and segments each block on its own, so the words of a block are remembered
-    (:data:`SEGMENT_CACHE_SIZE` blocks, least recently used first out): phrases that recur across
-    profiles and needs are segmented once. The words are exactly those of :func:`tokenize`.
+    (up to :data:`SEGMENT_CACHE_SIZE` blocks): phrases that recur across
+    profiles and needs are segmented once (the memory is emptied when full). The words are exactly
+    those of :func:`tokenize`.
     """
     words: list[str] = []
     for block in _blocks().split(text):

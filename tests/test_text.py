@@ -129,3 +129,26 @@ def test_normalise_many_in_processes_equals_normalise(monkeypatch: pytest.Monkey
     raw = ["首頁(yè)", "ＳＷＯＴ分析，ＮＧＯ２０２３", "個案管理和小組工作", "", "全角\u3000空格"] * 10
     monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
     assert text_module.normalise_many(raw) == [normalise(t) for t in raw]
+
+
+def test_no_processes_are_forked_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread could hold a lock at the fork (jieba's, logging's) and hang the child: segment in-process."""
+    import threading
+
+    from matcher import text as text_module
+
+    texts = [normalise(f"第{i}期督导小组,社区{i}号") for i in range(30)]
+    monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)
+    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
+    monkeypatch.setattr(text_module, "_SEGMENTED", {})
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert text_module._cores() == 1
+        assert text_module.prepare_segments(texts) == 0
+        assert text_module.normalise_many(texts) == [normalise(t) for t in texts]
+    finally:
+        release.set()
+        other.join()
+    assert [segment(t) for t in texts] == [[word for word, _, _ in tokenize(t)] for t in texts]
