@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -389,8 +390,8 @@ def bench_metrics(
 
 def bench_candidates(model: Matcher, bench: Bench, depth: int = 100) -> pd.DataFrame:
     """The model's ``depth`` best experts of each need plus its judged experts, with the re-ranker's
-    features (:data:`BENCH_FEATURES`: the matcher's similarities, lexical overlap and each candidate's
-    standing among its need's retrieved candidates), the label and the base score."""
+    features (:data:`BENCH_FEATURES`: the matcher's similarities, lexical overlap, each candidate's
+    standing among its need's retrieved candidates and the form of its title), the label and the base score."""
     run = _top_and_judged(lambda chunk: model.score(chunk, "expert"), bench, depth)
     pairs = run.rename(columns={"expert_id": "target_id"}).assign(target_type="expert")
     features = model.pair_features(bench.need_frame(), pairs[["need_id", "target_type", "target_id"]])
@@ -404,7 +405,9 @@ def bench_candidates(model: Matcher, bench: Bench, depth: int = 100) -> pd.DataF
     )
     label = [bench.qrels.get(n, {}).get(e, 0) for n, e in zip(run["need_id"], run["expert_id"], strict=True)]
     frame = pd.concat([run, features[["text", "char", "word", "semantic"]], overlap], axis=1)
-    return pd.concat([frame, context_features(frame)], axis=1).assign(label=label)
+    titles = title_features(bench.experts["text"].tolist()).set_index(bench.experts["id"])
+    form = titles.loc[run["expert_id"]].reset_index(drop=True)
+    return pd.concat([frame, context_features(frame), form], axis=1).assign(label=label)
 
 
 OVERLAP_FEATURES = (
@@ -491,14 +494,51 @@ def context_features(candidates: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES, *CONTEXT_FEATURES)
+TITLE_FEATURES = ("site", "truncated", "question")
+SITE_CATEGORIES = 200
+_SITE_SEPARATORS = re.compile(r"[_\-|—–]")
+
+
+def title_site(title: str) -> str:
+    """The site a title names at its end: the part after its last ``_ - | — –`` (trailing dots and
+    ellipses dropped), if 1 to 12 characters long; ``""`` otherwise."""
+    parts = _SITE_SEPARATORS.split(title.rstrip(". …"))
+    site = parts[-1].strip() if len(parts) > 1 else ""
+    return site if 0 < len(site) <= 12 else ""
+
+
+def title_features(titles: Sequence[str], n_sites: int = SITE_CATEGORIES) -> pd.DataFrame:
+    """The form of each target title, from the titles alone (no judgements): ``site``, a category
+    code of its :func:`title_site` (1 to ``n_sites`` for the most frequent sites among ``titles``,
+    most frequent first, ties by name; 0 for any other or none), whether it is cut short (ends in
+    ``...`` or ``…``) and whether it is a question (holds ``?``, ``？`` or ``吗``)."""
+    sites = [title_site(t) for t in titles]
+    counts = Counter(s for s in sites if s)
+    code = {s: i + 1 for i, (s, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n_sites])}
+    return pd.DataFrame(
+        {
+            "site": [float(code.get(s, 0)) for s in sites],
+            "truncated": [float(t.endswith(("...", "…"))) for t in titles],
+            "question": [float(any(c in t for c in "?？吗")) for t in titles],
+        }
+    )
+
+
+BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES, *CONTEXT_FEATURES, *TITLE_FEATURES)
 
 
 def bench_reranker(**params: Any) -> Any:
-    """The benchmark's learned re-ranker: gradient-boosted regression of the graded label."""
+    """The benchmark's learned re-ranker: gradient-boosted regression of the graded label over
+    :data:`BENCH_FEATURES`, the title's ``site`` code as a categorical feature."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    settings = {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31, "min_samples_leaf": 40}
+    settings = {
+        "learning_rate": 0.05,
+        "max_iter": 300,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 40,
+        "categorical_features": [BENCH_FEATURES.index("site")],
+    }
     settings.update(params)
     return HistGradientBoostingRegressor(early_stopping=False, random_state=0, **settings)
 

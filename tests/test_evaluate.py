@@ -92,6 +92,28 @@ def test_idf_weighted_cover_by_hand() -> None:
     assert frame.loc[0, "idf_cover"] == pytest.approx(1.0 / (1.0 + 2 * (math.log(2) + 1)))
 
 
+def test_title_site_by_hand() -> None:
+    assert evaluation.title_site("胆汁反流性胃炎_百度百科") == "百度百科"
+    assert evaluation.title_site("糖尿病会遗传吗-周旭升-民福康") == "民福康"  # the last part
+    assert evaluation.title_site("脾胃湿热吃什么药_寻医问药网_xywy.com") == "xywy.com"
+    assert evaluation.title_site("喉咙堵_吃完饭以后就觉得喉咙里有东西...") == ""  # 14 characters: not a site
+    assert evaluation.title_site("喉咙堵_吃完饭以后就觉得喉咙里有...") == "吃完饭以后就觉得喉咙里有"  # 12: kept
+    assert evaluation.title_site("首页-秦皇岛市第一医院") == "秦皇岛市第一医院"
+    assert evaluation.title_site("脾胃湿热,吃什么药好?") == ""  # no separator
+
+
+def test_title_features_by_hand() -> None:
+    titles = ["甲_百度百科", "乙_百度百科", "丙_好大夫", "丁_有问必答", "戊_好大夫", "痛吗_知乎...", "头痛？"]
+    frame = evaluation.title_features(titles, n_sites=2)
+    # 百度百科 and 好大夫 twice each (tie by name: 好 U+597D before 百 U+767E); 有问必答 and 知乎 once: not kept
+    assert frame["site"].tolist() == [2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert frame["truncated"].tolist() == [0.0] * 5 + [1.0, 0.0]
+    assert frame["question"].tolist() == [0.0] * 5 + [1.0, 1.0]
+    assert evaluation.BENCH_FEATURES[-3:] == evaluation.TITLE_FEATURES
+    model = evaluation.bench_reranker()
+    assert model.categorical_features == [evaluation.BENCH_FEATURES.index("site")]
+
+
 def test_context_features_ignore_the_judged_experts_the_retrieval_missed() -> None:
     candidates = pd.DataFrame(
         {
