@@ -528,12 +528,7 @@ class Matcher(BaseEstimator):
             keep = shared.data > 0
             flat[rows[keep] * n_targets + shared.indices[keep]] += self.region_weight * 1.0
         np.round(base, SCORE_DECIMALS, out=base)
-        allowed = self._allowed(index, county)
-        if not allowed.all():
-            base[:, ~allowed] = -np.inf
-        for row, org_id in enumerate(block.org_ids):
-            if org_id:
-                base[row, index.org_ids == org_id] = -np.inf
+        self._exclude(base, block, index, county)
         return base
 
     def _top(self, block: _NeedBlock, target_type: str, k: int, county: str | None) -> list[_Ranking]:
@@ -610,12 +605,7 @@ class Matcher(BaseEstimator):
             rows = several[np.repeat(np.arange(len(several)), np.diff(shared.indptr))]
             keep = shared.data > 0
             flat[rows[keep] * n_texts + shared.indices[keep]] += self.region_weight
-        allowed = self._allowed(index, county)
-        if not allowed.all():
-            approx[:, ~allowed] = -np.inf
-        for row, org_id in enumerate(block.org_ids):
-            if org_id:
-                approx[row, index.org_ids == org_id] = -np.inf
+        self._exclude(approx, block, index, county)
         terms = np.diff(vectors.indptr) + tag_matrix.sum(axis=1) + county_matrix.sum(axis=1) + 8
         slack = 2 * (terms * 2.0**-23 + 4e-6)
         rows, columns = _near_the_best(approx, k, self.min_score, slack)
@@ -658,8 +648,12 @@ class Matcher(BaseEstimator):
             scores[shared > 0] += self.region_weight * 1.0
         return np.round(scores, SCORE_DECIMALS)
 
-    def _allowed(self, index: _TypeIndex, county: str | None) -> np.ndarray:
-        """Targets that the per-target hard rules (availability, capacity, county filter) allow."""
+    def _exclude(self, scores: np.ndarray, block: _NeedBlock, index: _TypeIndex, county: str | None) -> None:
+        """Set ``scores`` (n_needs, n_targets) to -inf where the hard rules of matching exclude the target.
+
+        Per target: unavailable, fully booked, not serving ``county``; per need: the need's own
+        organisation's targets (conflict of interest).
+        """
         allowed = index.available & (index.free > 0)
         if county:
             column = self.county_vocabulary_.get(normalise(county))
@@ -667,28 +661,16 @@ class Matcher(BaseEstimator):
             if column is not None:
                 serves |= index.counties[:, column].toarray().ravel() > 0
             allowed = allowed & serves
-        return allowed
+        if not allowed.all():
+            scores[:, ~allowed] = -np.inf
+        for row, org_id in enumerate(block.org_ids):
+            if org_id:
+                scores[row, index.org_ids == org_id] = -np.inf
 
     def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
         text_weight = 1.0 - self.tag_weight - self.region_weight
         scores = text_weight * text + self.tag_weight * tags + self.region_weight * region
         return np.round(scores, SCORE_DECIMALS)
-
-    def _eligible(self, block: _NeedBlock, target_type: str, county: str | None) -> np.ndarray:
-        """Boolean mask of shape (n_needs, n_targets): the hard rules of matching."""
-        index = self.index_[target_type]
-        allowed = index.available & (index.free > 0)
-        if county:
-            column = self.county_vocabulary_.get(normalise(county))
-            serves = index.serves_all.copy()
-            if column is not None:
-                serves |= index.counties[:, column].toarray().ravel() > 0
-            allowed = allowed & serves
-        mask = np.repeat(allowed[None, :], len(block.ids), axis=0)
-        for row, org_id in enumerate(block.org_ids):
-            if org_id:
-                mask[row] &= index.org_ids != org_id
-        return mask
 
     def score(self, needs: pd.DataFrame, target_type: str = "expert") -> np.ndarray:
         """Scores of every need against every target of one type, hard rules not applied.
@@ -721,7 +703,8 @@ class Matcher(BaseEstimator):
             return self._top(block, target_type, k, county), ()
         components = self._components(block, target_type)
         base = self._combine(*components)
-        base[~self._eligible(block, target_type, county) | (base <= self.min_score)] = -np.inf
+        base[base <= self.min_score] = -np.inf
+        self._exclude(base, block, self.index_[target_type], county)
         rankings = []
         for need in range(len(block.ids)):
             row = base[need]
