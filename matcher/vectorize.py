@@ -118,6 +118,14 @@ def _char_range(block: CountVectorizer) -> tuple[int, int] | None:
     return None
 
 
+def _alphabetical(terms: list[str]) -> tuple[list[int], np.ndarray]:
+    """``order`` (the terms' positions, sorted by term) and ``rank`` (each term's place in that order)."""
+    order = sorted(range(len(terms)), key=terms.__getitem__)
+    rank = np.empty(len(terms), dtype=np.int64)
+    rank[order] = np.arange(len(terms))
+    return order, rank
+
+
 def _limit(counts: sp.csr_matrix, min_df: float, max_df: float, max_features: int | None) -> np.ndarray:
     """Columns kept by ``CountVectorizer``'s pruning rules (document frequencies, then the most frequent)."""
     n_docs = counts.shape[0]
@@ -365,9 +373,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 parts.append((distinct, _counts(rows, inverse, min(_FIT_CHUNK, len(docs) - start), len(distinct))))
             codes = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, dtype=np.int64)
             terms = [_gram_of(int(c)) for c in codes]
-            order = sorted(range(len(terms)), key=terms.__getitem__)
-            rank = np.empty(len(terms), dtype=np.int64)
-            rank[order] = np.arange(len(terms))
+            order, rank = _alphabetical(terms)
             chunks = []
             for distinct, matrix in parts:
                 indices = rank[np.searchsorted(codes, distinct)][matrix.indices].astype(np.int32)
@@ -376,8 +382,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 chunks.append(matrix)
             counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
         else:
-            if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
-                prepare_segments(docs)  # the new phrases segmented in parallel processes, when many
+            self._prepare_words(name, docs)
             analyze = block.build_analyzer()
             ids: dict[str, int] = {}
             rows, columns = [], []
@@ -386,9 +391,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 columns.extend(ids.setdefault(term, len(ids)) for term in terms_of_doc)
                 rows.extend([row] * len(terms_of_doc))
             terms = list(ids)
-            order = sorted(range(len(terms)), key=terms.__getitem__)
-            rank = np.empty(len(terms), dtype=np.int64)
-            rank[order] = np.arange(len(terms))
+            order, rank = _alphabetical(terms)
             counts = _counts(
                 np.asarray(rows, dtype=np.int64), rank[np.asarray(columns, dtype=np.int64)], len(docs), len(terms)
             )
@@ -400,6 +403,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
         block.fixed_vocabulary_ = False
         return sp.csr_matrix(counts)
+
+    def _prepare_words(self, name: str, docs: list[str]) -> None:
+        """Before the word block analyses many ``docs``: their new phrases segmented in parallel processes."""
+        if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
+            prepare_segments(docs)
 
     def _fitted_blocks(self) -> list[CountVectorizer]:
         return [b for b in (self.char_, self.word_) if b is not None]
@@ -444,8 +452,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             at = np.minimum(np.searchsorted(known, codes), max(len(known) - 1, 0))
             hit = known[at] == codes if len(known) else np.zeros(len(codes), dtype=bool)
             return _counts(rows[hit], columns[at[hit]], len(docs), size)
-        if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
-            prepare_segments(docs)
+        self._prepare_words(name, docs)
         analyze, vocabulary = self._analyzer(name), block.vocabulary_
         rows, columns = [], []
         for row, doc in enumerate(docs):
