@@ -831,7 +831,7 @@ class _Outcome:
 
 
 def _score_chunk(model: Matcher, task: tuple[pd.DataFrame, int]) -> pa.Table:
-    """Score one chunk of needs (one sparse product per target type): its rows as an Arrow table."""
+    """Score one chunk of needs (:meth:`Matcher.match_columns`): its rows as an Arrow table."""
     needs, k = task
     return _arrow(model.match_columns(needs, k=k, chunk_size=max(1, len(needs))))
 
