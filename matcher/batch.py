@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from matcher.engines import Engine, EngineError, make_engine
 from matcher.errors import MatcherError
-from matcher.library import TARGET_COLUMNS, TARGET_TYPES
+from matcher.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
 from matcher.privacy import index_text
 from matcher.redact import redact
@@ -235,13 +235,17 @@ def read_inputs(
 
 
 def needs_frame(table: Table) -> pd.DataFrame:
-    """The needs of a table as the model's needs frame: ``id, text, tags, counties, org_id``."""
+    """The needs of a table as the model's needs frame: ``id, text, tags, counties, org_id``.
+
+    A need without tags (no ``tags`` column, or an empty cell) gets None: the model infers its tags,
+    as ``POST /v1/match`` does for free text sent without ``tags``.
+    """
     frame = table.frame
     return pd.DataFrame(
         {
             "id": frame["id"].astype(object),
             "text": frame["text"].map(index_text).astype(object),  # personal data never matched on
-            "tags": frame["tags"],
+            "tags": pd.Series([list(t) if len(t) else None for t in frame["tags"]], dtype=object),
             "counties": frame["counties"],
             "org_id": frame["org_id"],
         }
@@ -515,6 +519,22 @@ def _count(n: int, noun: str) -> str:
 # -------------------------------------------------------------------------------- runs
 
 
+def fit_tagger(model: Matcher, needs: pd.DataFrame) -> Matcher:
+    """Fit ``model``'s tag classifier on the tagged needs of ``needs`` and the taxonomy of ``data/``.
+
+    Without a taxonomy (no ``taxonomy.csv`` in :func:`matcher.library.data_dir`) nothing is fitted and
+    needs without tags are matched without tags (logged).
+    """
+    taxonomy = load_taxonomy()
+    if taxonomy is None:
+        logger.warning("no taxonomy.csv in %s: needs without tags are matched without tags", data_dir())
+        return model
+    try:
+        return model.fit_tagger(needs, taxonomy)
+    except ValueError as error:
+        raise BatchError(f"cannot fit the tag classifier: {error}") from error
+
+
 def run_batch(
     needs: str | os.PathLike[str],
     targets: Mapping[str, str | os.PathLike[str]],
@@ -591,6 +611,7 @@ def run_batch(
     need_table, tables = read_inputs(needs, targets, skip_invalid=rejects is not None)
     need_rows = needs_frame(need_table)
     model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample)
+    fit_tagger(model, need_rows)
     all_tables = [need_table, *tables.values()]
 
     def write_rejects_file() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "Libraries",
     "data_dir",
     "load_libraries",
+    "load_taxonomy",
     "needs_frame",
     "open_engagements",
     "targets_frame",
@@ -220,6 +221,17 @@ def load_libraries(directory: str | os.PathLike | None = None) -> Libraries:
     for name, column in (("needs", "created_at"), ("decisions", "decided_at")):
         frames[name][column] = _parse_time(frames[name], column, paths[name])
     return Libraries(**frames, content_hash=digest.hexdigest())
+
+
+def load_taxonomy(directory: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    """The taxonomy of ``directory`` (default :func:`data_dir`), or None when the folder has none.
+
+    What a file-mode job (``matcher batch``) fits the tag classifier on, beside the needs file's tags.
+    """
+    path = (Path(directory) if directory is not None else data_dir()) / "taxonomy.csv"
+    if not path.is_file():
+        return None
+    return _read(path, FILES["taxonomy"])
 
 
 def _parse_time(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:

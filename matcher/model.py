@@ -23,7 +23,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
 from matcher.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
-from matcher.rerank import POSITION, Reranker, feature_matrix
+from matcher.rerank import (
+    FEATURES,
+    POSITION,
+    SIMILARITIES,
+    Reranker,
+    cap_to_evidence,
+    evidence,
+    feature_label,
+    feature_matrix,
+)
+from matcher.tagging import TagClassifier, taxonomy_documents
 from matcher.text import normalise, normalise_many
 from matcher.vectorize import TextVectorizer
 
@@ -198,6 +208,9 @@ class Matcher(BaseEstimator):
     diversity : float
         Maximal marginal relevance trade-off in [0, 1): 0 ranks by score alone; higher values push
         down targets whose profiles resemble those already ranked above them.
+    tagger : TagClassifier or None
+        The tag classifier's parameters; fitted by :meth:`fit_tagger`, never by :meth:`fit`. A need
+        whose ``tags`` are absent (None) gets the tags it infers; a list, even empty, is used as given.
 
     Attributes
     ----------
@@ -217,6 +230,8 @@ class Matcher(BaseEstimator):
         The latent space, when ``semantic_weight`` > 0.
     reranker_ : Reranker or None
         The fitted re-ranker (None until :meth:`fit_reranker`).
+    tagger_ : TagClassifier or None
+        The fitted tag classifier (None until :meth:`fit_tagger`: needs without tags then have none).
     """
 
     def __init__(
@@ -233,6 +248,7 @@ class Matcher(BaseEstimator):
         reranker: Reranker | None = None,
         rerank_depth: int = 50,
         diversity: float = 0.0,
+        tagger: TagClassifier | None = None,
     ) -> None:
         self.vectorizer = vectorizer
         self.aggregation = aggregation
@@ -245,6 +261,7 @@ class Matcher(BaseEstimator):
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.diversity = diversity
+        self.tagger = tagger
 
     def __setstate__(self, state: dict) -> None:
         """Artefacts saved before a parameter existed load with that parameter's default."""
@@ -256,8 +273,12 @@ class Matcher(BaseEstimator):
             "diversity": 0.0,
             "semantic_": None,
             "reranker_": None,
+            "tagger": None,
+            "tagger_": None,
         }
         super().__setstate__({**defaults, **state})
+        if "feature_terms_" in self.__dict__ and "evidence_columns_" not in self.__dict__:
+            self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_)
         for index in self.__dict__.get("index_", {}).values():
             if not hasattr(index, "latent"):
                 index.latent = None
@@ -304,9 +325,11 @@ class Matcher(BaseEstimator):
         self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
         self.char_columns_ = np.zeros(len(self.feature_names_), dtype=np.float32)
         self.char_columns_[self.vectorizer_.block_slices_.get("char", slice(0, 0))] = 1.0
+        self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_)
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
         self.reranker_ = None
+        self.tagger_ = None
         texts = {t: vectors[bounds[i] : bounds[i + 1]] for i, t in enumerate(documents)}
         self.semantic_ = None
         if self.semantic_weight > 0:
@@ -459,11 +482,20 @@ class Matcher(BaseEstimator):
         return tuple(t for t in TARGET_TYPES if t in self.index_)
 
     def _needs(self, needs: pd.DataFrame | list[dict[str, Any]]) -> _NeedBlock:
-        """Vectorise needs (a frame of ``NEED_COLUMNS`` or a list of such mappings) once for all types."""
+        """Vectorise needs (a frame of ``NEED_COLUMNS`` or a list of such mappings) once for all types.
+
+        A need whose ``tags`` are absent (None) gets the tags :meth:`infer_tags` infers from its text.
+        """
         records = needs if isinstance(needs, list) else _check_needs(needs).to_dict("records")
-        tags = [list(r.get("tags") or []) for r in records]
+        texts = [str(r.get("text") or "") for r in records]
+        tags = [None if _absent(r.get("tags")) else list(r.get("tags")) for r in records]
+        missing = [row for row, given in enumerate(tags) if given is None]
+        if missing:
+            inferred = self.infer_tags([texts[row] for row in missing])
+            for row, found in zip(missing, inferred, strict=True):
+                tags[row] = [item["tag"] for item in found]
         counties = [list(r.get("counties") or []) for r in records]
-        docs = self.vectorizer_.preprocess([str(r.get("text") or "") for r in records])
+        docs = self.vectorizer_.preprocess(texts)
         vectors = self.vectorizer_.transform_preprocessed(docs)
         return _NeedBlock(
             ids=[r.get("id") or "" for r in records],
@@ -722,6 +754,7 @@ class Matcher(BaseEstimator):
                 )
                 features = feature_matrix(frame, rank=False)
                 scores = np.round(reranker.predict_proba(target_type, features), SCORE_DECIMALS)
+                scores = cap_to_evidence(scores, row[rows], evidence(similarities), reranker.evidence_margin)
                 order = np.lexsort((rows, -scores))
                 rows, scores, features = rows[order], scores[order], features[order]
             if self.diversity > 0 and len(rows) > 1:
@@ -779,6 +812,7 @@ class Matcher(BaseEstimator):
         texts = index.texts[rows]
         char_dot = texts @ chars
         word_dot = texts @ (query - chars)
+        shared_words = (texts != 0).astype(np.float32) @ ((query != 0) * self.evidence_columns_)
         semantic = np.zeros(len(rows))
         if index.latent is not None and block.latent is not None:
             semantic = index.latent[rows] @ block.latent[need]
@@ -801,6 +835,7 @@ class Matcher(BaseEstimator):
             "tags": tags,
             "jaccard": np.divide(overlap, union, out=np.zeros(len(targets)), where=union > 0),
             "region": region,
+            "words": np.log1p(shared_words[best]),
         }
 
     def pair_features(self, needs: pd.DataFrame, pairs: pd.DataFrame, *, chunk_size: int = 200) -> pd.DataFrame:
@@ -816,8 +851,6 @@ class Matcher(BaseEstimator):
         DataFrame of :data:`matcher.rerank.SIMILARITIES` columns, one row per pair (same index);
         pairs whose target is not indexed get zeros.
         """
-        from matcher.rerank import SIMILARITIES
-
         check_is_fitted(self, "index_")
         needs = _check_needs(needs)
         result = pd.DataFrame(0.0, index=pairs.index, columns=list(SIMILARITIES))
@@ -840,6 +873,37 @@ class Matcher(BaseEstimator):
                     )
                     result.iloc[group.index, :] = np.column_stack([values[c] for c in SIMILARITIES])
         return result
+
+    def fit_tagger(self, needs: pd.DataFrame, taxonomy: pd.DataFrame) -> Matcher:
+        """Fit the tag classifier on the tagged needs (``NEED_COLUMNS``) and the taxonomy's own texts.
+
+        The taxonomy (``label, description, keywords``) is always in the training data; the stored
+        needs choose the threshold by cross-validation (see :class:`~matcher.tagging.TagClassifier`).
+        Without a ``tagger`` parameter nothing is fitted and needs without tags keep none.
+        """
+        check_is_fitted(self, "index_")
+        self.tagger_ = None
+        if self.tagger is None:
+            return self
+        frame = _check_needs(needs)
+        tagged = frame.loc[[not _absent(t) and len(t) > 0 for t in frame["tags"]]]
+        extra_texts, extra_tags = taxonomy_documents(taxonomy)
+        texts = [*tagged["text"].tolist(), *extra_texts]
+        tags = [*[list(t) for t in tagged["tags"]], *extra_tags]
+        cv_rows = [True] * len(tagged) + [False] * len(extra_texts)
+        self.tagger_ = clone(self.tagger).fit(texts, tags, cv_rows=cv_rows)
+        return self
+
+    def infer_tags(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """The tags inferred from each text, most probable first: ``[{"tag", "probability"}, ...]``.
+
+        Empty lists when the model has no fitted tag classifier.
+        """
+        check_is_fitted(self, "index_")
+        tagger = getattr(self, "tagger_", None)
+        if tagger is None or not len(texts):
+            return [[] for _ in texts]
+        return tagger.infer(list(texts))
 
     def fit_reranker(self, libraries: Any, *, until: pd.Timestamp | None = None) -> Matcher:
         """Fit the re-ranker on the coordinators' decisions up to ``until`` (default: all of them).
@@ -979,15 +1043,35 @@ class Matcher(BaseEstimator):
         return {"id": index.ids[target], "name": index.names[target], "score": score, "reasons": reasons}
 
     def _rerank_reasons(self, ranking: _Ranking, position: int, n_features: int = 3) -> dict[str, Any]:
-        """The features that moved a re-ranked target's predicted acceptance most (position excluded)."""
-        from matcher.rerank import FEATURES
+        """The factors that moved a re-ranked target's predicted acceptance most (position excluded).
 
+        Each factor once: a kind's two columns (``kind:X`` and ``stage×X``) are one factor, 类型. Each
+        carries its API name ``feature``, a Chinese ``label`` that describes the value (``地区不同`` when
+        the counties differ), its ``value`` and its ``effect`` on the log-odds.
+        """
         effects, values = ranking.effects[position], ranking.features[position]
-        order = [j for j in np.argsort(-np.abs(effects), kind="stable") if FEATURES[j] != POSITION]
+        factors: dict[str, list[float]] = {}  # feature -> [value, effect]
+        for j, name in enumerate(FEATURES):
+            if name == POSITION:
+                continue
+            if name.startswith(("kind:", "stage×")):
+                kind = name.split(":", 1)[1] if name.startswith("kind:") else name.split("×", 1)[1]
+                if not values[FEATURES.index(f"kind:{kind}")]:
+                    continue
+                entry = factors.setdefault(f"kind:{kind}", [1.0, 0.0])
+                entry[1] += float(effects[j])
+                continue
+            factors[name] = [float(values[j]), float(effects[j])]
+        order = sorted(factors, key=lambda name: (-abs(factors[name][1]), FEATURES.index(name)))
         listed = [
-            {"feature": FEATURES[j], "value": round(float(values[j]), 4), "effect": round(float(effects[j]), 4)}
-            for j in order[:n_features]
-            if abs(effects[j]) >= 1e-4
+            {
+                "feature": name,
+                "label": feature_label(name, factors[name][0]),
+                "value": round(factors[name][0], 4),
+                "effect": round(factors[name][1], 4),
+            }
+            for name in order[:n_features]
+            if abs(factors[name][1]) >= 1e-4
         ]
         return {"model": self.reranker_.method, "base": float(ranking.base[position]), "features": listed}
 
@@ -1137,6 +1221,19 @@ def _check_targets(X: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["target_type", "id"], kind="stable").reset_index(drop=True)
 
 
+def _evidence_columns(terms: np.ndarray, is_word: np.ndarray) -> np.ndarray:
+    """1.0 for the word features that count as a matched word (two or more characters), else 0.0."""
+    lengths = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
+    return (is_word & (lengths >= 2)).astype(np.float32)
+
+
+def _absent(tags: object) -> bool:
+    """Whether a need's ``tags`` are absent (None or NaN: infer them) rather than a list (use it)."""
+    if tags is None:
+        return True
+    return not isinstance(tags, list | tuple | np.ndarray) and bool(pd.isna(tags))
+
+
 def _fingerprint(row: tuple) -> str:
     """A digest of everything about a target that matching uses."""
     capacity = None if pd.isna(row.capacity) else int(row.capacity)
@@ -1158,8 +1255,8 @@ def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:
         raise TypeError(f"expected a DataFrame of needs, not {type(needs).__name__}")
     frame = needs.reset_index(drop=True).copy()
     for column in NEED_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = [[] for _ in range(len(frame))] if column in ("tags", "counties") else None
+        if column not in frame.columns:  # no tags column: tags are inferred
+            frame[column] = [[] for _ in range(len(frame))] if column == "counties" else None
     frame["text"] = frame["text"].fillna("").astype(str)
     frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
     return frame
@@ -1182,7 +1279,9 @@ def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
     ValueError
         Naming an unknown parameter and listing the valid ones.
     """
-    matcher = Matcher(vectorizer=TextVectorizer(), reranker=Reranker()).set_params(**DEFAULT_PARAMS)
+    matcher = Matcher(vectorizer=TextVectorizer(), reranker=Reranker(), tagger=TagClassifier()).set_params(
+        **DEFAULT_PARAMS
+    )
     params = dict(params or {})
     valid = matcher.get_params(deep=True)
     for key in params:

@@ -22,6 +22,23 @@ explains only what relevance leaves); the score is the calibrated probability at
 :class:`Reranker` fits one scikit-learn classifier per target type on accepted (1) vs rejected (0)
 decisions; its score is the predicted probability of acceptance at rank 1, comparable across needs.
 A target type with too little feedback keeps the matcher's documented weighted sum.
+
+The re-ranker refines the evidence, it never overturns it:
+
+* **Evidence** is defined once, by :func:`evidence`: a matched word of two or more characters (what
+  the reasons show), a matched tag, or a text similarity above :data:`EVIDENCE_TEXT`.
+* The model is monotone in every similarity feature (a logistic regression whose similarity
+  coefficients are bound to be non-negative, or gradient boosting with monotonic constraints and no
+  interaction between similarity and history features): more evidence never lowers a score.
+* The history and popularity features (load, past acceptance, times shown, ratings, kind and stage)
+  move a candidate's log-odds by at most ``history_cap``. The matcher then caps each score
+  (:func:`cap_to_evidence`): a candidate never scores above one whose base score is more than
+  ``evidence_margin`` higher, nor, without evidence, above one with evidence. So the re-ranker reorders
+  only candidates whose evidence is close, and ``rank`` still follows ``score``.
+* The re-ranker serves a target type only when it passes :func:`gate` on held-back later decisions
+  (see ``gate_``); otherwise the weighted sum serves, and the manifest says why.
+* It trains on what it sees in service: every stored need also enters as free text, with the tags a
+  classifier that never saw that need infers (:func:`matcher.tagging.out_of_fold_tags`).
 """
 
 from __future__ import annotations
@@ -34,12 +51,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from matcher import metrics
 from matcher.library import Libraries, needs_frame, targets_frame
 
 if TYPE_CHECKING:
@@ -48,19 +68,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EVIDENCE_TEXT",
     "FEATURES",
+    "FEATURE_LABELS",
     "METHODS",
     "SIMILARITIES",
     "FeedbackContext",
+    "MonotoneLogisticRegression",
     "Reranker",
+    "cap_to_evidence",
     "decision_rows",
+    "evidence",
     "expert_kind",
+    "feature_label",
     "feedback_context",
     "fit_reranker",
     "training_frame",
 ]
 
-SIMILARITIES = ("text", "text_share", "char", "word", "semantic", "tags", "jaccard", "region")
+SIMILARITIES = ("text", "text_share", "char", "word", "semantic", "tags", "jaccard", "region", "words")
+#: The text similarity above which a candidate has evidence even without a matched word or tag.
+EVIDENCE_TEXT = 0.1
 FEEDBACK = ("load_fraction", "acceptance_rate", "log_shown", "familiarity")
 KINDS = (
     "academic",
@@ -92,6 +120,63 @@ PRACTITIONER_TITLES = ("社工师", "督导", "站长", "项目主管", "机构�
 # A target's past acceptance rate is smoothed with a Beta(1, 4) prior: (accepted + 1) / (shown + 5).
 PRIOR_ACCEPTED, PRIOR_SHOWN = 1.0, 5.0
 SESSION_GAP = pd.Timedelta(hours=6)  # decisions of one need and type further apart start a new session
+
+
+FEATURE_LABELS = {
+    "text": "文本相似度",
+    "text_share": "相对最佳文本相似度",
+    "char": "字词相似度",
+    "word": "词语相似度",
+    "semantic": "语义相似度",
+    "tags": "标签匹配",
+    "jaccard": "标签重合度",
+    "region": "地区",
+    "words": "共同词语",
+    "load_fraction": "当前负荷",
+    "acceptance_rate": "以往接受率",
+    "log_shown": "以往推荐次数",
+    "familiarity": "以往合作评价",
+    "log_rank": "展示位置",
+}
+KIND_LABELS = {
+    "academic": "高校学者",
+    "practitioner": "一线实务专家",
+    "specialist": "专业人士",
+    "venue": "场地",
+    "funding": "资金",
+    "training_course": "培训课程",
+    "simulation_lab": "虚拟仿真实训",
+    "manual": "操作手册",
+    "supervision_service": "督导服务",
+    "volunteer_team": "志愿者团队",
+    "media_channel": "宣传渠道",
+    "project": "示范项目",
+}
+STAGE_LABELS = {-1.0: "初创期", 0.0: "成长期", 1.0: "成熟期"}
+
+
+def feature_label(feature: str, value: float) -> str:
+    """A reader's Chinese label of a re-ranker factor with its value: ``地区不同``, ``类型：高校学者``."""
+    if feature == "region":
+        return "地区一致" if value > 0 else "地区不同"
+    if feature.startswith(("kind:", "stage×")):
+        kind = feature.split(":", 1)[1] if feature.startswith("kind:") else feature.split("×", 1)[1]
+        return f"类型：{KIND_LABELS.get(kind, kind)}"
+    return FEATURE_LABELS.get(feature, feature)
+
+
+def evidence(similarities: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether each candidate has evidence: the one definition used by the rule, its test and the reasons.
+
+    Evidence is a matched word of two or more characters (``words`` > 0, what the reasons list), a
+    matched name (``name`` > 0, when the matcher scores names), a matched tag (``tags`` > 0), or a text
+    similarity above :data:`EVIDENCE_TEXT`. Returns a boolean array of shape (n_candidates,).
+    """
+    found = (np.asarray(similarities["words"]) > 0) | (np.asarray(similarities["tags"]) > 0)
+    found |= np.asarray(similarities["text"]) > EVIDENCE_TEXT
+    if "name" in similarities:
+        found |= np.asarray(similarities["name"]) > 0
+    return found
 
 
 def expert_kind(title: str) -> str:
@@ -242,12 +327,20 @@ def _snapshot_starts(times: pd.Series, period: str) -> pd.DatetimeIndex:
     return pd.date_range(first, last + pd.Timedelta(period), freq=period)
 
 
-def similarity_frame(matcher: Matcher, libs: Libraries, rows: pd.DataFrame, *, period: str = "90D") -> pd.DataFrame:
+def similarity_frame(
+    matcher: Matcher,
+    libs: Libraries,
+    rows: pd.DataFrame,
+    *,
+    period: str = "90D",
+    need_tags: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """The matcher's similarities of each decision's pair, against the profiles as they stood then.
 
     Profiles grow with the titles of the needs a target took on, so each decision is scored against
     the profiles of the start of its ``period`` (strictly before it): a pair's own acceptance never
     leaks into its features. The matcher's vocabulary and weights are its own (fit before calling).
+    ``need_tags`` (need id -> tags) replaces the stored tags of those needs: the free-text form.
 
     Returns a frame of ``SIMILARITIES`` aligned with ``rows``.
     """
@@ -266,16 +359,38 @@ def similarity_frame(matcher: Matcher, libs: Libraries, rows: pd.DataFrame, *, p
         wanted = [(t, i) in keys for t, i in zip(snapshot["target_type"], snapshot["id"], strict=True)]
         model.update_targets(snapshot.loc[wanted])
         needs = needs_frame(libs, list(dict.fromkeys(part["need_id"])))
+        if need_tags is not None:
+            needs["tags"] = [need_tags.get(i, []) for i in needs["id"]]
         result.loc[part.index] = model.pair_features(needs, part).to_numpy()
     return result
 
 
 def training_frame(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None = None) -> pd.DataFrame:
-    """:func:`decision_rows` up to ``until`` with the matcher's similarities: the re-ranker's training data."""
+    """:func:`decision_rows` up to ``until`` with the matcher's similarities: the re-ranker's training data.
+
+    Every decision enters twice: as its stored need (``form`` ``stored``, its stored tags) and as the
+    same need typed as free text (``form`` ``free_text``), with the tags a classifier that never saw
+    that need infers (:func:`matcher.tagging.out_of_fold_tags`; none when the matcher has no tagger).
+    The re-ranker thus learns from tags as they are in service, so "no tags" never comes to mean
+    "pick the popular one".
+    """
+    from matcher.tagging import out_of_fold_tags
+
     rows = decision_rows(libs, until)
     if rows.empty:
         return rows
-    return pd.concat([rows, similarity_frame(matcher, libs, rows)], axis=1)
+    stored = pd.concat([rows, similarity_frame(matcher, libs, rows)], axis=1).assign(form="stored")
+    need_ids = list(dict.fromkeys(rows["need_id"]))
+    tagger = getattr(matcher, "tagger_", None)
+    if tagger is None:
+        inferred = {i: [] for i in need_ids}
+    else:
+        needs = needs_frame(libs, need_ids)
+        found = out_of_fold_tags(tagger, needs["text"].tolist(), needs["tags"].tolist(), libs.taxonomy)
+        inferred = dict(zip(need_ids, found, strict=True))
+    free = pd.concat([rows, similarity_frame(matcher, libs, rows, need_tags=inferred)], axis=1).assign(form="free_text")
+    free["session"] = free["session"] + ":free"
+    return pd.concat([stored, free], ignore_index=True)
 
 
 def feature_matrix(frame: pd.DataFrame, *, rank: bool = True) -> np.ndarray:
@@ -297,17 +412,80 @@ def feature_matrix(frame: pd.DataFrame, *, rank: bool = True) -> np.ndarray:
     return matrix
 
 
+class MonotoneLogisticRegression(ClassifierMixin, BaseEstimator):
+    """L2-regularised logistic regression whose coefficients of the ``nonnegative`` columns are >= 0.
+
+    The objective of scikit-learn's ``LogisticRegression`` (``C`` times the log-loss plus half the
+    squared norm of the coefficients, intercept not penalised), minimised by L-BFGS-B with bounds.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength.
+    nonnegative : tuple of int
+        Column indices whose coefficients may not be negative.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (1, n_features)
+    intercept_ : ndarray of shape (1,)
+    classes_ : ndarray of shape (2,)
+    """
+
+    def __init__(self, *, C: float = 1.0, nonnegative: tuple[int, ...] = ()) -> None:
+        self.C = C
+        self.nonnegative = nonnegative
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> MonotoneLogisticRegression:
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float)
+        n_features = X.shape[1]
+
+        def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = params[:n_features], params[n_features]
+            z = X @ w + b
+            loss = self.C * float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * float(w @ w)
+            residual = self.C * (expit(z) - y)
+            return loss, np.r_[X.T @ residual + w, residual.sum()]
+
+        lower = set(self.nonnegative)
+        bounds = [(0.0, None) if j in lower else (None, None) for j in range(n_features)] + [(None, None)]
+        result = minimize(objective, np.zeros(n_features + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+        self.coef_ = result.x[:n_features].reshape(1, -1)
+        self.intercept_ = result.x[n_features:]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        return np.asarray(X, dtype=float) @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.c_[1.0 - p, p]
+
+
+#: Columns of ``FEATURES`` in which the re-ranker is monotone increasing: the similarities.
+MONOTONE = tuple(FEATURES.index(name) for name in SIMILARITIES)
+#: The history, popularity, kind and stage columns, whose joint effect is capped.
+HISTORY = tuple(j for j, name in enumerate(FEATURES) if name not in SIMILARITIES and name != POSITION)
+
+
 class Reranker(BaseEstimator):
     """Re-rank candidates by the predicted probability that a coordinator accepts them.
 
     One classifier per target type, fitted on accepted (1) vs rejected (0) decisions over
-    ``FEATURES``. A type with fewer than ``min_decisions`` decisions or ``min_positives``
-    acceptances is not re-ranked (the matcher's weighted sum stays its score).
+    ``FEATURES``, monotone increasing in every similarity; the history features move the log-odds by
+    at most ``history_cap``. A type with fewer than ``min_decisions`` decisions or ``min_positives``
+    acceptances is not re-ranked, nor is one that fails :func:`gate` on held-back later decisions
+    (the matcher's weighted sum stays its score).
 
     Parameters
     ----------
     method : {"logistic", "gbdt", "none"}
-        Standardised logistic regression, histogram gradient boosting, or no re-ranking at all.
+        Standardised logistic regression with non-negative similarity coefficients
+        (:class:`MonotoneLogisticRegression`), histogram gradient boosting with monotonic constraints
+        on the similarities, or no re-ranking at all.
     C : float
         Inverse regularisation strength of the logistic regression.
     learning_rate, max_iter, max_leaf_nodes, min_samples_leaf : gradient boosting parameters.
@@ -316,6 +494,19 @@ class Reranker(BaseEstimator):
     position : {"residual", "feature"}
         How ``log_rank`` corrects for position bias: calibrated after the relevance model
         (``residual``), or learnt jointly with the other features (``feature``).
+    history_cap : float
+        The most the history, popularity, kind and stage features together move a candidate's
+        log-odds (before calibration), either way.
+    evidence_margin : float
+        The re-ranker may reorder two candidates only when their base scores are within this of each
+        other (and never puts one without evidence above one with it): see :func:`cap_to_evidence`.
+    gate : bool
+        Serve a type only when it passes :func:`gate` (``matcher train`` checks it on held-back later
+        decisions); False serves every type with enough feedback.
+    gate_min_needs : int
+        The least number of later needs with decisions (sessions with an acceptance) the gate needs.
+    gate_min_gain : float
+        The re-ranker must beat the base score's mean nDCG@5 on those sessions by more than this.
     random_state : int
 
     Attributes
@@ -332,6 +523,8 @@ class Reranker(BaseEstimator):
         Training decisions of each type (fallback types included).
     calibration_ : dict of str to (float, float, float)
         With ``position="residual"``: slope, intercept and ``log_rank`` coefficient of the calibration.
+    gate_ : dict of str to dict
+        Per target type, whether it serves and why (set by :func:`fit_reranker`; empty otherwise).
     """
 
     def __init__(
@@ -346,6 +539,11 @@ class Reranker(BaseEstimator):
         min_decisions: int = 150,
         min_positives: int = 20,
         position: str = "residual",
+        history_cap: float = 0.5,
+        evidence_margin: float = 0.05,
+        gate: bool = True,
+        gate_min_needs: int = 30,
+        gate_min_gain: float = 0.0,
         random_state: int = 0,
     ) -> None:
         self.method = method
@@ -357,19 +555,33 @@ class Reranker(BaseEstimator):
         self.min_decisions = min_decisions
         self.min_positives = min_positives
         self.position = position
+        self.history_cap = history_cap
+        self.evidence_margin = evidence_margin
+        self.gate = gate
+        self.gate_min_needs = gate_min_needs
+        self.gate_min_gain = gate_min_gain
         self.random_state = random_state
 
-    def _classifier(self) -> LogisticRegression | HistGradientBoostingClassifier:
+    def __setstate__(self, state: dict) -> None:
+        """Artefacts saved before the cap and the gate existed load with their defaults."""
+        defaults = {"history_cap": 0.5, "evidence_margin": 0.05, "gate": True, "gate_min_needs": 30, "gate_min_gain": 0.0, "gate_": {}}
+        super().__setstate__({**defaults, **state})
+
+    def _classifier(self) -> MonotoneLogisticRegression | HistGradientBoostingClassifier:
         if self.method == "gbdt":
+            constraints = [1 if j in MONOTONE else 0 for j in range(len(FEATURES))]
             return HistGradientBoostingClassifier(
                 learning_rate=self.learning_rate,
                 max_iter=self.max_iter,
                 max_leaf_nodes=self.max_leaf_nodes,
                 min_samples_leaf=self.min_samples_leaf,
+                monotonic_cst=constraints,
+                # similarities and history never interact: their effects add up, so the cap is exact
+                interaction_cst=[list(MONOTONE), [j for j in range(len(FEATURES)) if j not in MONOTONE]],
                 early_stopping=False,
                 random_state=self.random_state,
             )
-        return LogisticRegression(C=self.C, max_iter=1000)
+        return MonotoneLogisticRegression(C=self.C, nonnegative=MONOTONE)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, *, context: FeedbackContext | None = None) -> Reranker:
         """Fit on a :func:`training_frame` ``X`` (its ``target_type`` and feature columns) and labels ``y``."""
@@ -377,7 +589,10 @@ class Reranker(BaseEstimator):
             raise ValueError(f"reranker method must be one of {METHODS}, got {self.method!r}")
         if self.position not in POSITIONS:
             raise ValueError(f"reranker position must be one of {POSITIONS}, got {self.position!r}")
+        if self.history_cap < 0:
+            raise ValueError(f"reranker history_cap must be non-negative, got {self.history_cap}")
         self.models_, self.scalers_, self.means_, self.n_decisions_, self.calibration_ = {}, {}, {}, {}, {}
+        self.gate_ = {}
         self.context_ = context or FeedbackContext()
         y = np.asarray(y, dtype=int)
         for target_type in sorted(set(X["target_type"])) if len(X) else []:
@@ -398,10 +613,14 @@ class Reranker(BaseEstimator):
                 fitted = scaler.transform(matrix)
             self.models_[target_type] = self._classifier().fit(fitted, labels)
             if self.position == "residual":
-                relevance = self._relevance_logits(target_type, matrix)
+                relevance = self._capped_logits(target_type, matrix)
                 rank = shown[:, FEATURES.index(POSITION)]
                 calibration = LogisticRegression(C=1e4, max_iter=1000).fit(np.c_[relevance, rank], labels)
                 slope, coefficient = calibration.coef_[0]
+                if slope <= 0:  # the model's order would be reversed: it knows nothing, keep the weighted sum
+                    logger.info("%s: the calibrated re-ranker does not rise with its own score; weighted sum kept", target_type)
+                    del self.models_[target_type]
+                    continue
                 self.calibration_[target_type] = (float(slope), float(calibration.intercept_[0]), float(coefficient))
         return self
 
@@ -412,12 +631,25 @@ class Reranker(BaseEstimator):
         return tuple(self.models_)
 
     def _logits(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
-        """Log-odds of acceptance when shown first (``log_rank`` 0)."""
-        logits = self._relevance_logits(target_type, matrix)
+        """Calibrated log-odds of acceptance when shown first (``log_rank`` 0)."""
+        logits = self._capped_logits(target_type, matrix)
         if target_type in self.calibration_:
             slope, intercept, _ = self.calibration_[target_type]
             return slope * logits + intercept
         return logits
+
+    def _capped_logits(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
+        """The model's log-odds with the history features' joint effect clipped to ``history_cap``.
+
+        The reference is the same rows with every history feature at its training mean: what the
+        evidence alone says.
+        """
+        full = self._relevance_logits(target_type, matrix)
+        reference = matrix.copy()
+        history = list(HISTORY)
+        reference[:, history] = self.means_[target_type][history]
+        evidence_only = self._relevance_logits(target_type, reference)
+        return evidence_only + np.clip(full - evidence_only, -self.history_cap, self.history_cap)
 
     def _relevance_logits(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         model = self.models_[target_type]
@@ -432,17 +664,23 @@ class Reranker(BaseEstimator):
         return 1.0 / (1.0 + np.exp(-self._logits(target_type, matrix)))
 
     def contributions(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
-        """Each feature's effect on the logit against the training mean: array (n_rows, n_features).
+        """Each feature's effect on the calibrated logit against the training mean: (n_rows, n_features).
 
-        For the logistic regression it is exactly ``coef * (x - mean) / scale``; for gradient
-        boosting, the change of the logit when that one feature is set to its training mean.
+        For the logistic regression it is ``slope * coef * (x - mean) / scale``, the history features'
+        effects scaled down together when their sum is capped; for gradient boosting, the change of the
+        logit when that one feature is set to its training mean.
         """
         check_is_fitted(self, "models_")
         means = self.means_[target_type]
         if self.method == "logistic":
             scaler, model = self.scalers_[target_type], self.models_[target_type]
             slope = self.calibration_.get(target_type, (1.0, 0.0, 0.0))[0]
-            return slope * (matrix - scaler.mean_) / scaler.scale_ * model.coef_[0]
+            effects = (matrix - scaler.mean_) / scaler.scale_ * model.coef_[0]
+            history = list(HISTORY)
+            total = effects[:, history].sum(axis=1)
+            shrink = np.where(np.abs(total) > self.history_cap, self.history_cap / np.maximum(np.abs(total), 1e-12), 1.0)
+            effects[:, history] *= shrink[:, None]
+            return slope * effects
         base = self._logits(target_type, matrix)
         effects = np.zeros_like(matrix)
         for j in range(matrix.shape[1]):
@@ -467,7 +705,7 @@ class Reranker(BaseEstimator):
         ).reshape(-1, 3)
         return pd.DataFrame(
             {
-                **similarities,
+                **{name: similarities[name] for name in SIMILARITIES},
                 "load_fraction": load_fraction,
                 "acceptance_rate": history[:, 0],
                 "log_shown": history[:, 1],
@@ -478,20 +716,132 @@ class Reranker(BaseEstimator):
         )
 
     def summary(self) -> dict[str, Any]:
-        """What was fitted, for the model manifest."""
+        """What was fitted, for the model manifest: which types are re-ranked, and why the others are not."""
         check_is_fitted(self, "models_")
+        gate_ = getattr(self, "gate_", {})
         return {
             "method": self.method,
             "position": self.position,
+            "history_cap": self.history_cap,
             "position_coefficient": {t: round(c[2], 4) for t, c in self.calibration_.items()},
             "reranked": sorted(self.models_),
             "weighted_sum": sorted(set(self.n_decisions_) - set(self.models_)),
             "decisions": dict(self.n_decisions_),
+            "gate": gate_,
         }
 
 
+def cap_to_evidence(
+    scores: np.ndarray, base: np.ndarray, has_evidence: np.ndarray, margin: float, step: float = 1e-6
+) -> np.ndarray:
+    """One need's re-ranked scores, capped so that the re-ranker never overturns clear evidence.
+
+    Candidate ``j`` *dominates* ``i`` when ``j`` has evidence and ``i`` has none, or when both are
+    alike in evidence (or ``j`` has it) and ``j``'s base score is at least ``margin`` above ``i``'s.
+    Every candidate's score is capped at ``step`` (one unit of the 6-decimal rounding) below the
+    lowest capped score of the candidates that dominate it, and never below 0. So the re-ranker may
+    reorder candidates whose base scores are within ``margin`` of each other, and never lifts one
+    without evidence above one with evidence; ranking by the returned score respects both, and scores
+    that no rule touches are unchanged. Arrays of shape (n_candidates,).
+    """
+    capped = np.asarray(scores, dtype=float).copy()
+    base = np.asarray(base, dtype=float)
+    has_evidence = np.asarray(has_evidence, dtype=bool)
+    order = np.lexsort((-base, ~has_evidence))  # evidence first, then by base: dominators come first
+    for position in range(1, len(order)):
+        i, earlier = order[position], order[:position]
+        dominates = (has_evidence[earlier] & ~has_evidence[i]) | (
+            (base[earlier] >= base[i] + margin) & (has_evidence[earlier] | ~has_evidence[i])
+        )
+        if dominates.any():
+            capped[i] = max(0.0, min(capped[i], float(capped[earlier][dominates].min()) - step))
+    return np.round(capped, 6)
+
+
+def served_scores(reranker: Reranker, target_type: str, frame: pd.DataFrame) -> np.ndarray:
+    """What the re-ranker serves for the pairs of ``frame``, grouped by its ``session`` column.
+
+    Features as in service: the target histories frozen at the re-ranker's fitting (its ``context_``),
+    the live load and the need organisation's stage of each row, every candidate taken as shown first,
+    and the evidence cap (:func:`cap_to_evidence`, on the base score in ``base``) applied among the
+    candidates of each session.
+    """
+    served = reranker.serving_frame(
+        target_type,
+        {c: frame[c].to_numpy() for c in SIMILARITIES},
+        frame["target_id"].to_numpy(),
+        frame["load_fraction"].to_numpy(),
+        None,
+    )
+    served["stage"] = frame["stage"].to_numpy()
+    scores = np.round(reranker.predict_proba(target_type, feature_matrix(served, rank=False)), 6)
+    has_evidence = evidence({c: frame[c].to_numpy() for c in SIMILARITIES})
+    base = frame["base"].to_numpy(dtype=float)
+    result = scores.copy()
+    for rows in frame.groupby("session", sort=False).indices.values():
+        result[rows] = cap_to_evidence(scores[rows], base[rows], has_evidence[rows], reranker.evidence_margin)
+    return result
+
+
+def _session_ndcg(frame: pd.DataFrame, column: str, k: int) -> np.ndarray:
+    values = []
+    for _, group in frame.groupby("session", sort=True):
+        scores = group[column].to_numpy(dtype=float)
+        ranked = list(np.lexsort((np.arange(len(scores)), -scores)))
+        values.append(metrics.ndcg_at_k(ranked, dict(enumerate(group["gain"])), k))
+    return np.asarray(values)
+
+
+def gate(reranker: Reranker, later: pd.DataFrame, *, k: int = 5, n_resamples: int = 1000) -> dict[str, dict[str, Any]]:
+    """Whether each type the re-ranker scores beats the base score on later decisions.
+
+    ``later`` holds decisions made after the re-ranker's training data (stored needs, with the base
+    score in ``base``). Every later need's session with an acceptance and at least two decisions is
+    ranked by the served re-ranker (:func:`served_scores`) and by the base score. The criterion: at
+    least ``gate_min_needs`` such sessions, and the paired nDCG@k gain of the re-ranker over the base
+    score has a mean above ``gate_min_gain`` and a 90 % bootstrap interval whose lower end is above
+    -0.01 (it is not plausibly worse). Returns ``{type: {"serves", "why", "sessions", "gain",
+    "gain_ci"}}``.
+    """
+    verdicts: dict[str, dict[str, Any]] = {}
+    for target_type in sorted(reranker.models_):
+        part = later.loc[later["target_type"] == target_type]
+        sessions = part.groupby("session")["gain"].agg(lambda g: (g > 0).any() and len(g) > 1)
+        part = part.loc[part["session"].isin(sessions.index[sessions])].copy()
+        n = int(part["session"].nunique())
+        verdict: dict[str, Any] = {"sessions": n}
+        if n < reranker.gate_min_needs:
+            verdict.update(serves=False, why=f"only {n} later needs with decisions (at least {reranker.gate_min_needs} needed)")
+            verdicts[target_type] = verdict
+            continue
+        part["served"] = served_scores(reranker, target_type, part)
+        gains = _session_ndcg(part, "served", k) - _session_ndcg(part, "base", k)
+        value, low, high = metrics.bootstrap_ci(gains, n_resamples=n_resamples, confidence=0.9)
+        verdict.update(gain=round(value, 4), gain_ci=[round(low, 4), round(high, 4)])
+        serves = value > reranker.gate_min_gain and low > -0.01
+        relation = "beats" if serves else "does not beat"
+        verdict.update(
+            serves=bool(serves),
+            why=(
+                f"{relation} the base score on {n} later needs: nDCG@{k} gain {value:+.4f} "
+                f"(90 % interval {low:+.4f} to {high:+.4f}; needs mean > {reranker.gate_min_gain:g} and lower end > -0.01)"
+            ),
+        )
+        verdicts[target_type] = verdict
+    return verdicts
+
+
+#: Share of the latest decisions held back to decide, by :func:`gate`, which types the re-ranker serves.
+GATE_SHARE = 0.25
+
+
 def fit_reranker(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None = None) -> Reranker:
-    """Fit a clone of ``matcher.reranker`` on the decisions up to ``until`` (time-split: nothing later)."""
+    """Fit a clone of ``matcher.reranker`` on the decisions up to ``until`` (time-split: nothing later).
+
+    With ``gate`` (the default) a second clone is first fitted on all but the latest
+    :data:`GATE_SHARE` of those decisions and checked by :func:`gate` on the held-back rest; the
+    returned re-ranker serves only the types that pass (``gate_`` says why for each).
+    """
     from sklearn.base import clone
 
     template = matcher.reranker if matcher.reranker is not None else Reranker()
@@ -500,4 +850,27 @@ def fit_reranker(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None =
     reranker = clone(template)
     if frame.empty:
         return reranker.fit(pd.DataFrame({"target_type": []}), np.zeros(0), context=context)
-    return reranker.fit(frame, frame["accepted"].to_numpy(), context=context)
+    reranker.fit(frame, frame["accepted"].to_numpy(), context=context)
+    if not template.gate or not reranker.models_:
+        return reranker
+    stored = frame.loc[frame["form"] == "stored"]
+    cutoff = stored["decided_at"].quantile(1 - GATE_SHARE)
+    early = frame.loc[frame["decided_at"] <= cutoff]
+    held = clone(template).fit(early, early["accepted"].to_numpy(), context=feedback_context(libs, cutoff))
+    later = stored.loc[stored["decided_at"] > cutoff].copy()
+    text_weight = 1.0 - matcher.tag_weight - matcher.region_weight
+    later["base"] = np.round(
+        text_weight * later["text"] + matcher.tag_weight * later["tags"] + matcher.region_weight * later["region"], 6
+    )
+    verdicts = gate(held, later)
+    for target_type in reranker.models_:
+        verdicts.setdefault(
+            target_type, {"serves": False, "why": "too few decisions before the held-back period to check it", "sessions": 0}
+        )
+    for target_type, verdict in verdicts.items():
+        if not verdict["serves"]:
+            logger.info("%s: re-ranker not served: %s", target_type, verdict["why"])
+            for table in (reranker.models_, reranker.scalers_, reranker.means_, reranker.calibration_):
+                table.pop(target_type, None)
+    reranker.gate_ = verdicts
+    return reranker

@@ -63,7 +63,14 @@ class MatchRequest(BaseModel):
 
     text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_LENGTH, description="The need, as typed.")
     need_id: str | None = Field(default=None, min_length=1, max_length=100, description="A stored need.")
-    tags: list[str] | None = Field(default=None, max_length=20, description="Tags of a free-text need.")
+    tags: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description=(
+            "Tags of a free-text need. Absent: inferred from the text (see `need.inferred_tags`); "
+            "`[]` or a list: exactly those."
+        ),
+    )
     k: int = Field(default=5, ge=1, le=MAX_K, description="Results per target type.")
     targets: list[TargetType] | None = Field(default=None, min_length=1, max_length=3)
     filters: Filters | None = None
@@ -119,6 +126,7 @@ class RerankFeature(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     feature: str
+    label: str | None = Field(default=None, description="The factor for a reader, in Chinese (`地区不同`, `类型：高校学者`).")
     value: float
     effect: float = Field(description="Effect on the logit of acceptance, against the training mean.")
 
@@ -160,12 +168,24 @@ class MatchResult(_Out):
     profile: Profile | None = None
 
 
+class InferredTag(_Out):
+    tag: str = Field(description="A taxonomy label.")
+    probability: float = Field(ge=0, le=1, description="The tag classifier's probability of the label.")
+
+
 class MatchedNeed(_Out):
     id: str | None = Field(description="The stored need's id; null for free text.")
     text: str = Field(description="The normalised need text (personal data redacted) that term spans index.")
-    tags: list[str]
+    tags: list[str] = Field(description="The tags matched on: the stored or given ones, or those inferred.")
     counties: list[str]
     org_id: str | None
+    inferred_tags: list[InferredTag] | None = Field(
+        default=None,
+        description=(
+            "Present when the request sent free text without `tags`: the tags inferred from the text, most "
+            "probable first (those above the model's threshold; they are `tags`)."
+        ),
+    )
 
 
 class MatchResults(_Out):
@@ -187,14 +207,15 @@ class MatchResponse(_Out):
 def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     """The need a request names: a stored need (with tags, county, organisation) or the free text.
 
-    A free-text need filtered to a county is taken to be in that county (its region reason matches).
+    A free-text need filtered to a county is taken to be in that county (its region reason matches);
+    its ``tags`` are None when the request sent none (the model infers them).
     """
     if request.need_id is None:
         county = request.filters.county if request.filters else None  # a free-text need is where it is asked for
         return {
             "id": None,
             "text": request.text,
-            "tags": request.tags or [],
+            "tags": request.tags,  # None: inferred from the text
             "counties": [county] if county else [],
             "org_id": None,
         }
@@ -327,7 +348,8 @@ class MatchService:
         """The response body of a match request (see :class:`MatchResponse`).
 
         ``{"model_version", "need": {"id", "text" (normalised, personal data redacted: the text that
-        reason spans index), "tags", "counties", "org_id"}, "results": {target_type: [{"id", "name",
+        reason spans index), "tags", "counties", "org_id", "inferred_tags" (free text without tags)},
+        "results": {target_type: [{"id", "name",
         "score", "reasons"}]}}``.
         """
         model, manifest, libraries = self._serving()
@@ -335,8 +357,12 @@ class MatchService:
             need = resolve_need(request, libraries)
             shown = redacted_text(need["text"] or "")
             county = request.filters.county if request.filters else None
+            text = index_text(shown)
+            if need["tags"] is None:  # what the batch infers for the same text, through the same model
+                need["inferred_tags"] = model.infer_tags([text])[0]
+                need["tags"] = [item["tag"] for item in need["inferred_tags"]]
             results = model.recommend(
-                {**need, "text": index_text(shown)}, k=request.k, target_types=request.targets, county=county
+                {**need, "text": text}, k=request.k, target_types=request.targets, county=county
             )
             if request.profiles:
                 self._add_profiles(model, results)

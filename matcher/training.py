@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from matcher import persist
-from matcher.library import Libraries, targets_frame
+from matcher.library import Libraries, needs_frame, targets_frame
 from matcher.model import build_matcher
 
 logger = logging.getLogger(__name__)
@@ -35,14 +35,16 @@ def train_version(
 ) -> str:
     """Fit the default matcher (with ``params``) on the stored libraries, save it, return its version.
 
-    The matcher is fitted on the current profiles, and its re-ranker on every recorded decision (a
-    target type with too little feedback keeps the weighted sum). With ``evaluate``, the manifest's
+    The matcher is fitted on the current profiles, its tag classifier on the stored needs' tags and the
+    taxonomy, and its re-ranker on every recorded decision (a target type with too little feedback, or
+    one that does not beat the weighted sum on held-back later decisions, keeps the weighted sum). With ``evaluate``, the manifest's
     ``metrics`` also hold the held-out figures of the same recipe fitted on the decisions before a
     cutoff and tested on the last quarter (see :func:`matcher.evaluate.evaluate_history`).
     """
     model = build_matcher(params)  # unknown parameters fail before any work
     libs = stored_libraries(database_url, data)
     model.fit(targets_frame(libs))
+    model.fit_tagger(needs_frame(libs), libs.taxonomy)
     model.fit_reranker(libs)
     metrics: dict[str, Any] = {"reranker": model.reranker_.summary()}
     if evaluate and len(libs.decisions):

@@ -27,8 +27,16 @@ def cutoff(libs):
 
 @pytest.fixture(scope="module")
 def reranked(libs):
-    """The default matcher fitted on the libraries, with its re-ranker fitted on every decision."""
-    return build_matcher().fit(targets_frame(libs)).fit_reranker(libs)
+    """The default matcher fitted as ``matcher train`` fits it, its re-ranker serving every type (no gate)."""
+    model = build_matcher({"reranker__gate": False}).fit(targets_frame(libs))
+    return model.fit_tagger(needs_frame(libs), libs.taxonomy).fit_reranker(libs)
+
+
+@pytest.fixture(scope="module")
+def gated(libs):
+    """The default matcher fitted as ``matcher train`` fits it: the gate decides which types are re-ranked."""
+    model = build_matcher().fit(targets_frame(libs))
+    return model.fit_tagger(needs_frame(libs), libs.taxonomy).fit_reranker(libs)
 
 
 def _coefficients(model) -> dict[str, np.ndarray]:
@@ -86,10 +94,161 @@ def test_profiles_as_of_the_decision_do_not_leak_the_pair(libs) -> None:
 def test_reranker_learns_the_designed_signs(reranked) -> None:
     reranker = reranked.reranker_
     assert reranker.summary()["reranked"] == ["expert", "project", "resource"]
+    for target_type, model in reranker.models_.items():
+        coef = dict(zip(rerank.FEATURES, model.coef_[0], strict=True))
+        assert all(coef[name] >= 0 for name in rerank.SIMILARITIES), target_type  # monotone in the evidence
+        assert coef["tags"] + coef["jaccard"] > 0, target_type
+        assert reranker.calibration_[target_type][0] > 0  # the calibration keeps the model's order
+        assert reranker.calibration_[target_type][2] < 0  # shown lower, accepted less: position bias
     coef = dict(zip(rerank.FEATURES, reranker.models_["expert"].coef_[0], strict=True))
-    assert coef["tags"] > 0 and coef["stage×academic"] > 0 > coef["stage×practitioner"]
+    assert coef["stage×academic"] > 0 > coef["stage×practitioner"]
     assert coef["load_fraction"] < 0
-    assert reranker.calibration_["expert"][2] < 0  # shown lower, accepted less: position bias
+
+
+def test_the_gate_serves_a_type_only_when_it_beats_the_base_score(gated) -> None:
+    verdicts = gated.reranker_.gate_
+    reranker = gated.reranker_
+    assert set(verdicts) == {"expert", "project", "resource"}
+    for target_type, verdict in verdicts.items():
+        assert verdict["why"]
+        enough = verdict["sessions"] >= reranker.gate_min_needs
+        beats = enough and verdict["gain"] > reranker.gate_min_gain and verdict["gain_ci"][0] > -0.01
+        assert verdict["serves"] is bool(beats)
+        assert (target_type in reranker.models_) is bool(beats)
+    # on today's simulated history no type clears the bar: the weighted sum serves (and says why)
+    assert verdicts["expert"]["sessions"] >= 30 and verdicts["expert"]["gain_ci"][0] <= -0.01
+    assert not verdicts["project"]["serves"] and "later needs" in verdicts["project"]["why"]
+    assert reranker.summary()["gate"] == verdicts
+
+
+def test_the_gate_serves_a_reranker_that_truly_beats_the_base_score() -> None:
+    """Synthetic decisions driven by tag overlap, which the base score barely weighs: the gate lets it serve."""
+    rng = np.random.default_rng(0)
+    n_sessions, per = 120, 6
+    rows = []
+    for session in range(n_sessions):
+        jaccard = rng.random(per)
+        for j in range(per):
+            rows.append(
+                {
+                    "target_type": "expert",
+                    "target_id": f"E{session * per + j:04d}",
+                    "session": f"s{session}",
+                    "text": 0.3 + 0.05 * rng.random(),
+                    "jaccard": jaccard[j],
+                    "accepted": bool(jaccard[j] == jaccard.max()),
+                    "log_rank": float(np.log(j + 1)),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    for name in rerank.SIMILARITIES:
+        if name not in frame:
+            frame[name] = 0.0
+    frame["words"] = 1.0
+    frame["text_share"] = frame["text"]
+    for name in ("load_fraction", "acceptance_rate", "log_shown", "familiarity"):
+        frame[name] = 0.0
+    frame["stage"], frame["kind"] = "", "academic"
+    frame["gain"] = np.where(frame["accepted"], 3.0, 0.0)
+    frame["base"] = np.round(0.75 * frame["text"], 6)
+    train, later = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :]
+    reranker = rerank.Reranker(evidence_margin=0.1).fit(train, train["accepted"])
+    verdict = rerank.gate(reranker, later)["expert"]
+    assert verdict["serves"] and verdict["gain"] > 0.2 and verdict["sessions"] == n_sessions // 2
+
+
+def test_more_evidence_never_lowers_the_score(libs, reranked) -> None:
+    """Monotone in every similarity, for the logistic and the gradient-boosting re-ranker alike."""
+    frame = rerank.training_frame(reranked, libs, libs.decisions["decided_at"].quantile(0.5))
+    gbdt = rerank.Reranker(method="gbdt", max_iter=40).fit(frame, frame["accepted"], context=reranked.reranker_.context_)
+    rng = np.random.default_rng(1)
+    matrix = rerank.feature_matrix(frame.sample(300, random_state=1), rank=False)
+    for reranker in (reranked.reranker_, gbdt):
+        for target_type in reranker.models_:
+            before = reranker.predict_proba(target_type, matrix)
+            for name in rerank.SIMILARITIES:
+                raised = matrix.copy()
+                raised[:, rerank.FEATURES.index(name)] += rng.uniform(0.01, 0.5, len(matrix))
+                after = reranker.predict_proba(target_type, raised)
+                assert (after >= before - 1e-12).all(), (reranker.method, target_type, name)
+
+
+def test_history_moves_the_log_odds_by_at_most_the_cap(libs, reranked) -> None:
+    reranker = reranked.reranker_
+    frame = rerank.training_frame(reranked, libs, libs.decisions["decided_at"].quantile(0.5))
+    matrix = rerank.feature_matrix(frame, rank=False)
+    for target_type in reranker.models_:
+        reference = matrix.copy()
+        history = list(rerank.HISTORY)
+        reference[:, history] = reranker.means_[target_type][history]
+        slope = reranker.calibration_[target_type][0]
+        moved = reranker._logits(target_type, matrix) - reranker._logits(target_type, reference)
+        assert np.abs(moved).max() <= slope * reranker.history_cap + 1e-9
+
+
+def test_cap_to_evidence_by_hand() -> None:
+    scores = np.array([0.30, 0.90, 0.80, 0.70])
+    base = np.array([0.40, 0.38, 0.20, 0.05])
+    has_evidence = np.array([True, True, True, False])
+    capped = rerank.cap_to_evidence(scores, base, has_evidence, margin=0.05)
+    # 1 may pass 0 (bases within 0.05); 2 may not pass 0 or 1; 3 has no evidence: below every other
+    np.testing.assert_allclose(capped, [0.30, 0.90, 0.299999, 0.299998])
+    assert list(np.lexsort((np.arange(4), -capped))) == [1, 0, 2, 3]
+    np.testing.assert_array_equal(rerank.cap_to_evidence(scores, base, np.ones(4, bool), margin=1.0), scores)
+
+
+def test_a_candidate_without_evidence_never_ranks_above_one_with_evidence(libs, reranked) -> None:
+    needs = needs_frame(libs, libs.needs["id"].iloc[:40].tolist())
+    typed = needs.assign(tags=None)  # the same needs as typed free text: tags inferred
+    short = pd.DataFrame({"id": list("abc"), "text": ["心语小屋", "swot分析", "想借一间能坐50人的培训教室"], "tags": [[]] * 3})
+    seen_without = 0
+    for frame in (needs, typed, short):
+        block = reranked._needs(frame)
+        for target_type in reranked.target_types_:
+            rankings, _ = reranked._ranked(block, target_type, reranked.rerank_depth, None, explain=True)
+            for ranking in rankings:
+                if ranking.features is None:
+                    continue
+                columns = {n: ranking.features[:, rerank.FEATURES.index(n)] for n in rerank.SIMILARITIES}
+                has_evidence = rerank.evidence(columns)
+                seen_without += int((~has_evidence).sum())
+                scores = ranking.scores
+                assert list(scores) == sorted(scores, reverse=True)
+                if has_evidence.any() and (~has_evidence).any():
+                    assert scores[~has_evidence].max() < scores[has_evidence].min()
+                # and never above a candidate at least as evidenced whose base score is clearly higher
+                margin = reranked.reranker_.evidence_margin
+                for i in range(len(scores)):
+                    clearly = (ranking.base >= ranking.base[i] + margin) & (has_evidence | ~has_evidence[i])
+                    assert (scores[clearly] > scores[i]).all()
+    assert seen_without > 0  # the rule was exercised
+
+
+def test_tags_absent_are_inferred_and_an_empty_list_is_kept(reranked) -> None:
+    text = "我们机构刚成立，分不清个案工作和个案管理，想请专家指导转介流程"
+    inferred = reranked.infer_tags([text])[0]
+    assert inferred and inferred[0]["tag"] == "个案管理" and 0 < inferred[0]["probability"] <= 1
+    absent = reranked.recommend({"text": text}, k=5, target_types=["expert"])["expert"]
+    empty = reranked.recommend({"text": text, "tags": []}, k=5, target_types=["expert"])["expert"]
+    assert any(r["reasons"]["tags"] == ["个案管理"] for r in absent)
+    assert all(r["reasons"]["tags"] == [] and r["reasons"]["components"]["tags"] == 0 for r in empty)
+    given = reranked.recommend({"text": text, "tags": ["个案管理"]}, k=5, target_types=["expert"])["expert"]
+    assert [r["id"] for r in given] == [r["id"] for r in absent]
+
+
+def test_tag_threshold_is_chosen_by_cross_validation(libs, reranked) -> None:
+    from sklearn.base import clone
+
+    from matcher.tagging import THRESHOLDS
+
+    tagger = reranked.tagger_
+    assert tagger.threshold_ in THRESHOLDS and 0.4 < tagger.cv_f1_ <= 1
+    assert clone(reranked).get_params()["tagger__threshold"] is None
+    fixed = build_matcher({"tagger__threshold": 0.9}).fit(targets_frame(libs)).fit_tagger(needs_frame(libs), libs.taxonomy)
+    assert fixed.tagger_.threshold_ == 0.9 and fixed.tagger_.cv_f1_ is None
+    assert sum(map(len, fixed.tagger_.predict(libs.needs["description"].iloc[:50]))) < sum(
+        map(len, tagger.predict(libs.needs["description"].iloc[:50]))
+    )
 
 
 def _with_reranker(model, reranker):
@@ -126,7 +285,13 @@ def test_reranked_scores_are_probabilities_with_reasons(libs, reranked) -> None:
     reasons = results[0]["reasons"]
     assert {"terms", "tags", "region", "components", "rerank"} <= set(reasons)
     assert reasons["rerank"]["model"] == "logistic" and 0 < len(reasons["rerank"]["features"]) <= 3
-    assert all(f["feature"] in rerank.FEATURES and f["feature"] != "log_rank" for f in reasons["rerank"]["features"])
+    factors = reasons["rerank"]["features"]
+    assert all(f["feature"] in rerank.FEATURES and f["feature"] != "log_rank" for f in factors)
+    assert len({f["label"] for f in factors}) == len(factors)  # each factor once
+    for factor in factors:
+        assert factor["label"] == rerank.feature_label(factor["feature"], factor["value"])
+        if factor["feature"] == "region":  # the label says what the card says
+            assert factor["label"] == ("地区一致" if reasons["region"]["match"] else "地区不同")
     assert sum(reasons["components"].values()) == pytest.approx(reasons["rerank"]["base"], abs=2e-6)
 
 
