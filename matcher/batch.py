@@ -522,9 +522,11 @@ def _count(n: int, noun: str) -> str:
 def fit_tagger(model: Matcher, needs: pd.DataFrame) -> Matcher:
     """Fit ``model``'s tag classifier on the tagged needs of ``needs`` and the taxonomy of ``data/``.
 
-    Without a taxonomy (no ``taxonomy.csv`` in :func:`matcher.library.data_dir`) nothing is fitted and
-    needs without tags are matched without tags (logged).
+    Only when some need has no tags (its ``tags`` are None). Without a taxonomy (no ``taxonomy.csv`` in
+    :func:`matcher.library.data_dir`) nothing is fitted and those needs are matched without tags (logged).
     """
+    if not needs["tags"].isna().any():
+        return model
     taxonomy = load_taxonomy()
     if taxonomy is None:
         logger.warning("no taxonomy.csv in %s: needs without tags are matched without tags", data_dir())

@@ -32,9 +32,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import GroupKFold
 
 from matcher import metrics
-from matcher.library import Libraries, needs_frame, targets_frame
+from matcher.library import TARGET_TYPES, Libraries, needs_frame, targets_frame
 from matcher.model import Matcher, build_matcher
-from matcher.rerank import SIMILARITIES, decision_rows, feature_matrix, similarity_frame
+from matcher.rerank import SIMILARITIES, decision_rows, served_scores, similarity_frame
 
 logger = logging.getLogger(__name__)
 
@@ -128,33 +128,35 @@ class HistoryResult:
     model: Matcher
 
 
-def history_scores(model: Matcher, libs: Libraries, test: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+def history_scores(
+    model: Matcher,
+    libs: Libraries,
+    test: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    *,
+    need_tags: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """Scores of each test decision's pair by every method of ``HISTORY_METHODS``.
 
-    The re-ranker sees only what it would have in service: target histories frozen at the cutoff
-    (its training), the live load at decision time, profiles as of the decision's period, and every
-    candidate taken as shown first.
+    The re-ranker scores as it serves (:func:`matcher.rerank.served_scores`): target histories frozen
+    at the cutoff (its training), the live load at decision time, profiles as of the decision's period,
+    every candidate taken as shown first, and the evidence cap within each session. ``need_tags`` (need
+    id -> tags) replaces the stored tags: the needs as typed free text, with inferred tags.
     """
     frame = test.copy()
-    similarities = similarity_frame(model, libs, frame)
+    similarities = similarity_frame(model, libs, frame, need_tags=need_tags)
     frame[list(SIMILARITIES)] = similarities.to_numpy()
     text_weight = 1.0 - model.tag_weight - model.region_weight
-    frame["fusion"] = text_weight * frame["text"] + model.tag_weight * frame["tags"] + model.region_weight * frame["region"]
+    frame["fusion"] = np.round(
+        text_weight * frame["text"] + model.tag_weight * frame["tags"] + model.region_weight * frame["region"], 6
+    )
+    frame["base"] = frame["fusion"]
     frame["reranker"] = frame["fusion"]
     reranker = model.reranker_
     if reranker is not None:
         for target_type in reranker.models_:
             mask = (frame["target_type"] == target_type).to_numpy()
-            part = frame.loc[mask]
-            served = reranker.serving_frame(
-                target_type,
-                {c: part[c].to_numpy() for c in SIMILARITIES},
-                part["target_id"].to_numpy(),
-                part["load_fraction"].to_numpy(),
-                None,
-            )
-            served["stage"] = part["stage"].to_numpy()  # the need's organisation, known in service
-            frame.loc[mask, "reranker"] = reranker.predict_proba(target_type, feature_matrix(served, rank=False))
+            frame.loc[mask, "reranker"] = served_scores(reranker, target_type, frame.loc[mask])
     profiles = targets_frame(libs, until=cutoff)
     documents = {
         (t, i): "\n".join(x for x in texts if x)
@@ -179,29 +181,53 @@ def evaluate_history(
     """Fit on the decisions before a cutoff and rank the coordinator sessions after it.
 
     The cutoff is the time by which ``1 - test_share`` of the accept/reject decisions were made. The
-    matcher's vocabulary, the re-ranker and the target histories are fitted on what was known then.
-    Each later session (the targets shown to a coordinator for one need) is a ranking task; the
-    relevance of a target is its rating when accepted (3 without one), 0 when rejected. Methods:
-    ``reranker`` (the model), ``fusion`` (its untrained weighted sum), ``char_tfidf`` (plain
-    character TF-IDF cosine) and ``shown_order`` (the order the simulator showed, a reference that
-    knew the hidden relevance). Sessions without any acceptance carry no ranking signal and are left out.
+    matcher's vocabulary, its tag classifier (on the needs created by then), the re-ranker (with its
+    gate) and the target histories are fitted on what was known then. Each later session (the targets
+    shown to a coordinator for one need) is a ranking task; the relevance of a target is its rating
+    when accepted (3 without one), 0 when rejected. Methods: ``reranker`` (the model as it serves),
+    ``fusion`` (its base score), ``char_tfidf`` (plain character TF-IDF cosine) and ``shown_order``
+    (the order the simulator showed, a reference that knew the hidden relevance). Sessions without any
+    acceptance carry no ranking signal and are left out.
+
+    Datasets: ``history`` (stored needs, all types), ``history/<type>`` (each target type), and
+    ``history_free_text`` and ``history_free_text/<type>``: the same needs as typed free text, tags
+    removed and inferred by the classifier fitted before the cutoff.
     """
     rows_all = decision_rows(libs)
     if rows_all.empty:
         raise ValueError("the libraries hold no decisions to evaluate on")
     cutoff = rows_all["decided_at"].quantile(1 - test_share)
     model = build_matcher(params).fit(targets_frame(libs, until=cutoff))
+    model.fit_tagger(needs_frame(libs, libs.needs.loc[libs.needs["created_at"] <= cutoff, "id"].tolist()), libs.taxonomy)
     model.fit_reranker(libs, until=cutoff)
     test = rows_all.loc[rows_all["decided_at"] > cutoff].reset_index(drop=True)
     frame = history_scores(model, libs, test, cutoff)
+    later = needs_frame(libs, list(dict.fromkeys(test["need_id"])))
+    inferred = dict(zip(later["id"], model.infer_tags(later["text"].tolist()), strict=True))
+    free = history_scores(model, libs, test, cutoff, need_tags={i: [t["tag"] for t in v] for i, v in inferred.items()})
+    result = _history_rows("history", frame, n_resamples, ordering=True)
+    result += _history_rows("history_free_text", free, n_resamples)
+    for target_type in TARGET_TYPES:
+        for dataset, part in ((f"history/{target_type}", frame), (f"history_free_text/{target_type}", free)):
+            chosen = part.loc[part["target_type"] == target_type]
+            if len(chosen):
+                result += _history_rows(dataset, chosen, n_resamples, ks=(5,))
+    result += _exposure_rows(model, libs, test, n_resamples)
+    return HistoryResult(rows=result, frame=frame, cutoff=cutoff, model=model)
+
+
+def _history_rows(
+    dataset: str, frame: pd.DataFrame, n_resamples: int, *, ordering: bool = False, ks: Sequence[int] = HISTORY_KS
+) -> list[dict]:
+    """Ranking metrics of each method over the sessions of ``frame``, and the re-ranker's paired gain."""
     result = []
     sessions = [g for _, g in frame.groupby("session", sort=True) if (g["gain"] > 0).any() and len(g) > 1]
     for method in HISTORY_METHODS:
         groups = [(g[method].to_numpy(dtype=float), g["gain"].to_numpy(dtype=float)) for g in sessions]
-        result += _ranking_metrics("history", method, groups, HISTORY_KS, n_resamples)
-        if method != "shown_order":
-            result += _ordering_rows("history", method, frame, frame[method].to_numpy(dtype=float), n_resamples)
-    # the gain of re-ranking over the untrained fusion, per session, with its own interval
+        result += _ranking_metrics(dataset, method, groups, ks, n_resamples)
+        if ordering and method != "shown_order":
+            result += _ordering_rows(dataset, method, frame, frame[method].to_numpy(dtype=float), n_resamples)
+    # the gain of re-ranking over the base score, per session, with its own interval
     differences = []
     for g in sessions:
         gains = dict(enumerate(g["gain"]))
@@ -211,10 +237,9 @@ def evaluate_history(
             ndcg[method] = metrics.ndcg_at_k(list(np.lexsort((np.arange(len(scores)), -scores))), gains, 5)
         differences.append(ndcg["reranker"] - ndcg["fusion"])
     result.append(
-        _row("history", "reranker-fusion", "nDCG", 5, metrics.bootstrap_ci(differences, n_resamples=n_resamples), len(differences))
+        _row(dataset, "reranker-fusion", "nDCG", 5, metrics.bootstrap_ci(differences, n_resamples=n_resamples), len(differences))
     )
-    result += _exposure_rows(model, libs, test, n_resamples)
-    return HistoryResult(rows=result, frame=frame, cutoff=cutoff, model=model)
+    return result
 
 
 def _exposure_rows(model: Matcher, libs: Libraries, test: pd.DataFrame, n_resamples: int, k: int = 5) -> list[dict]:

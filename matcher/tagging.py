@@ -93,7 +93,7 @@ class TagClassifier(BaseEstimator):
         vectorizer: TextVectorizer | None = None,
         C: float = 10.0,
         threshold: float | None = None,
-        max_tags: int = 3,
+        max_tags: int = 2,
         cv: int = 5,
         random_state: int = 0,
     ) -> None:

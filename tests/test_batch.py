@@ -871,6 +871,52 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
         assert rows.get(need_id, {}) == expected
 
 
+def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Needs without tags (typed free text) get the same inferred tags, so the same rows, in batch and HTTP."""
+    from matcher.library import needs_frame as stored_needs
+    from matcher.library import targets_frame as stored_targets
+    from matcher.training import stored_libraries
+
+    monkeypatch.setenv("MATCHER_DATA_DIR", str(trained["data"]))
+    libs = stored_libraries(trained["database"], trained["data"])
+    targets = stored_targets(libs)
+    files = {}
+    for target_type in ("expert", "resource", "project"):
+        rows = targets[targets["target_type"] == target_type]
+        files[target_type] = _jsonl(
+            tmp_path / f"{target_type}.jsonl",
+            [
+                {
+                    "id": row.id,
+                    "text": "\n".join(t for t in row.texts if t),
+                    "tags": list(row.tags),
+                    "counties": list(row.counties),
+                    **({"org_id": row.org_id} if row.org_id else {}),
+                    **({} if pd.isna(row.capacity) else {"capacity": int(row.capacity) - int(row.load)}),
+                    "available": bool(row.available),
+                }
+                for row in rows.itertuples()
+            ],
+        )
+    typed = ["我们机构刚成立，分不清个案工作和个案管理，想请专家指导转介流程", "心语小屋", "留守儿童心理辅导怎么做"]
+    stored = stored_needs(libs).to_dict("records")  # the tagged needs the tag classifier learns from, as in train
+    needs_file = _jsonl(
+        tmp_path / "needs.jsonl", [*stored, *({"id": f"T{i}", "text": text} for i, text in enumerate(typed))]
+    )
+    out = tmp_path / "out.parquet"
+    run_batch(needs_file, files, out, k=5)
+    rows = _rows_by_need(out)
+    for number, text in enumerate(typed):
+        response = client.post("/v1/match", json={"text": text, "k": 5})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["need"]["inferred_tags"] is not None
+        assert body["need"]["tags"] == [t["tag"] for t in body["need"]["inferred_tags"]]
+        expected = {t: [(r["id"], r["score"]) for r in results] for t, results in body["results"].items() if results}
+        assert rows.get(f"T{number}", {}) == expected
+    assert client.post("/v1/match", json={"text": typed[0], "tags": []}).get_json()["need"].get("inferred_tags") is None
+
+
 def test_progress_bar_only_when_asked(library: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_batch(library["needs"], targets_of(library), tmp_path / "a.csv")
     assert capsys.readouterr().err == ""  # stderr is not a terminal here
