@@ -736,6 +736,10 @@ def models_list(verify: bool) -> None:
             except MatcherError as error:
                 line += f"  REFUSED {error}"
         click.echo(line)
+        reranker = (row.get("metrics") or {}).get("reranker") or {}
+        for target_type, verdict in sorted((reranker.get("gate") or {}).items()):
+            served = "re-ranked" if target_type in reranker.get("reranked", []) else "base score"
+            click.echo(f"      {target_type}: {served} ({verdict.get('why', '')})")
 
 
 @models.command("activate")

@@ -47,6 +47,12 @@ def train_version(
     model.fit_tagger(needs_frame(libs), libs.taxonomy)
     model.fit_reranker(libs)
     metrics: dict[str, Any] = {"reranker": model.reranker_.summary()}
+    if model.tagger_ is not None:
+        metrics["tagger"] = {
+            "threshold": model.tagger_.threshold_,
+            "cv_micro_f1": None if model.tagger_.cv_f1_ is None else round(model.tagger_.cv_f1_, 4),
+            "labels": len(model.tagger_.classes_),
+        }
     if evaluate and len(libs.decisions):
         metrics["held_out"] = _held_out(libs, params)
     return persist.save(

@@ -331,3 +331,27 @@ def test_diversity_spreads_the_top_k(toy_targets) -> None:
     diverse = build_matcher({"diversity": 0.7}).fit(frame).recommend(need, k=3, target_types=["expert"])["expert"]
     assert sum(r["id"].startswith("E1") for r in plain) == 3
     assert sum(r["id"].startswith("E1") for r in diverse) < 3
+
+
+def test_manifest_and_models_list_say_which_types_are_reranked_and_why(tmp_path, monkeypatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from matcher.cli import cli
+    from matcher.training import train_version
+
+    models = tmp_path / "models"
+    version = train_version(
+        data=ROOT / "data", models=models, database_url=f"sqlite:///{tmp_path / 'm.sqlite3'}", evaluate=False
+    )
+    manifest = json.loads((models / version / "manifest.json").read_text(encoding="utf-8"))
+    summary = manifest["metrics"]["reranker"]
+    assert set(summary["gate"]) == {"expert", "project", "resource"}
+    assert manifest["metrics"]["tagger"]["labels"] == 22
+    monkeypatch.setenv("MATCHER_MODELS_DIR", str(models))
+    listed = CliRunner().invoke(cli, ["models", "list"])
+    assert listed.exit_code == 0, listed.output
+    for target_type, verdict in summary["gate"].items():
+        served = "re-ranked" if target_type in summary["reranked"] else "base score"
+        assert f"{target_type}: {served} ({verdict['why']})" in listed.output
