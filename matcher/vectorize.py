@@ -19,7 +19,7 @@ from matcher.text import normalise, prepare_segments, segment
 
 __all__ = ["WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
 
-WEIGHTINGS = ("tfidf", "bm25")
+WEIGHTINGS = ("tfidf", "bm25", "okapi")
 
 _RUNS = re.compile(r"[^\W_]+")
 
@@ -220,9 +220,14 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         n-gram ranges of the two blocks.
     min_df : int or float
         Passed to both blocks.
-    weighting : {"tfidf", "bm25"}
-        Term weighting of both blocks: TF-IDF (``TfidfTransformer``, smooth idf) or Okapi BM25
-        (:class:`BM25Transformer`, with ``k1`` and ``b``).
+    weighting : {"tfidf", "bm25", "okapi"}
+        Term weighting of both blocks: TF-IDF (``TfidfTransformer``, smooth idf), BM25 vectors
+        compared by cosine (:class:`BM25Transformer`, with ``k1`` and ``b``), or Okapi BM25 as a search
+        engine scores it (``okapi``): a target's terms carry the saturated term frequency, a need's
+        distinct terms their idf, and the dot product of a need and a target is, per block, the BM25
+        score over the need's largest possible one, ``sum_t idf(t) sat(t) / ((k1 + 1) sum_t idf(t))``,
+        in [0, 1). Needs and targets are then vectorised differently: :meth:`transform_queries` for
+        needs, :meth:`transform` for targets.
     sublinear_tf : bool
         With TF-IDF, use ``1 + log(tf)`` term frequencies.
     k1, b : float
@@ -307,8 +312,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         return blocks
 
     def _weighting(self) -> TfidfTransformer | BM25Transformer:
-        if self.weighting == "bm25":
-            return BM25Transformer(k1=self.k1, b=self.b)
+        if self.weighting in ("bm25", "okapi"):
+            return BM25Transformer(k1=self.k1, b=self.b, norm="l2" if self.weighting == "bm25" else None)
         return TfidfTransformer(sublinear_tf=self.sublinear_tf)
 
     def preprocess(self, raw_documents: Iterable[str]) -> list[str]:
@@ -441,8 +446,29 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
         return self._weigh([self._block_counts(name, docs) for name in names])
 
-    def _block_counts(self, name: str, docs: list[str]) -> sp.csr_matrix:
-        """Counts of the fitted block's terms in ``docs``: CSR of shape (n_docs, block vocabulary)."""
+    def transform_queries(self, docs: list[str]) -> sp.csr_matrix:
+        """Vectorise needs (texts already passed through the preprocessor) to score against targets.
+
+        The same as :meth:`transform_preprocessed` except with ``weighting="okapi"``, where a need's
+        distinct terms carry their idf, normalised so that the dot product with a target vector is the
+        block-weighted BM25 score over the need's largest possible one, in [0, 1).
+        """
+        check_is_fitted(self, "weights_")
+        if self.weighting != "okapi":
+            return self.transform_preprocessed(docs)
+        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
+        counted = [self._block_counts(name, docs, unknown=True) for name in names]
+        unknown = np.concatenate([c[1] for c in counted])  # (block, row): distinct terms not in the vocabulary
+        return self._weigh([c[0] for c in counted], queries=True, unknown=unknown)
+
+    def _block_counts(
+        self, name: str, docs: list[str], *, unknown: bool = False
+    ) -> sp.csr_matrix | tuple[sp.csr_matrix, np.ndarray]:
+        """Counts of the fitted block's terms in ``docs``: CSR of shape (n_docs, block vocabulary).
+
+        With ``unknown``, also the number of distinct terms of each doc that are not in the vocabulary:
+        ``(counts, array of shape (n_docs,))``.
+        """
         block = getattr(self, f"{name}_")
         size = len(block.vocabulary_)
         fast = _char_range(block) if name == "char" else None
@@ -451,17 +477,27 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             known, columns = self._code_columns()
             at = np.minimum(np.searchsorted(known, codes), max(len(known) - 1, 0))
             hit = known[at] == codes if len(known) else np.zeros(len(codes), dtype=bool)
-            return _counts(rows[hit], columns[at[hit]], len(docs), size)
+            counts = _counts(rows[hit], columns[at[hit]], len(docs), size)
+            if not unknown:
+                return counts
+            missed = np.unique(np.c_[rows[~hit], codes[~hit]], axis=0)[:, 0] if (~hit).any() else np.zeros(0, int)
+            return counts, np.bincount(missed, minlength=len(docs)).astype(np.float64)
         self._prepare_words(name, docs)
         analyze, vocabulary = self._analyzer(name), block.vocabulary_
         rows, columns = [], []
+        missing = np.zeros(len(docs))
         for row, doc in enumerate(docs):
+            unseen = set()
             for term in analyze(doc):
                 column = vocabulary.get(term)
                 if column is not None:
                     rows.append(row)
                     columns.append(column)
-        return _counts(np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64), len(docs), size)
+                elif unknown:
+                    unseen.add(term)
+            missing[row] = len(unseen)
+        counts = _counts(np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64), len(docs), size)
+        return (counts, missing) if unknown else counts
 
     def _code_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The character vocabulary as sorted n-gram codes and their columns (built on first use)."""
@@ -473,8 +509,17 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             self.__dict__["_codes"] = (codes[order], columns[order])
         return self.__dict__["_codes"]
 
-    def _weigh(self, counts: list[sp.csr_matrix]) -> sp.csr_matrix:
-        """Weighted, normalised vectors from each fitted block's count matrix (same rows)."""
+    def _weigh(
+        self, counts: list[sp.csr_matrix], *, queries: bool = False, unknown: np.ndarray | None = None
+    ) -> sp.csr_matrix:
+        """Weighted, normalised vectors from each fitted block's count matrix (same rows).
+
+        With ``weighting="okapi"``, targets (``queries=False``) get the saturated term frequencies and
+        needs (``queries=True``) the idf of their distinct terms over ``(k1 + 1)`` times their sum, times
+        the block's weight (a term not in the vocabulary, counted per (block, row) in ``unknown``, adds
+        the largest idf of its block to that sum: what the library lacks still counts as unmatched);
+        otherwise both get each block at unit norm times the square root of its weight.
+        """
         names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
         n_docs = counts[0].shape[0]
         joined = sp.hstack(counts, format="csr") if len(counts) > 1 else sp.csr_matrix(counts[0])
@@ -487,6 +532,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         weightings = [self.weighting_[n] for n in names]
         idf = np.concatenate([w.idf_ for w in weightings])
         n_segments = n_docs * len(names)
+        if self.weighting == "okapi":
+            return self._okapi(joined, data, columns, segment, idf, names, queries, unknown)
         if isinstance(weightings[0], BM25Transformer):
             lengths = np.bincount(segment, weights=data, minlength=n_segments)
             relative = lengths / np.repeat([w.avgdl_ for w in weightings], n_docs)
@@ -503,6 +550,38 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         shape = (n_docs, int(offsets[-1]))
         indptr = joined.indptr.astype(np.int64)
         return sp.csr_matrix((data.astype(np.float32), columns, indptr), shape=shape)
+
+    def _okapi(
+        self,
+        joined: sp.csr_matrix,
+        data: np.ndarray,
+        columns: np.ndarray,
+        segment: np.ndarray,
+        idf: np.ndarray,
+        names: list[str],
+        queries: bool,
+        unknown: np.ndarray | None,
+    ) -> sp.csr_matrix:
+        """The ``okapi`` vectors of :meth:`_weigh`: saturated tf for targets, normalised idf for needs."""
+        n_docs = joined.shape[0]
+        n_segments = n_docs * len(names)
+        weightings = [self.weighting_[n] for n in names]
+        k1, b = weightings[0].k1, weightings[0].b
+        if queries:
+            data = idf[columns].copy() if len(columns) else data
+            totals = np.bincount(segment, weights=data, minlength=n_segments)
+            if unknown is not None:
+                rarest = np.repeat([w.idf_.max(initial=0.0) for w in weightings], n_docs)
+                totals = totals + unknown * rarest
+            totals *= k1 + 1
+            share = np.repeat([self.weights_[n] for n in names], n_docs)
+            data *= (share / np.where(totals > 0, totals, 1.0))[segment]
+        else:
+            lengths = np.bincount(segment, weights=data, minlength=n_segments)
+            relative = lengths / np.repeat([w.avgdl_ for w in weightings], n_docs)
+            data = data * (k1 + 1) / (data + k1 * (1 - b + b * relative[segment]))
+        indptr = joined.indptr.astype(np.int64)
+        return sp.csr_matrix((data.astype(np.float32), columns, indptr), shape=joined.shape)
 
     def _analyzer(self, name: str) -> Callable[[str], list[str]]:
         analyzers = self.__dict__.setdefault("_analyzers", {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -10,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from matcher.vectorize import TextVectorizer
+from matcher.vectorize import TextVectorizer, char_ngrams
 
 DOCS = [
     "个案管理实务与转介",
@@ -118,3 +120,46 @@ def test_fast_path_equals_the_sklearn_transformers(weighting) -> None:
 def test_unknown_weighting_is_named() -> None:
     with pytest.raises(ValueError, match="weighting"):
         TextVectorizer(weighting="bm42").fit(DOCS)
+
+
+def test_okapi_scores_are_bm25_over_the_needs_largest_score() -> None:
+    """``okapi``: need · target is, per block, sum idf·sat / ((k1 + 1) · sum idf), computed here by hand."""
+    import math
+
+    docs = ["个案管理", "个案管理与转介督导", "小组工作"]
+    vectorizer = TextVectorizer(char_weight=1.0, word_weight=0.0, weighting="okapi", k1=0.5, b=1.0).fit(docs)
+    targets = vectorizer.transform(docs)
+    need = vectorizer.transform_queries(vectorizer.preprocess(["个案转介"]))
+    grams = [char_ngrams(d) for d in docs]
+    avgdl = sum(len(g) for g in grams) / len(grams)
+
+    def idf(term: str) -> float:
+        df = sum(term in set(g) for g in grams)
+        return math.log1p((len(docs) - df + 0.5) / (df + 0.5))
+
+    query = set(char_ngrams("个案转介"))  # 个 案 转 介 个案 案转 转介: 案转 is in no document
+    rarest = max(idf(t) for g in grams for t in g)
+    total = sum(idf(t) for t in query if any(t in g for g in grams)) + rarest * sum(
+        not any(t in g for g in grams) for t in query
+    )
+    for row, doc_grams in enumerate(grams):
+        expected = sum(
+            idf(t) * doc_grams.count(t) * 1.5 / (doc_grams.count(t) + 0.5 * len(doc_grams) / avgdl)
+            for t in query
+            if t in doc_grams
+        ) / (1.5 * total)
+        assert (need @ targets[row].T).toarray()[0, 0] == pytest.approx(expected, rel=1e-5)
+    scores = (need @ targets.T).toarray()[0]
+    assert scores.argmax() == 1 and (scores >= 0).all() and (scores < 1).all()
+
+
+def test_okapi_terms_the_library_lacks_keep_a_need_weak() -> None:
+    docs = ["个案管理与转介督导", "小组工作实务", "养老服务"]
+    vectorizer = TextVectorizer(weighting="okapi", k1=0.3, b=1.0).fit(docs)
+    targets = vectorizer.transform(docs)
+    plain = (vectorizer.transform_queries(["个案管理"]) @ targets.T).toarray()[0, 0]
+    padded = (vectorizer.transform_queries(["个案管理 无人机航拍区块链"]) @ targets.T).toarray()[0, 0]
+    assert plain > 2 * padded > 0
+    twin = pickle.loads(pickle.dumps(vectorizer))
+    assert (twin.transform_queries(["个案管理"]) != vectorizer.transform_queries(["个案管理"])).nnz == 0
+    assert clone(vectorizer).get_params() == vectorizer.get_params()
