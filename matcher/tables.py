@@ -10,17 +10,15 @@ number) and the column header as written in the file.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
 import math
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO, StringIO
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from matcher.errors import LibraryError
+from matcher.output import FORMULA_TRIGGERS, unescape_csv, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -223,22 +222,14 @@ def write_rejects(tables: Sequence[Table], path: str | os.PathLike[str]) -> None
         inputs.update(dict.fromkeys(c for c in table.rejects.columns if c not in _RESERVED))
     header = ["file", "row", *inputs, "reason"]
     target = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            for table in tables:
-                for record in table.rejects.to_dict("records"):
-                    record["file"] = table.path
-                    writer.writerow([_blank_if_missing(record.get(c)) for c in header])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def rows() -> Iterator[list[Any]]:
+        for table in tables:
+            for record in table.rejects.to_dict("records"):
+                record["file"] = table.path
+                yield [_blank_if_missing(record.get(c)) for c in header]
+
+    write_csv(target, header, rows())
     logger.info("wrote %d rejected rows to %s", sum(len(t.rejects) for t in tables), target)
 
 
@@ -321,7 +312,7 @@ def _read_csv(file: str, data: bytes) -> _Raw:
         _fail(file, "the file is empty")
     except pd.errors.ParserError as exc:
         _csv_parse_error(file, exc)
-    records = frame.to_numpy(dtype=object).tolist()
+    records = [[unescape_csv(cell) for cell in record] for record in frame.to_numpy(dtype=object).tolist()]
     return _Raw(_labels(records[0]), [(n, cells) for n, cells in enumerate(records[1:], 1)])
 
 
@@ -488,6 +479,8 @@ def _parse_row(
     record_id = _text(values.get("id")).strip()
     if not record_id:
         found.append(Problem(file, number, header["id"], "empty id"))
+    elif record_id.startswith(FORMULA_TRIGGERS):
+        found.append(Problem(file, number, header["id"], f"id {record_id!r} must not begin with = + - @"))
     title = _text(values.get("title")).strip()
     text = _text(values.get("text")).strip()
     if not text:

@@ -17,7 +17,6 @@ nothing imported), :class:`~matcher.errors.NotFoundError`, :class:`~matcher.erro
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
@@ -27,7 +26,6 @@ import math
 import os
 import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
 from matcher.library import FILES, Libraries, load_libraries
+from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
@@ -1276,17 +1275,6 @@ def _cell(value: Any, *, lists_as_text: bool) -> Any:
     return value
 
 
-def _csv_cell(value: Any) -> str:
-    value = _cell(value, lists_as_text=True)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 @translate_db_errors
 def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -> int:
     """Write the live records of ``kind`` to ``path`` (``.csv`` UTF-8 with BOM, ``.jsonl`` or ``.xlsx``).
@@ -1304,31 +1292,19 @@ def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
         rows = _export_rows(session, kind)
     columns = list(spec.columns)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        if suffix == ".csv":
-            with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(columns)
-                writer.writerows([_csv_cell(r[c]) for c in columns] for r in rows)
-        elif suffix == ".xlsx":
-            os.close(fd)
-            import openpyxl
-
-            workbook = openpyxl.Workbook(write_only=True)
-            sheet = workbook.create_sheet(kind)
-            sheet.append(columns)
+    if suffix == ".csv":
+        write_csv(target, columns, ([_cell(r[c], lists_as_text=True) for c in columns] for r in rows))
+    elif suffix == ".xlsx":
+        book = workbook(write_only=True)
+        sheet = book.create_sheet(kind)
+        append_row(sheet, columns)
+        for r in rows:
+            append_row(sheet, [_cell(r[c], lists_as_text=True) for c in columns])
+        save_workbook(book, target)
+    else:
+        with atomic_file(target) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
             for r in rows:
-                sheet.append([_cell(r[c], lists_as_text=True) for c in columns])
-            workbook.save(tmp)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                for r in rows:
-                    record = {c: _cell(r[c], lists_as_text=False) for c in columns}
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                record = {c: _cell(r[c], lists_as_text=False) for c in columns}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     logger.info("exported %d %s to %s", len(rows), kind, target)
     return len(rows)

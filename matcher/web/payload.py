@@ -3,8 +3,10 @@
 * :func:`json_body`: the JSON object of a request. Not JSON → 415 (or 400), malformed, too deeply
   nested or not an object → 400. Bodies over ``MAX_CONTENT_LENGTH`` (64 KiB) are refused with 413
   before they are read.
-* Texts anywhere in a body, query string or path must not hold NUL characters or unpaired
-  surrogates (PostgreSQL and UTF-8 cannot store them): 400 naming the field.
+* Texts anywhere in a body, query string or path must not hold control characters other than tab,
+  newline and carriage return (:data:`matcher.store.records.CONTROL_CHARACTERS`, the rule imports
+  follow too) or unpaired surrogates (PostgreSQL, UTF-8 and worksheets cannot store them): 400
+  naming the field.
 * :func:`query`: a query string validated by a pydantic model (400 naming the parameter).
 * :func:`respond`: a JSON body, checked against its response model when ``VALIDATE_RESPONSES`` is on
   (the tests turn it on), so the OpenAPI document and the bodies cannot drift apart.
@@ -18,6 +20,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from matcher.store.records import CONTROL_CHARACTERS
 from matcher.web.errors import BadRequestError
 
 __all__ = ["ResponseSchemaError", "install", "json_body", "query", "respond"]
@@ -30,7 +33,7 @@ class ResponseSchemaError(RuntimeError):
 
 
 def _bad_text(value: str) -> bool:
-    if "\x00" in value:
+    if CONTROL_CHARACTERS.search(value):
         return True
     try:
         value.encode("utf-8")
@@ -44,12 +47,12 @@ def _check(value: Any, where: str, depth: int = 0) -> None:
         raise BadRequestError(f"{where or 'body'}: nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
         if _bad_text(value):
-            raise BadRequestError(f"{where or 'body'}: must not contain NUL characters or unpaired surrogates")
+            raise BadRequestError(f"{where or 'body'}: must not contain control characters or unpaired surrogates")
     elif isinstance(value, dict):
         for key, item in value.items():
             path = f"{where}.{key}" if where else str(key)
             if _bad_text(key):
-                raise BadRequestError(f"{where or 'body'}: a field name contains NUL characters or unpaired surrogates")
+                raise BadRequestError(f"{where or 'body'}: a field name contains control characters or unpaired surrogates")
             _check(item, path, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -92,12 +95,12 @@ def respond(body: Any, model: type[BaseModel] | None = None, status: int = 200) 
 def _check_url_texts() -> None:
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str) and _bad_text(value):
-            raise BadRequestError(f"{name}: must not contain NUL characters")
+            raise BadRequestError(f"{name}: must not contain control characters")
     for name, value in request.args.items(multi=True):
         if _bad_text(name) or _bad_text(value):
-            raise BadRequestError(f"{name if not _bad_text(name) else 'query'}: must not contain NUL characters")
+            raise BadRequestError(f"{name if not _bad_text(name) else 'query'}: must not contain control characters")
 
 
 def install(app: Flask) -> None:
-    """Refuse NUL characters in paths and query strings before any view runs."""
+    """Refuse control characters in paths and query strings before any view runs."""
     app.before_request(_check_url_texts)
