@@ -609,8 +609,11 @@ def import_command(kind: str, file: Path) -> None:
     url = database_url()
     ensure_database(url, data_dir())
     try:
-        report = import_file(kind, file, url=url)
+        report = import_file(kind, file, url=url, actor=_cli_actor())
     except ImportRejectedError as error:
+        if len(error.problems) == 1:
+            click.echo(f"matcher: {error.problems[0]}; nothing was imported", err=True)
+            sys.exit(EXIT_USAGE)
         click.echo(f"matcher: {file}: {len(error.problems)} problem(s); nothing was imported:", err=True)
         for problem in error.problems:
             click.echo(f"  {problem}", err=True)
@@ -629,7 +632,7 @@ def export_command(kind: str, file: Path) -> None:
 
     url = database_url()
     ensure_database(url, data_dir())
-    written = export_file(kind, file, url=url)
+    written = export_file(kind, file, url=url, actor=_cli_actor())
     click.echo(f"exported {written} {kind} to {file}")
 
 

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from matcher import persist
 from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher, term_spans
-from matcher.privacy import index_text, redacted_text, shown_index_text
+from matcher.privacy import index_text, shown_index_text
+from matcher.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ class MatchService:
         model, manifest, libraries = self._serving()
         with self._lock:
             need = resolve_need(request, libraries)
-            shown = redacted_text(need["text"] or "")
+            shown = redact(need["text"] or "")
             county = request.filters.county if request.filters else None
             results = model.recommend(
                 {**need, "text": index_text(shown)}, k=request.k, target_types=request.targets, county=county

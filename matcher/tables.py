@@ -268,6 +268,8 @@ def _decode(file: str, data: bytes, *, csv_rows: bool) -> str:
     except UnicodeDecodeError:
         pass
     else:
+        if not _looks_simplified(text):
+            _fail(file, "not UTF-8, and read as GB18030 it is mostly rare characters (Big5?); save the file as UTF-8")
         # a file that is valid UTF-8 up to a late bad byte is more likely damaged UTF-8
         log = logger.warning if not prefix.isascii() else logger.info
         log("%s: not UTF-8 (line %d), read as GB18030", file, line)
@@ -279,6 +281,23 @@ def _decode(file: str, data: bytes, *, csv_rows: bool) -> str:
     if row == 0:
         _fail(file, f"{message} (in the header line)")
     _fail(file, f"{message} (line {line} of the file)", row=row)
+
+
+def _looks_simplified(text: str) -> bool:
+    """Whether most non-ASCII characters of ``text`` are in GB2312 (true of Chinese read with the right encoding).
+
+    Big5 or Shift-JIS bytes read as GB18030 give mostly rare characters outside GB2312.
+    """
+    wide = [c for c in text[:20000] if ord(c) > 127]
+    if not wide:
+        return True
+    rare = 0
+    for char in wide:
+        try:
+            char.encode("gb2312")
+        except UnicodeEncodeError:
+            rare += 1
+    return rare * 3 <= len(wide)
 
 
 def _csv_records(text: str) -> int:
@@ -298,6 +317,8 @@ def _csv_records(text: str) -> int:
 
 
 def _read_csv(file: str, data: bytes) -> _Raw:
+    if b"\x00" in data[:65536]:
+        _fail(file, "holds binary data (NUL bytes), not CSV text; save the file as CSV UTF-8")
     text = _decode(file, data, csv_rows=True).lstrip("\ufeff \t\r\n")
     try:
         frame = pd.read_csv(
@@ -365,6 +386,7 @@ def _read_xlsx(file: str) -> _Raw:
                 records = [list(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
             finally:
                 workbook.close()
+            _check_formulas(file, data, records)
     except TableError:
         raise
     except Exception as exc:  # openpyxl raises many types for corrupt files
@@ -376,6 +398,34 @@ def _read_xlsx(file: str) -> _Raw:
     width = max(len(r) for r in records)
     records = [r + [None] * (width - len(r)) for r in records]
     return _Raw(_labels(records[0]), [(n, cells) for n, cells in enumerate(records[1:], 1)])
+
+
+def _check_formulas(file: str, data: bytes, values: list[list[Any]]) -> None:
+    """Fail on the first formula cell without a saved value (a file written by a program, never opened in Excel)."""
+    import zipfile
+
+    import openpyxl
+
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+            if not any(re.search(rb"<f[ >/]", archive.read(n)) for n in sheets):
+                return
+    except (zipfile.BadZipFile, KeyError):
+        return
+    workbook = openpyxl.load_workbook(BytesIO(data), read_only=True, data_only=False)
+    try:
+        for number, row in enumerate(workbook.worksheets[0].iter_rows()):
+            for column, cell in enumerate(row):
+                cached = values[number][column] if number < len(values) and column < len(values[number]) else None
+                if getattr(cell, "data_type", None) == "f" and cached is None:
+                    _fail(
+                        file,
+                        f"cell {cell.coordinate} holds a formula with no saved value; open and save the file in Excel, "
+                        "or replace the formula by its value",
+                    )
+    finally:
+        workbook.close()
 
 
 def _labels(header: list[Any]) -> list[str]:

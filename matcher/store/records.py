@@ -61,6 +61,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "DECISIONS",
     "KINDS",
     "MODELS",
@@ -76,7 +77,6 @@ __all__ = [
     "OrganisationIn",
     "ProjectIn",
     "ResourceIn",
-    "CONTROL_CHARACTERS",
     "canonical_value",
     "clean_text",
     "field_errors",

@@ -40,13 +40,14 @@ import pandas as pd
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
 from matcher.library import FILES, Libraries, load_libraries
 from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
+from matcher.store import audit
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
     KINDS,
@@ -1141,6 +1142,13 @@ def _map_headers(file: str, kind: str, headers: list[str], rows: list[tuple[int,
             )
         else:
             mapping[field] = index
+    if not mapping and headers:
+        shown = ", ".join(repr(h[:20]) for h in headers[:3]) + (", …" if len(headers) > 3 else "")
+        message = (
+            f"no column of this file is a column of {kind} (headers read: {shown}); "
+            "is it the right file, saved as CSV UTF-8, JSONL or XLSX?"
+        )
+        raise ImportRejectedError([Problem(file, None, None, message)])
     if "id" not in mapping:
         problems.append(Problem(file, None, "id", "missing column 'id' (also accepted: '编号')"))
     if problems:
@@ -1165,7 +1173,7 @@ def _stored_equal(old: Any, new: Any) -> bool:
 
 
 @translate_db_errors
-def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -> ImportReport:
+def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None, actor: str = "cli") -> ImportReport:
     """Import one CSV/JSONL/XLSX file of ``kind``: upsert by id, all or nothing, in one transaction.
 
     Headers are matched with the kind's aliases (:mod:`matcher.store.records`). Every row is validated
@@ -1174,6 +1182,10 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
     imported. Columns absent from the file keep their stored values for existing records (a blank
     ``created_at``/``decided_at`` too). Rows equal to the stored record are not written. A soft-deleted
     record with the id of a row is restored. Decisions are stored as given; no engagement is derived.
+
+    A value the database refuses all the same is one :class:`ImportRejectedError` problem naming the
+    row and the column, never the SQL or the value. The import is written to the audit log (``actor``,
+    kind, file name, counts and the ids created or changed) in the same transaction.
     """
     spec = _kind(kind)
     file = os.fspath(path)
@@ -1236,16 +1248,80 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
                 values["deleted_at"] = None
         creates.sort(key=lambda v: v["id"])
         updates.sort(key=lambda v: v["id"])
-        if creates:
-            session.execute(insert(spec.table), creates)
-        if updates:
-            session.execute(update(spec.table), updates)
-        if creates or updates:
+        _write_import(session, spec, creates, updates, file, seen, header_of)
+        if creates or updates:  # an import that changes nothing is no edit
             bump_revision(session)
+            audit.record(
+                session,
+                actor=actor,
+                action="import",
+                kind=kind,
+                detail={
+                    "file": Path(file).name,
+                    "created": len(creates),
+                    "updated": len(updates),
+                    "unchanged": unchanged,
+                    "created_ids": [v["id"] for v in creates],
+                    "updated_ids": [v["id"] for v in updates],
+                },
+            )
         _test_pause()
     report = ImportReport(len(creates), len(updates), unchanged)
     logger.info("imported %s into %s: %s", file, kind, report)
     return report
+
+
+def _write_import(
+    session: Session,
+    spec: _Kind,
+    creates: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    file: str,
+    rows: dict[str, int],
+    header_of: dict[str, str],
+) -> None:
+    """Insert ``creates`` and update ``updates``; a refused value is an :class:`ImportRejectedError` naming row and column.
+
+    The writes run in a savepoint; when the database refuses them, each row is tried alone (and then
+    with one field at a time set to a blank value) to find the row and field to name.
+    """
+    try:
+        with session.begin_nested():
+            if creates:
+                session.execute(insert(spec.table), creates)
+            if updates:
+                session.execute(update(spec.table), updates)
+    except (OperationalError, InterfaceError):
+        raise
+    except DBAPIError as error:
+        logger.info("the database refused an import of %s: %s", file, type(getattr(error, "orig", error)).__name__)
+        statement = [(insert(spec.table), values) for values in creates] + [(update(spec.table), v) for v in updates]
+        for query, values in statement:
+            if _refused(session, query, values):
+                field = next((f for f in values if f != "id" and not _refused(session, query, _blank(values, f))), None)
+                column = header_of.get(field, field) if field else None
+                reason = type(getattr(error, "orig", error)).__name__
+                message = f"the database refused {'this value' if field else 'this row'} ({reason})"
+                raise ImportRejectedError([Problem(file, rows.get(values["id"]), column, message)]) from None
+        raise ImportRejectedError([Problem(file, None, None, "the database refused the import")]) from None
+
+
+def _refused(session: Session, query: Any, values: dict[str, Any]) -> bool:
+    """Whether the database refuses ``query`` with ``values`` (tried in a savepoint that is always rolled back)."""
+    nested = session.begin_nested()
+    try:
+        session.execute(query, [values])
+    except DBAPIError:
+        return True
+    finally:
+        nested.rollback()
+    return False
+
+
+def _blank(values: dict[str, Any], field: str) -> dict[str, Any]:
+    value = values[field]
+    blank = [] if isinstance(value, list) else "" if isinstance(value, str) else None
+    return {**values, field: blank}
 
 
 def _test_pause() -> None:
@@ -1276,12 +1352,15 @@ def _cell(value: Any, *, lists_as_text: bool) -> Any:
 
 
 @translate_db_errors
-def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -> int:
+def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None, actor: str = "cli") -> int:
     """Write the live records of ``kind`` to ``path`` (``.csv`` UTF-8 with BOM, ``.jsonl`` or ``.xlsx``).
 
     Columns are those of ``data/<kind>.csv`` (decisions add ``comment, model_version, score``); lists
     are joined with ``;`` in CSV and XLSX and are arrays in JSONL; times are UTC ISO 8601 with ``Z``.
-    Importing the file again changes nothing. Returns the number of records written.
+    Importing the file again changes nothing. Cells are written by :mod:`matcher.output` (typed
+    XLSX text, CSV texts that could start a formula quoted). An export of experts with phone or
+    e-mail is audited as a view of their contact details by ``actor``. Returns the number of
+    records written.
     """
     spec = _kind(kind)
     target = Path(path)
@@ -1290,6 +1369,16 @@ def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
         raise LibraryError(f"{target}: unsupported file type {suffix or '(none)'!r}; use .csv, .jsonl or .xlsx")
     with session_scope(url) as session:
         rows = _export_rows(session, kind)
+        if kind == "experts":
+            shown = [r["id"] for r in rows if r.get("phone") or r.get("email")]
+            if shown:
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="view_contacts",
+                    kind="experts",
+                    detail={"ids": shown, "export": target.name},
+                )
     columns = list(spec.columns)
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
