@@ -25,10 +25,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher import persist
+from matcher.errors import FieldError
 from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher, term_spans
 from matcher.privacy import index_text, shown_index_text
 from matcher.redact import redact
+from matcher.text import normalise
 
 logger = logging.getLogger(__name__)
 
@@ -185,17 +187,33 @@ class MatchResponse(_Out):
     results: MatchResults
 
 
+def _taxonomy_labels(tags: list[str], libraries: Libraries) -> list[str]:
+    """``tags`` as the taxonomy's labels (compared in normal form); :class:`FieldError` naming any other."""
+    labels = {normalise(label): label for label in libraries.taxonomy["label"]}
+    found, errors = [], []
+    for index, tag in enumerate(tags):
+        label = labels.get(normalise(tag))
+        if label is None:
+            errors.append({"field": f"tags.{index}", "message": f"tags.{index}: {tag!r} is not a tag of the taxonomy"})
+        elif label not in found:
+            found.append(label)
+    if errors:
+        raise FieldError(errors)
+    return found
+
+
 def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     """The need a request names: a stored need (with tags, county, organisation) or the free text.
 
-    A free-text need filtered to a county is taken to be in that county (its region reason matches).
+    A free-text need's ``tags`` must be labels of the taxonomy (:class:`FieldError` otherwise). A
+    free-text need filtered to a county is taken to be in that county (its region reason matches).
     """
     if request.need_id is None:
         county = request.filters.county if request.filters else None  # a free-text need is where it is asked for
         return {
             "id": None,
             "text": request.text,
-            "tags": request.tags or [],
+            "tags": _taxonomy_labels(request.tags or [], libraries),
             "counties": [county] if county else [],
             "org_id": None,
         }

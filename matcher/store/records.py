@@ -158,6 +158,8 @@ _LIST_SEPARATORS = re.compile(r"[;；、]")
 _WHOLE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 _TRUE = frozenset({"true", "1", "yes", "y", "t", "是", "可用"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", "否", "不可用"})
+#: Largest score a decision may record (match scores are at most a few units).
+MAX_SCORE = 1000.0
 _ID_PATTERN = r"^[^\s/?#%\\=+\-@][^\s/?#%\\]*$"
 #: Characters no stored text may hold: C0 controls other than tab, LF and CR, and DEL.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -225,6 +227,18 @@ def _number(value: Any) -> Any:
         return None
     if isinstance(value, str):
         value = unicodedata.normalize("NFKC", value).strip()
+    return value
+
+
+def _model_version(value: Any) -> Any:
+    """A model version as ``matcher models`` names them (``20261129T080000Z``: :data:`matcher.persist.VERSION_PATTERN`)."""
+    from matcher.persist import VERSION_PATTERN
+
+    value = _optional_text(value)
+    if isinstance(value, str) and not VERSION_PATTERN.match(value):
+        raise ValueError(
+            f"must be a model version such as 20261129T080000Z (as `matcher models list` shows), got {value[:40]!r}"
+        )
     return value
 
 
@@ -376,8 +390,10 @@ Count = _optional_whole(0, 1_000_000)
 Capacity = _whole(0, 1000)
 Rating = _optional_whole(1, 5)
 Rank = _optional_whole(1, 10_000)
-Score = Annotated[Annotated[float, Field(allow_inf_nan=False)] | None, BeforeValidator(_number)]
-ModelVersion = Annotated[Annotated[str, Field(max_length=32)] | None, BeforeValidator(_optional_text)]
+Score = Annotated[
+    Annotated[float, Field(allow_inf_nan=False, ge=-MAX_SCORE, le=MAX_SCORE)] | None, BeforeValidator(_number)
+]
+ModelVersion = Annotated[Annotated[str, Field(max_length=32)] | None, BeforeValidator(_model_version)]
 Stage = _choice("stage", STAGES)
 Urgency = _choice("urgency", URGENCIES)
 NeedStatus = _choice("status", NEED_STATUSES)

@@ -43,8 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
-from matcher.library import FILES, Libraries, load_libraries
+from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
+from matcher.library import FILES, Libraries, check_data_dir, load_libraries, load_places
 from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
 from matcher.store import audit
@@ -77,7 +77,7 @@ from matcher.store.schema import (
     utcnow,
 )
 from matcher.tables import Problem, TableError, read_rows
-from matcher.text import normalise, split_list
+from matcher.text import normalise, segment, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +152,8 @@ _TIME_FIELDS = frozenset({"created_at", "decided_at"})
 # =========================================================================== errors
 
 
-class RecordError(LibraryError):
+class RecordError(FieldError):
     """An invalid record: ``errors`` lists ``{"field", "message"}``; each message names its field."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = list(errors)
-        super().__init__("; ".join(e["message"] for e in self.errors) or "invalid record")
 
 
 class ImportRejectedError(TableError):
@@ -278,8 +274,18 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
     -------
     bool
         Whether it filled the database.
+
+    Raises
+    ------
+    LibraryError
+        When a SQLite database that does not exist yet would have to be filled from a folder
+        without the library files (a command run outside the project folder): nothing is created.
     """
     url = url or database_url()
+    parsed = make_url(url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file and file != ":memory:" and not Path(file).exists():
+        check_data_dir(data_dir)
     engine = engine_for(url)
     postgres = engine.dialect.name == "postgresql"
     if postgres:
@@ -301,7 +307,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         if session.scalar(select(func.count()).select_from(Organisation)):
             return False
         started = time.perf_counter()
-        libraries = load_libraries(data_dir)
+        libraries = load_libraries(check_data_dir(data_dir))
         _seed(session, libraries)
         bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
@@ -505,6 +511,39 @@ class _Checker:
             self._ids[key] = set(self.session.scalars(query))
         return self._ids[key] | self.extra.get(kind, set())
 
+    def check_places(self, kind: str, values: dict[str, Any]) -> list[dict[str, str]]:
+        """Canonicalise counties and townships in place (the table of ``places.csv``); return the unknown ones."""
+        places = load_places()
+        if places is None:
+            return []
+        counties = {normalise(c): c for c in places}
+        errors: list[dict[str, str]] = []
+
+        def county(field: str, value: str) -> str | None:
+            found = counties.get(normalise(value))
+            if found is None:
+                known = "、".join(places)
+                errors.append({"field": field, "message": f"{field}: {value!r} is not a county ({known})"})
+            return found
+
+        if kind == "experts" and values.get("counties"):
+            values["counties"] = [c for c in (county("counties", v) for v in values["counties"]) if c]
+        elif kind in ("organisations", "resources") and values.get("county"):
+            values["county"] = county("county", values["county"]) or values["county"]
+        if kind == "organisations" and values.get("township") and values.get("county") in places:
+            towns = {normalise(t): t for t in places[values["county"]]}
+            found = towns.get(normalise(values["township"]))
+            if found is None:
+                errors.append(
+                    {
+                        "field": "township",
+                        "message": f"township: {values['township']!r} is not a township of {values['county']}",
+                    }
+                )
+            else:
+                values["township"] = found
+        return errors
+
     def check(self, kind: str, values: dict[str, Any]) -> list[dict[str, str]]:
         """Canonicalise ``values``' tags in place; return the reference problems (absent fields are skipped)."""
         errors: list[dict[str, str]] = []
@@ -519,6 +558,7 @@ class _Checker:
                 elif label not in canonical:
                     canonical.append(label)
             values[field] = canonical
+        errors += self.check_places(kind, values)
         references: list[tuple[str, str, str | None, bool]] = []
         if kind in ("needs", "experts", "projects"):
             references.append(("org_id", "organisations", values.get("org_id"), True))
@@ -631,7 +671,7 @@ _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "projects": ("name", "description", "outcomes", "tags"),
     "decisions": ("id", "need_id", "target_id", "decision", "comment"),
 }
-_search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any]] = OrderedDict()
+_search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any, list[str]]] = OrderedDict()
 _search_lock = threading.Lock()
 
 
@@ -644,28 +684,42 @@ def _search_text(kind: str, row: dict[str, Any]) -> str:
 
 
 def _relevance(session: Session, kind: str, rows: list[dict[str, Any]], query: str) -> dict[str, float]:
-    """Score of each row for ``query``: the project's vectoriser fitted on the kind's texts (cached)."""
+    """Score of each row that holds every word of ``query`` (of two or more characters).
+
+    Rows are ranked by the project's vectoriser fitted on the kind's texts (cached per revision);
+    a row is kept only when each query word of two or more characters occurs in its text, so a
+    single character never matches on its own (``养老`` does not find a text with only ``老师``;
+    ``个案`` finds ``个案管理``). A query without such a word matches nothing.
+    """
     from matcher.vectorize import TextVectorizer
 
+    words = [w for w in dict.fromkeys(segment(normalise(index_text(query)))) if len(w) >= 2]
+    if not words:
+        return {}
     ids = [r["id"] for r in rows]
     key = (str(session.get_bind().url), kind, revision(session))
     with _search_lock:
         cached = _search_cache.get(key)
     if cached is None or cached[0] != ids:
+        texts = [_search_text(kind, r) for r in rows]
         vectorizer = TextVectorizer()
         try:
-            matrix = vectorizer.fit_transform([_search_text(kind, r) for r in rows])
+            matrix = vectorizer.fit_transform(texts)
         except ValueError:  # nothing to index: no rows, or no words
             return {}
-        cached = (ids, vectorizer, matrix)
+        cached = (ids, vectorizer, matrix, [normalise(t) for t in texts])
         with _search_lock:
             _search_cache[key] = cached
             _search_cache.move_to_end(key)
             while len(_search_cache) > 32:
                 _search_cache.popitem(last=False)
-    _, vectorizer, matrix = cached
+    _, vectorizer, matrix, normalised = cached
     scores = (matrix @ vectorizer.transform([index_text(query)]).T).toarray().ravel()
-    return {i: float(s) for i, s in zip(ids, scores, strict=True) if s > 1e-9}
+    return {
+        i: max(float(s), 0.0)
+        for i, s, text in zip(ids, scores, normalised, strict=True)
+        if all(word in text for word in words)
+    }
 
 
 def _filter_value(kind: str, name: str, value: str | None, errors: list[dict[str, str]]) -> str | None:
@@ -708,8 +762,10 @@ def list_records(
     specialties, compared in normal form), ``county`` (an organisation's county; a need's or project's
     organisation's county; an expert's counties; a resource's county — experts with no county and
     district-wide resources serve every county), ``stage`` (the organisation's stage), ``status`` and
-    ``urgency`` (needs), ``org_id``. ``q`` ranks by the project's Chinese text pipeline: records with a
-    score > 0, best first (ties by id), each with ``relevance``; without ``q`` records are ordered by id.
+    ``urgency`` (needs), ``org_id``. ``q`` keeps the records whose text holds every word of the query of
+    two or more characters (single characters never match on their own) and ranks them by the
+    project's Chinese text pipeline, best first (ties by id), each with ``relevance``; without ``q``
+    records are ordered by id.
     """
     spec = _kind(kind)
     errors: list[dict[str, str]] = []
@@ -944,7 +1000,9 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
       ``open`` again.
     * ``rejected`` only records the decision.
 
-    A missing need or target is :class:`NotFoundError`; a deleted target is ConflictError.
+    Accepting a target for a closed need is :class:`ConflictError` (so is completing or cancelling
+    on it: it has no open engagement); a rejection may still be recorded. A missing need or target
+    is :class:`NotFoundError`; a deleted target is ConflictError.
     """
     if not isinstance(feedback, FeedbackIn):
         try:
@@ -954,6 +1012,8 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
     need = session.get(Need, feedback.need_id)
     if need is None or need.deleted_at is not None:
         raise NotFoundError(f"there is no need with id {feedback.need_id!r}")
+    if need.status == "closed" and feedback.decision == "accepted":
+        raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")
     model = _TARGETS[feedback.target_type]
     query = select(model).where(model.id == feedback.target_id).with_for_update()
     target = session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
