@@ -317,8 +317,10 @@ def _csv_records(text: str) -> int:
 
 
 def _read_csv(file: str, data: bytes) -> _Raw:
-    if b"\x00" in data[:65536]:
-        _fail(file, "holds binary data (NUL bytes), not CSV text; save the file as CSV UTF-8")
+    head = data[:65536]
+    controls = sum(head.count(bytes([c])) for c in (*range(0, 9), 11, 12, *range(14, 32)))
+    if controls * 20 > len(head):  # a stray control character is a cell's problem; this many, a binary file
+        _fail(file, "holds binary data, not CSV text (UTF-16 or a binary file?); save the file as CSV UTF-8")
     text = _decode(file, data, csv_rows=True).lstrip("\ufeff \t\r\n")
     try:
         frame = pd.read_csv(

@@ -108,7 +108,7 @@ def test_f01_xlsx_exports_hold_text_never_formulas(local) -> None:
     assert NEED_TITLE in values and FORMULA in values  # as typed: no prefix added
     assert 3 in values or any(isinstance(v, int | float) for v in values)  # numbers stay numbers
     free_values = {c.value for c in _cells(free.data)}
-    assert any(isinstance(v, str) and v.startswith("=SUM(1,2)") for v in free_values)
+    assert any(isinstance(v, str) and v.startswith("=sum(1,2)") for v in free_values)  # the normalised need
 
 
 def test_f01_cli_exports_quote_formulas_in_csv_and_type_them_in_xlsx(local, env, tmp_path) -> None:
@@ -302,7 +302,7 @@ def test_f02_exports_with_contacts_are_audited_as_contact_views(env, db, tmp_pat
 def test_f03_control_characters_are_refused_by_the_api_and_crlf_is_normalised(local, env, tmp_path) -> None:
     response = local.post("/v1/experts", json=_expert("E9520", name="李\u0001四"))
     assert response.status_code == 400
-    assert response.get_json()["errors"][0]["field"] == "name" and "control characters" in response.get_json()["detail"]
+    assert response.get_json()["detail"].startswith("name: must not contain control characters")
     assert local.post("/v1/experts", json=_expert("E9521", bio="第一行\r\n第二行\r第三行")).status_code == 201
     assert local.get("/v1/experts/E9521").get_json()["bio"] == "第一行\n第二行\n第三行"
     assert run(["export", "experts", str(tmp_path / "x.xlsx")], env).returncode == 0
@@ -475,7 +475,8 @@ def test_f09_the_documented_500_character_q_works_and_longer_queries_are_problem
     q = ("个案管理督导社区养老服务" * 50)[:500]
     status, headers, body = _get(served, f"/v1/experts?q={quote(q)}")
     assert status == 200 and headers["content-type"].startswith("application/json"), body[:200]
-    status, headers, body = _get(served, f"/v1/experts?q={quote(q * 2)}")
+    longer = quote(q + q[:200])  # 700 characters: 6,300 bytes as sent, within gunicorn's 8,190-byte line
+    status, headers, body = _get(served, f"/v1/experts?q={longer}")
     assert status == 414 and headers["content-type"] == "application/problem+json"
     assert json.loads(body)["status"] == 414
 
@@ -557,7 +558,7 @@ def test_f08_bad_import_files_are_one_line(env, tmp_path) -> None:
 def test_f10_q_needs_every_word_and_single_characters_never_match(local) -> None:
     _need(local, "N9560", title="老师培训", description="请老师讲授课程设计。", tags=["能力建设"])
     _need(local, "N9561", title="个案管理流程", description="希望专家指导个案管理。", tags=["个案管理"])
-    ids = lambda q: {i["id"] for i in local.get(f"/v1/needs?q={q}&per_page=1000").get_json()["items"]}  # noqa: E731
+    ids = lambda q: {i["id"] for i in local.get(f"/v1/needs?q={q}&per_page=100").get_json()["items"]}  # noqa: E731
     assert "N9560" not in ids("养老")
     assert "N9561" in ids("个案")
     assert "N9560" in ids("老师")

@@ -434,7 +434,7 @@ def test_feedback_accept_complete_cancel_reject(url) -> None:
         rating=4,
         rank=1,
         score=0.8,
-        model_version="v1",
+        model_version="20261201T000000Z",  # a version name as `matcher models` writes them
     )
     decision, engagement = accepted["decision"], accepted["engagement"]
     assert decision["id"].startswith("D2") and decision["decided_at"].endswith("+08:00")

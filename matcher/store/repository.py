@@ -1012,8 +1012,6 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
     need = session.get(Need, feedback.need_id)
     if need is None or need.deleted_at is not None:
         raise NotFoundError(f"there is no need with id {feedback.need_id!r}")
-    if need.status == "closed" and feedback.decision == "accepted":
-        raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")
     model = _TARGETS[feedback.target_type]
     query = select(model).where(model.id == feedback.target_id).with_for_update()
     target = session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
@@ -1043,6 +1041,8 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
             )
             if load >= target.capacity:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
+        if need.status == "closed":
+            raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")
     elif feedback.decision in ("completed", "cancelled") and engagement is None:
         raise ConflictError(f"{label} has no open engagement on need {need.id} to mark {feedback.decision}")
     decision = Decision(id=new_decision_id(now), decided_at=now, **feedback.model_dump())
