@@ -66,7 +66,9 @@ class MatchRequest(BaseModel):
 
     text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_LENGTH, description="The need, as typed.")
     need_id: str | None = Field(default=None, min_length=1, max_length=100, description="A stored need.")
-    tags: list[str] | None = Field(default=None, max_length=20, description="Tags of a free-text need.")
+    tags: list[str] | None = Field(
+        default=None, max_length=20, description="Tags of a free-text need: labels of the taxonomy (400 otherwise)."
+    )
     k: int = Field(default=5, ge=1, le=MAX_K, description="Results per target type.")
     targets: list[TargetType] | None = Field(default=None, min_length=1, max_length=3)
     filters: Filters | None = None

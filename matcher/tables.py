@@ -6,6 +6,12 @@ either ``text`` or ``title``/``description``; ``name``, ``tags``, ``counties``, 
 headers are accepted as aliases. Problems are reported with the file, the row as the user
 sees it (CSV/XLSX: row 1 is the first line after the header; JSONL: the physical line
 number) and the column header as written in the file.
+
+CSV cells are read back as :mod:`matcher.output` wrote them: the one leading ``'`` it puts before
+a text that begins with ``=``, ``+``, ``-``, ``@``, tab or carriage return is stripped
+(:func:`matcher.output.unescape_csv`). A file that is binary, Big5 read as GB18030, or an XLSX
+whose formulas carry no saved value is refused with one problem. Ids may not begin with ``=``,
+``+``, ``-`` or ``@``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 import openpyxl
 import pytest
-from sqlalchemy import text
 
 from tests.access_support import bearer, copy_database, make_keys
 from tests.conftest import ROOT
@@ -354,24 +353,34 @@ def test_f03_a_value_the_database_refuses_is_one_line_naming_row_and_field(env, 
     ]
 
 
-def test_f03_the_migration_cleans_control_characters_already_stored(tmp_path) -> None:
-    from matcher.store.db import engine_for, upgrade
+def test_f03_the_migration_cleans_control_characters_already_stored(db_url) -> None:
+    from datetime import UTC, datetime
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    upgrade(url, "0002")
-    with engine_for(url).begin() as connection:
+    from sqlalchemy import insert, select
+
+    from matcher.store.db import engine_for, upgrade
+    from matcher.store.schema import Expert
+
+    upgrade(db_url, "0002")
+    with engine_for(db_url).begin() as connection:
         connection.execute(
-            text(
-                "INSERT INTO experts (id, name, affiliation, title, specialties, bio, counties, capacity, available,"
-                " phone, email, courses, updated_at) VALUES ('E1', :name, '', '', :tags, :bio, '[]', 1, 1, '', '',"
-                " '[]', '2026-01-01 00:00:00')"
-            ),
-            {"name": "李\x01四", "tags": json.dumps(["个案\x02管理"]), "bio": "a\r\nb\x7f"},
+            insert(Expert.__table__),
+            [
+                {
+                    "id": "E1",
+                    "name": "李\x01四",
+                    "specialties": ["个案\x02管理"],
+                    "bio": "a\r\nb\x7f",
+                    "counties": [],
+                    "courses": [],
+                    "updated_at": datetime.now(UTC),
+                }
+            ],
         )
-    upgrade(url)
-    with engine_for(url).connect() as connection:
-        row = connection.execute(text("SELECT name, specialties, bio FROM experts WHERE id = 'E1'")).one()
-    assert (row[0], json.loads(row[1]), row[2]) == ("李四", ["个案管理"], "a\nb")
+    upgrade(db_url)
+    with engine_for(db_url).connect() as connection:
+        row = connection.execute(select(Expert.name, Expert.specialties, Expert.bio).where(Expert.id == "E1")).one()
+    assert tuple(row) == ("李四", ["个案管理"], "a\nb")
 
 
 # ---------------------------------------------------------------- 4. imports audited
