@@ -830,8 +830,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     except Exception as error:
         logger.debug("unexpected error", exc_info=True)
-        click.echo(f"matcher: internal error: {type(error).__name__}: {error}", err=True)
+        click.echo(f"matcher: internal error: {_describe_error(error)}", err=True)
         sys.exit(1)
+
+
+def _describe_error(error: Exception) -> str:
+    """An unexpected error in one line; a database error by its type only (its text holds SQL and values)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, SQLAlchemyError):
+        orig = getattr(error, "orig", None)
+        return f"database error {type(orig or error).__name__}"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 if __name__ == "__main__":
