@@ -172,11 +172,16 @@ CONFUSABLE: dict[str, list[str]] = {
 # Places
 # --------------------------------------------------------------------------
 
-COUNTIES: dict[str, list[str]] = {
-    "雄县": ["雄州镇", "昝岗镇", "大营镇", "龙湾镇", "朱各庄镇", "米家务镇", "双堂乡", "张岗乡", "北沙口乡", "雄东片区"],
-    "容城县": ["容城镇", "小里镇", "南张镇", "大河镇", "晾马台镇", "八于乡", "贾光乡", "平王乡", "容东片区"],
-    "安新县": ["安新镇", "大王镇", "三台镇", "端村镇", "赵北口镇", "同口镇", "刘李庄镇", "安州镇", "老河头镇", "圈头乡", "寨里乡", "芦庄乡"],
-}
+def _read_places() -> dict[str, list[str]]:
+    """County -> townships (and 片区), in the order of ``places.csv``: the one table of places."""
+    places: dict[str, list[str]] = {}
+    with (DATA_DIR / "places.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            places.setdefault(row["county"], []).append(row["township"])
+    return places
+
+
+COUNTIES: dict[str, list[str]] = _read_places()
 COUNTY_NAMES = list(COUNTIES)
 AREAS = {"容东片区": "容城县", "雄东片区": "雄县"}
 RURAL_TOWNS = {c: [t for t in ts if t not in AREAS] for c, ts in COUNTIES.items()}

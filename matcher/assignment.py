@@ -18,7 +18,6 @@ Stages, each reported as it starts:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from matcher.assign import SCALE, AssignmentError, Problem, Solution, alternates
 from matcher.engines import Engine, EngineError, make_engine
 from matcher.feasibility import FeasibilityReport, check_feasibility
 from matcher.model import Matcher
+from matcher.output import write_csv
 from matcher.redact import redact
 from matcher.tables import TableError, read_rows
 
@@ -836,17 +836,26 @@ _LOADS_SCHEMA = pa.schema(
 )
 
 
-def _cells(frame: pd.DataFrame) -> Iterator[list[str]]:
+def _cells(frame: pd.DataFrame) -> Iterator[list[Any]]:
+    """Raw cell values for :func:`matcher.output.write_csv`: scores as floats (written ``.6f``), whole numbers as ints."""
     columns = []
     for name in frame.columns:
         values = frame[name].tolist()
         if name == "score":
-            columns.append([f"{v + 0.0:.6f}" for v in values])
+            columns.append([float(v) + 0.0 for v in values])
         elif frame[name].dtype == bool:
-            columns.append(["true" if v else "false" for v in values])
+            columns.append([bool(v) for v in values])
         else:
-            columns.append(["" if v is None or v is pd.NA else str(v) for v in values])
+            columns.append([_whole(v) for v in values])
     return (list(row) for row in zip(*columns, strict=True))
+
+
+def _whole(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
@@ -862,10 +871,8 @@ def _write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
             table = pa.Table.from_arrays(arrays, schema=schema)
             pq.write_table(table, tmp, compression="zstd", version="2.6", data_page_version="1.0")
         else:
-            with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(list(frame.columns))
-                writer.writerows(_cells(frame))
+            os.close(fd)
+            write_csv(tmp, list(frame.columns), _cells(frame), float_format=".6f")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -12,7 +12,6 @@ columns ``need_id, target_type, target_id, rank, score``; the same inputs give b
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -41,6 +40,7 @@ from matcher.engines import Engine, EngineError, make_engine
 from matcher.errors import MatcherError
 from matcher.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
+from matcher.output import CsvRows
 from matcher.privacy import index_text
 from matcher.redact import redact
 from matcher.tables import Table, TableError, read_table, write_rejects
@@ -394,7 +394,7 @@ class _MatchWriter:
                 )
             else:
                 self._text = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
-                self._csv = csv.writer(self._text, lineterminator="\n")
+                self._csv = CsvRows(self._text, float_format=".6f")
                 self._csv.writerow(MATCH_COLUMNS)
         except BaseException:
             self.discard()
@@ -410,9 +410,7 @@ class _MatchWriter:
             self._parquet.write_table(table)
         else:
             need_ids, target_types, target_ids, ranks, scores = (c.to_pylist() for c in table.columns)
-            self._csv.writerows(
-                zip(need_ids, target_types, target_ids, ranks, [f"{s:.6f}" for s in scores], strict=True)
-            )
+            self._csv.writerows(zip(need_ids, target_types, target_ids, ranks, scores, strict=True))
         self.rows += table.num_rows
 
     def commit(self) -> None:

@@ -487,6 +487,7 @@ def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) 
     from matcher import evaluate as evaluation
     from matcher import persist
     from matcher.library import targets_frame
+    from matcher.output import write_frame_csv
     from matcher.training import stored_libraries
 
     model, _ = persist.load()
@@ -494,8 +495,8 @@ def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) 
     model.sync_targets(targets_frame(libs))
     needs, summary = evaluation.find_gaps(model, libs, target_type=target_type, threshold=threshold, status=status)
     out_dir.mkdir(parents=True, exist_ok=True)
-    needs.to_csv(out_dir / "gaps.csv", index=False, lineterminator="\n")
-    summary.to_csv(out_dir / "gaps_by_category_county.csv", index=False, lineterminator="\n")
+    write_frame_csv(needs, out_dir / "gaps.csv")
+    write_frame_csv(summary, out_dir / "gaps_by_category_county.csv")
     evaluation.plot_gaps(summary, out_dir / "gaps.png")
     click.echo(f"{int(needs['weak'].sum())} of {len(needs)} needs have no {target_type} scoring {threshold} or more")
     for row in summary.head(8).itertuples(index=False):
@@ -529,6 +530,7 @@ def tune(
     """Grid-search vectoriser, fusion and re-ranker parameters by cross-validated nDCG@10."""
     from matcher import evaluate as evaluation
     from matcher import tune as tuning
+    from matcher.output import write_frame_csv
 
     grid = _read_params(grid_file) if grid_file else None
     bench = evaluation.load_bench(bench_dir)
@@ -537,7 +539,7 @@ def tune(
     best, table = tuning.tune(bench, grid, n_splits=folds, depth=depth)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "best_params.json").write_text(json.dumps(best, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    table.to_csv(out_dir / "tune_results.csv", index=False, lineterminator="\n")
+    write_frame_csv(table, out_dir / "tune_results.csv")
     click.echo(f"best mean nDCG@10 {table['mean_test_score'].iloc[0]:.4f}: {table['params'].iloc[0]}")
     click.echo(f"wrote {out_dir / 'best_params.json'} and {out_dir / 'tune_results.csv'}")
 
@@ -607,8 +609,11 @@ def import_command(kind: str, file: Path) -> None:
     url = database_url()
     ensure_database(url, data_dir())
     try:
-        report = import_file(kind, file, url=url)
+        report = import_file(kind, file, url=url, actor=_cli_actor())
     except ImportRejectedError as error:
+        if len(error.problems) == 1:
+            click.echo(f"matcher: {error.problems[0]}; nothing was imported", err=True)
+            sys.exit(EXIT_USAGE)
         click.echo(f"matcher: {file}: {len(error.problems)} problem(s); nothing was imported:", err=True)
         for problem in error.problems:
             click.echo(f"  {problem}", err=True)
@@ -627,7 +632,7 @@ def export_command(kind: str, file: Path) -> None:
 
     url = database_url()
     ensure_database(url, data_dir())
-    written = export_file(kind, file, url=url)
+    written = export_file(kind, file, url=url, actor=_cli_actor())
     click.echo(f"exported {written} {kind} to {file}")
 
 
@@ -829,8 +834,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     except Exception as error:
         logger.debug("unexpected error", exc_info=True)
-        click.echo(f"matcher: internal error: {type(error).__name__}: {error}", err=True)
+        click.echo(f"matcher: internal error: {_describe_error(error)}", err=True)
         sys.exit(1)
+
+
+def _describe_error(error: Exception) -> str:
+    """An unexpected error in one line; a database error by its type only (its text holds SQL and values)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, SQLAlchemyError):
+        orig = getattr(error, "orig", None)
+        return f"database error {type(orig or error).__name__}"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ class LibraryError(MatcherError, ValueError):
     """
 
 
+class FieldError(LibraryError):
+    """Invalid values of a record or request: ``errors`` lists ``{"field", "message"}``; each message names its field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(e["message"] for e in self.errors) or "invalid values")
+
+
 class ModelError(MatcherError):
     """A model version is missing, corrupt or incompatible."""
 

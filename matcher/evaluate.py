@@ -34,6 +34,7 @@ from sklearn.model_selection import GroupKFold
 from matcher import metrics
 from matcher.library import TARGET_TYPES, Libraries, needs_frame, targets_frame
 from matcher.model import Matcher, build_matcher
+from matcher.output import write_frame_csv
 from matcher.rerank import SIMILARITIES, decision_rows, served_scores, similarity_frame
 
 logger = logging.getLogger(__name__)
@@ -670,7 +671,7 @@ def find_gaps(
 def write_results(rows: list[dict], path: Path) -> None:
     """The results table as CSV (``RESULT_COLUMNS``), in a stable order."""
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    frame.to_csv(path, index=False, lineterminator="\n")
+    write_frame_csv(frame, path)
 
 
 def _pyplot() -> Any:

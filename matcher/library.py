@@ -31,8 +31,10 @@ __all__ = [
     "TARGET_COLUMNS",
     "TARGET_TYPES",
     "Libraries",
+    "check_data_dir",
     "data_dir",
     "load_libraries",
+    "load_places",
     "load_taxonomy",
     "needs_frame",
     "open_engagements",
@@ -71,9 +73,54 @@ LIST_COLUMNS = {"tags", "specialties", "counties", "courses", "keywords"}
 STAGES = ("初创期", "成长期", "成熟期")
 
 
+DATA_DIR_ENV = "MATCHER_DATA_DIR"
+PLACES_FILE = "places.csv"
+
+
 def data_dir() -> Path:
     """The library folder: ``$MATCHER_DATA_DIR`` or ``./data`` under the working directory."""
-    return Path(os.environ.get("MATCHER_DATA_DIR") or "data")
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def check_data_dir(directory: str | os.PathLike | None = None) -> Path:
+    """``directory`` (default :func:`data_dir`) when it holds the library files; else a :class:`LibraryError`.
+
+    The message names the folder looked in (absolute) and the variable that sets it, so that a
+    command run outside the project folder says so before it creates anything.
+    """
+    root = Path(directory) if directory is not None else data_dir()
+    missing = [f"{name}.csv" for name in FILES if not (root / f"{name}.csv").is_file()]
+    if missing:
+        looked = root.resolve()
+        what = f"the library folder {looked} does not exist" if not root.is_dir() else f"{looked / missing[0]}: not found"
+        raise LibraryError(
+            f"{what}: run matcher in the project folder, or set {DATA_DIR_ENV} to the folder that holds "
+            "taxonomy.csv and the other library files"
+        )
+    return root
+
+
+_places_cache: dict[tuple[str, float], dict[str, tuple[str, ...]]] = {}
+
+
+def load_places(directory: str | os.PathLike | None = None) -> dict[str, tuple[str, ...]] | None:
+    """County → its townships (and 片区), from ``places.csv`` of ``directory`` (default :func:`data_dir`).
+
+    The one table of places: record validation and ``data/generate.py`` read it. None when the
+    file is absent (places are then not checked).
+    """
+    path = (Path(directory) if directory is not None else data_dir()) / PLACES_FILE
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in _places_cache:
+        frame = _read(path, ("county", "township"))
+        places: dict[str, list[str]] = {}
+        for county, township in zip(frame["county"], frame["township"], strict=True):
+            places.setdefault(county, []).append(township)
+        _places_cache[key] = {county: tuple(towns) for county, towns in places.items()}
+    return _places_cache[key]
 
 
 @dataclass

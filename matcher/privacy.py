@@ -4,8 +4,8 @@ Need texts are stored as the coordinator wrote them. What goes into the model (t
 :func:`matcher.library.targets_frame`, the needs of :func:`matcher.library.needs_frame` and the need
 of each match request) passes through :func:`index_text`, so phone, ID card, e-mail and bank card
 numbers are never vectorised, never indexed, never shown as matched terms and never influence a
-score. What is shown of a need (``need.text`` of a match) is :func:`redacted_text`, with labels
-such as ``[电话]`` where the numbers were. Responses to roles that may not see contact details pass
+score. What is shown of a need (``need.text`` of a match) is :func:`matcher.redact.redact` (the one
+redaction, full-width folding first), with labels such as ``[电话]`` where the numbers were. Responses to roles that may not see contact details pass
 through :func:`redact_item`.
 """
 
@@ -15,45 +15,24 @@ from typing import Any
 
 from matcher.redact import PLACEHOLDERS, redact
 
-__all__ = ["CONTACT_FIELDS", "HIDDEN", "index_text", "redact_item", "redacted_text", "shown_index_text"]
+__all__ = ["CONTACT_FIELDS", "HIDDEN", "index_text", "redact_item", "shown_index_text"]
 
 #: Expert fields that only roles with the ``contacts`` permission see.
 CONTACT_FIELDS = ("phone", "email")
 
 
-#: Full-width ASCII (U+FF01-U+FF5E) and the ideographic space to their ASCII forms: one character
-#: for one, as NFKC maps them, so that ``１３８ １２３４ ５６７８`` is recognised as a phone number.
-_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 HIDDEN = "[已隐去]"
 _MASKS = {label: label[0] + "*" * (len(label) - 2) + label[-1] for label in PLACEHOLDERS}
 
 
-def redacted_text(text: str) -> str:
-    """``text`` with phone, ID card, e-mail and bank card numbers replaced by labels such as ``[电话]``.
-
-    Numbers typed in full-width digits are found too; a text that holds some is returned with its
-    full-width ASCII folded (as :func:`matcher.text.normalise` folds it anyway). A text without
-    personal data is returned unchanged.
-    """
-    if not isinstance(text, str) or not text:
-        return text
-    redacted = redact(text)
-    folded = text.translate(_FULL_WIDTH)
-    if folded != text:
-        redacted_folded = redact(folded)
-        if redacted_folded != folded:
-            return redacted_folded
-    return redacted
-
-
 def index_text(text: str) -> str:
-    """``text`` as the matching index sees it: :func:`redacted_text` with each label masked.
+    """``text`` as the matching index sees it: :func:`~matcher.redact.redact` with each label masked.
 
     ``[电话]`` becomes ``[**]``: the same length (so character spans computed on one text hold for
     the other), but punctuation only, which the vectoriser ignores: neither the numbers nor the
     labels that replace them add to any score.
     """
-    text = redacted_text(text)
+    text = redact(text)
     if not isinstance(text, str) or "[" not in text:
         return text
     for label, mask in _MASKS.items():

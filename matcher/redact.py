@@ -1,7 +1,10 @@
-"""Redaction of personal data in free text: phone, ID card, e-mail and bank card numbers.
+"""The one redaction of personal data in free text: phone, ID card, e-mail and bank card numbers.
 
-Need texts keep what the coordinator wrote; these functions produce the copies that go into the
-matching index, logs, batch outputs and responses to roles that may not see personal data.
+Need texts keep what the coordinator wrote; :func:`redact` produces the copies that go into the
+matching index (through :func:`matcher.privacy.index_text`), record views and match responses for
+roles that may not see personal data, XLSX exports, logs, batch rejects and assignment outputs.
+Full-width characters are folded first (``１３８１２３４５６７８``, ``zhang＠example.com``), and
+numbers grouped by spaces, dashes or dots (``138.1234.5678``) are found too.
 """
 
 from __future__ import annotations
@@ -21,17 +24,33 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     # bank cards: 16-19 digits, optionally grouped by spaces or dashes in fours
-    ("[银行卡号]", re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4}(?:[ -]?[0-9]{1,3})?(?![0-9])")),
-    # mainland mobile numbers, optionally +86 / 0086 and separators: 138 1234 5678, 138-1234-5678
-    ("[电话]", re.compile(r"(?<![0-9])(?:\+?86[ -]?|0086[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])")),
-    # landlines with an area code: 0312-1234567, (0312)12345678
-    ("[电话]", re.compile(r"(?<![0-9])(?:\(0[0-9]{2,3}\)|0[0-9]{2,3}-)[ ]?[2-9][0-9]{6,7}(?![0-9])")),
+    ("[银行卡号]", re.compile(r"(?<![0-9])(?:[0-9]{4}[ .-]?){3}[0-9]{4}(?:[ .-]?[0-9]{1,3})?(?![0-9])")),
+    # mainland mobile numbers, optionally +86 / 0086 and separators: 138 1234 5678, 138-1234-5678, 138.1234.5678
+    ("[电话]", re.compile(r"(?<![0-9])(?:\+?86[ .-]?|0086[ .-]?)?1[3-9][0-9](?:[ .-]?[0-9]{4}){2}(?![0-9])")),
+    # landlines with an area code: 0312-1234567, (0312)12345678, 0312.1234567
+    ("[电话]", re.compile(r"(?<![0-9])(?:\(0[0-9]{2,3}\)|0[0-9]{2,3}[.-])[ ]?[2-9][0-9]{6,7}(?![0-9])")),
 )
 PLACEHOLDERS = tuple(dict.fromkeys(label for label, _ in _PATTERNS))
+#: Full-width ASCII (U+FF01-U+FF5E) and the ideographic space to their ASCII forms: one character
+#: for one, as NFKC maps them, so that ``１３８ １２３４ ５６７８`` is recognised as a phone number.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 
 def redact(text: str) -> str:
-    """``text`` with phone, ID card, e-mail and bank card numbers replaced by placeholders like ``[电话]``."""
+    """``text`` with phone, ID card, e-mail and bank card numbers replaced by placeholders like ``[电话]``.
+
+    Numbers are looked for in the text with full-width characters folded (``１３８…``, ``＠``); what
+    is not replaced keeps its characters as written. A non-text value (None, a number) is returned
+    as it is.
+    """
+    if not isinstance(text, str) or not text:
+        return text
     for label, pattern in _PATTERNS:
-        text = pattern.sub(label, text)
+        folded = text.translate(_FULL_WIDTH)  # one character for one: spans hold in ``text``
+        parts, start = [], 0
+        for found in pattern.finditer(folded):
+            parts += [text[start : found.start()], label]
+            start = found.end()
+        if parts:
+            text = "".join(parts) + text[start:]
     return text

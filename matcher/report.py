@@ -3,24 +3,23 @@
 The workbook has two sheets: 需求 (the need as it was matched, the model version and when) and
 推荐 (one row per recommended expert, resource or project: rank, score, matched terms, tags, county
 and, for experts, load against capacity). It is built from a match response body (with
-``profiles``), so it shows exactly what the page and the API showed.
+``profiles``), so it shows exactly what the page and the API showed. Cells are written by
+:mod:`matcher.output` (typed text, never a formula).
 """
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
+from matcher.output import XLSX_MEDIA_TYPE, append_row, save_workbook, workbook
+
 __all__ = ["TYPE_LABELS", "XLSX_MEDIA_TYPE", "recommendations_workbook"]
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 TYPE_LABELS = {"expert": "专家", "resource": "资源", "project": "示范项目"}
 FEATURE_LABELS = {
     "text": "文本相似",
@@ -51,11 +50,6 @@ COLUMNS = (
     ("学习排序主要因素", 30),
 )
 _TIMEZONE = ZoneInfo("Asia/Shanghai")
-
-
-def _clean(values: list[Any]) -> list[Any]:
-    """Cells without the control characters XLSX cannot hold (typed text may carry them)."""
-    return [ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in values]
 
 
 def _factors(reasons: dict[str, Any]) -> str:
@@ -93,7 +87,7 @@ def recommendations_workbook(body: dict[str, Any], *, title: str | None = None, 
 
     ``title`` and ``org_name`` describe a stored need; a free-text need shows its text only.
     """
-    book = Workbook()
+    book = workbook()
     need = body["need"]
     sheet = book.active
     sheet.title = "需求"
@@ -109,7 +103,7 @@ def recommendations_workbook(body: dict[str, Any], *, title: str | None = None, 
         ("生成时间", made),
     ]
     for label, value in rows:
-        sheet.append(_clean([label, value]))
+        append_row(sheet, [label, value])
         sheet.cell(sheet.max_row, 1).font = Font(bold=True)
     sheet.column_dimensions["A"].width = 20
     sheet.column_dimensions["B"].width = 90
@@ -117,15 +111,13 @@ def recommendations_workbook(body: dict[str, Any], *, title: str | None = None, 
         cell.alignment = Alignment(wrap_text=True, vertical="top")
 
     table = book.create_sheet("推荐")
-    table.append([name for name, _ in COLUMNS])
+    append_row(table, [name for name, _ in COLUMNS])
     for cell in table[1]:
         cell.font = Font(bold=True)
     for index, (_, width) in enumerate(COLUMNS, start=1):
         table.column_dimensions[get_column_letter(index)].width = width
     for target_type, matches in body["results"].items():
         for rank, match in enumerate(matches or [], start=1):
-            table.append(_clean(_row(target_type, rank, match)))
+            append_row(table, _row(target_type, rank, match))
     table.freeze_panes = "A2"
-    output = io.BytesIO()
-    book.save(output)
-    return output.getvalue()
+    return save_workbook(book)

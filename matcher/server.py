@@ -6,6 +6,9 @@
 * Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless
   the operator set one) is emptied at start, each worker writes its samples there, a worker's
   files are marked dead when it exits, and ``/metrics`` sums them.
+* Request lines up to 8190 bytes (gunicorn's maximum; its default 4094 would refuse the documented
+  500-character ``q`` with an HTML 414): the app refuses query strings over its own limit as
+  problem+json 414 (:data:`matcher.web.payload.MAX_QUERY_STRING`).
 * Logs: gunicorn's own lines and the app's are JSON (:class:`matcher.web.monitoring.JsonFormatter`);
   the app writes the access lines (with request ids), so gunicorn's access log is off.
 """
@@ -95,6 +98,7 @@ def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2, timeout:
                 "workers": workers,
                 "timeout": timeout,
                 "graceful_timeout": 30,
+                "limit_request_line": 8190,  # gunicorn's longest: a 500-character q (4.5 KB encoded) reaches the app
                 "accesslog": None,
                 "logger_class": _JsonLogger,
                 "post_fork": _post_fork,

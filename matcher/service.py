@@ -25,9 +25,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher import persist
+from matcher.errors import FieldError
 from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher, term_spans
-from matcher.privacy import index_text, redacted_text, shown_index_text
+from matcher.privacy import index_text, shown_index_text
+from matcher.redact import redact
+from matcher.text import normalise
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,8 @@ class MatchRequest(BaseModel):
         default=None,
         max_length=20,
         description=(
-            "Tags of a free-text need. Absent: inferred from the text (see `need.inferred_tags`); "
-            "`[]` or a list: exactly those."
+            "Tags of a free-text need: labels of the taxonomy (400 otherwise). Absent: inferred from the text "
+            "(see `need.inferred_tags`); `[]` or a list: exactly those."
         ),
     )
     k: int = Field(default=5, ge=1, le=MAX_K, description="Results per target type.")
@@ -204,18 +207,34 @@ class MatchResponse(_Out):
     results: MatchResults
 
 
+def _taxonomy_labels(tags: list[str], libraries: Libraries) -> list[str]:
+    """``tags`` as the taxonomy's labels (compared in normal form); :class:`FieldError` naming any other."""
+    labels = {normalise(label): label for label in libraries.taxonomy["label"]}
+    found, errors = [], []
+    for index, tag in enumerate(tags):
+        label = labels.get(normalise(tag))
+        if label is None:
+            errors.append({"field": f"tags.{index}", "message": f"tags.{index}: {tag!r} is not a tag of the taxonomy"})
+        elif label not in found:
+            found.append(label)
+    if errors:
+        raise FieldError(errors)
+    return found
+
+
 def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
     """The need a request names: a stored need (with tags, county, organisation) or the free text.
 
-    A free-text need filtered to a county is taken to be in that county (its region reason matches);
-    its ``tags`` are None when the request sent none (the model infers them).
+    A free-text need's ``tags`` must be labels of the taxonomy (:class:`FieldError` otherwise), or None
+    when the request sent none (the model infers them). A free-text need filtered to a county is taken
+    to be in that county (its region reason matches).
     """
     if request.need_id is None:
         county = request.filters.county if request.filters else None  # a free-text need is where it is asked for
         return {
             "id": None,
             "text": request.text,
-            "tags": request.tags,  # None: inferred from the text
+            "tags": None if request.tags is None else _taxonomy_labels(request.tags, libraries),  # None: inferred
             "counties": [county] if county else [],
             "org_id": None,
         }
@@ -355,7 +374,7 @@ class MatchService:
         model, manifest, libraries = self._serving()
         with self._lock:
             need = resolve_need(request, libraries)
-            shown = redacted_text(need["text"] or "")
+            shown = redact(need["text"] or "")
             county = request.filters.county if request.filters else None
             text = index_text(shown)
             if need["tags"] is None:  # what the batch infers for the same text, through the same model

@@ -6,21 +6,25 @@ either ``text`` or ``title``/``description``; ``name``, ``tags``, ``counties``, 
 headers are accepted as aliases. Problems are reported with the file, the row as the user
 sees it (CSV/XLSX: row 1 is the first line after the header; JSONL: the physical line
 number) and the column header as written in the file.
+
+CSV cells are read back as :mod:`matcher.output` wrote them: the one leading ``'`` it puts before
+a text that begins with ``=``, ``+``, ``-``, ``@``, tab or carriage return is stripped
+(:func:`matcher.output.unescape_csv`). A file that is binary, Big5 read as GB18030, or an XLSX
+whose formulas carry no saved value is refused with one problem. Ids may not begin with ``=``,
+``+``, ``-`` or ``@``.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
 import math
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO, StringIO
 from pathlib import Path
@@ -29,6 +33,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from matcher.errors import LibraryError
+from matcher.output import FORMULA_TRIGGERS, unescape_csv, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -223,22 +228,14 @@ def write_rejects(tables: Sequence[Table], path: str | os.PathLike[str]) -> None
         inputs.update(dict.fromkeys(c for c in table.rejects.columns if c not in _RESERVED))
     header = ["file", "row", *inputs, "reason"]
     target = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            for table in tables:
-                for record in table.rejects.to_dict("records"):
-                    record["file"] = table.path
-                    writer.writerow([_blank_if_missing(record.get(c)) for c in header])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def rows() -> Iterator[list[Any]]:
+        for table in tables:
+            for record in table.rejects.to_dict("records"):
+                record["file"] = table.path
+                yield [_blank_if_missing(record.get(c)) for c in header]
+
+    write_csv(target, header, rows())
     logger.info("wrote %d rejected rows to %s", sum(len(t.rejects) for t in tables), target)
 
 
@@ -277,6 +274,8 @@ def _decode(file: str, data: bytes, *, csv_rows: bool) -> str:
     except UnicodeDecodeError:
         pass
     else:
+        if not _looks_simplified(text):
+            _fail(file, "not UTF-8, and read as GB18030 it is mostly rare characters (Big5?); save the file as UTF-8")
         # a file that is valid UTF-8 up to a late bad byte is more likely damaged UTF-8
         log = logger.warning if not prefix.isascii() else logger.info
         log("%s: not UTF-8 (line %d), read as GB18030", file, line)
@@ -288,6 +287,23 @@ def _decode(file: str, data: bytes, *, csv_rows: bool) -> str:
     if row == 0:
         _fail(file, f"{message} (in the header line)")
     _fail(file, f"{message} (line {line} of the file)", row=row)
+
+
+def _looks_simplified(text: str) -> bool:
+    """Whether most non-ASCII characters of ``text`` are in GB2312 (true of Chinese read with the right encoding).
+
+    Big5 or Shift-JIS bytes read as GB18030 give mostly rare characters outside GB2312.
+    """
+    wide = [c for c in text[:20000] if ord(c) > 127]
+    if not wide:
+        return True
+    rare = 0
+    for char in wide:
+        try:
+            char.encode("gb2312")
+        except UnicodeEncodeError:
+            rare += 1
+    return rare * 3 <= len(wide)
 
 
 def _csv_records(text: str) -> int:
@@ -307,6 +323,10 @@ def _csv_records(text: str) -> int:
 
 
 def _read_csv(file: str, data: bytes) -> _Raw:
+    head = data[:65536]
+    controls = sum(head.count(bytes([c])) for c in (*range(0, 9), 11, 12, *range(14, 32)))
+    if controls * 20 > len(head):  # a stray control character is a cell's problem; this many, a binary file
+        _fail(file, "holds binary data, not CSV text (UTF-16 or a binary file?); save the file as CSV UTF-8")
     text = _decode(file, data, csv_rows=True).lstrip("\ufeff \t\r\n")
     try:
         frame = pd.read_csv(
@@ -321,7 +341,7 @@ def _read_csv(file: str, data: bytes) -> _Raw:
         _fail(file, "the file is empty")
     except pd.errors.ParserError as exc:
         _csv_parse_error(file, exc)
-    records = frame.to_numpy(dtype=object).tolist()
+    records = [[unescape_csv(cell) for cell in record] for record in frame.to_numpy(dtype=object).tolist()]
     return _Raw(_labels(records[0]), [(n, cells) for n, cells in enumerate(records[1:], 1)])
 
 
@@ -374,6 +394,7 @@ def _read_xlsx(file: str) -> _Raw:
                 records = [list(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
             finally:
                 workbook.close()
+            _check_formulas(file, data, records)
     except TableError:
         raise
     except Exception as exc:  # openpyxl raises many types for corrupt files
@@ -385,6 +406,34 @@ def _read_xlsx(file: str) -> _Raw:
     width = max(len(r) for r in records)
     records = [r + [None] * (width - len(r)) for r in records]
     return _Raw(_labels(records[0]), [(n, cells) for n, cells in enumerate(records[1:], 1)])
+
+
+def _check_formulas(file: str, data: bytes, values: list[list[Any]]) -> None:
+    """Fail on the first formula cell without a saved value (a file written by a program, never opened in Excel)."""
+    import zipfile
+
+    import openpyxl
+
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+            if not any(re.search(rb"<f[ >/]", archive.read(n)) for n in sheets):
+                return
+    except (zipfile.BadZipFile, KeyError):
+        return
+    workbook = openpyxl.load_workbook(BytesIO(data), read_only=True, data_only=False)
+    try:
+        for number, row in enumerate(workbook.worksheets[0].iter_rows()):
+            for column, cell in enumerate(row):
+                cached = values[number][column] if number < len(values) and column < len(values[number]) else None
+                if getattr(cell, "data_type", None) == "f" and cached is None:
+                    _fail(
+                        file,
+                        f"cell {cell.coordinate} holds a formula with no saved value; open and save the file in Excel, "
+                        "or replace the formula by its value",
+                    )
+    finally:
+        workbook.close()
 
 
 def _labels(header: list[Any]) -> list[str]:
@@ -488,6 +537,8 @@ def _parse_row(
     record_id = _text(values.get("id")).strip()
     if not record_id:
         found.append(Problem(file, number, header["id"], "empty id"))
+    elif record_id.startswith(FORMULA_TRIGGERS):
+        found.append(Problem(file, number, header["id"], f"id {record_id!r} must not begin with = + - @"))
     title = _text(values.get("title")).strip()
     text = _text(values.get("text")).strip()
     if not text:

@@ -95,6 +95,7 @@ def test_generator_reproduces_the_committed_files(tmp_path) -> None:
     import sys
 
     shutil.copy(DATA / "generate.py", tmp_path / "generate.py")
+    shutil.copy(DATA / "places.csv", tmp_path / "places.csv")  # the generator's one input: the table of places
     subprocess.run([sys.executable, str(tmp_path / "generate.py")], check=True, capture_output=True, timeout=120)
     for committed in sorted(DATA.glob("*.csv")):
         assert (tmp_path / committed.name).read_bytes() == committed.read_bytes(), committed.name

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from matcher.privacy import index_text, redact_item, redacted_text
+from matcher.privacy import index_text, redact_item
+from matcher.redact import redact as redacted_text
 from matcher.web.monitoring import JsonFormatter
 from tests.access_support import bearer, copy_database, make_keys
 

@@ -128,7 +128,7 @@ def test_feedback_opens_engagements_and_a_fully_booked_expert_is_not_recommended
                 "target_type": "expert",
                 "target_id": "E9001",
                 "decision": "accepted",
-                "model_version": "test",
+                "model_version": "20261201T000000Z",  # a version name as `matcher models` writes them
                 "rank": 1,
                 "score": 0.5,
             },

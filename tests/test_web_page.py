@@ -7,11 +7,13 @@ Screenshots of every step go to ``test-output/browser/`` (``MATCHER_TEST_OUTPUT`
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -84,13 +86,40 @@ def api(base: str, token: str, path: str) -> dict:
         return json.loads(response.read())
 
 
+def wait_for_function(page, expression: str, timeout: float = 30_000) -> None:
+    """``page.wait_for_function`` for a page under ``script-src 'self'``.
+
+    Playwright's own version compiles the expression inside the page, which the page's
+    Content-Security-Policy forbids (no ``unsafe-eval``); this one polls ``page.evaluate`` (run by
+    the browser's debugging protocol, which the policy does not govern) until it is truthy.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except PlaywrightError as error:  # an element not there yet: keep polling, as Playwright does
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{expression}: {error}") from error
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout / 1000:g} s waiting for: {expression}")
+        time.sleep(0.05)
+
+
 def new_page(browser, base: str, viewport: dict, role_token: str | None = None):
-    """A page in a fresh context, signed in through the page's own form when ``role_token`` is given."""
+    """A page in a fresh context, signed in through the page's own form when ``role_token`` is given.
+
+    The page runs under the service's Content-Security-Policy: a violation is a page error.
+    """
     context = browser.new_context(viewport=viewport, locale="zh-CN", accept_downloads=True)
     context.set_default_timeout(30_000)
     page = context.new_page()
+    page.wait_for_function = functools.partial(wait_for_function, page)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(base + "/")
     if role_token is not None:
         page.fill("#api-key", role_token)

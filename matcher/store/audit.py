@@ -1,7 +1,8 @@
 """The audit log (who, when, what) and the purge of personal data on request.
 
-Every edit of a library record, every decision, every view of experts' contact details, every key
-and model change and every purge is written to ``audit_log`` in the same transaction as the change
+Every edit of a library record, every import (kind, counts and the ids created or changed), every
+decision, every view of experts' contact details (exports that carry them too), every key and model
+change and every purge is written to ``audit_log`` in the same transaction as the change
 itself. Entries name records by kind and id and list field names; they never copy the values of
 personal fields, so purging a record needs no change to the log.
 
@@ -36,6 +37,7 @@ ACTIONS = (
     "model_rollback",
     "sign_in",
     "purge",
+    "import",
 )
 #: What a purged required text field reads afterwards.
 PURGED = "已清除"

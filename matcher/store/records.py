@@ -61,6 +61,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "DECISIONS",
     "KINDS",
     "MODELS",
@@ -77,6 +78,7 @@ __all__ = [
     "ProjectIn",
     "ResourceIn",
     "canonical_value",
+    "clean_text",
     "field_errors",
     "header_key",
     "header_map",
@@ -156,10 +158,28 @@ _LIST_SEPARATORS = re.compile(r"[;；、]")
 _WHOLE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 _TRUE = frozenset({"true", "1", "yes", "y", "t", "是", "可用"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", "否", "不可用"})
-_ID_PATTERN = r"^[^\s/?#%\\]+$"
+#: Largest score a decision may record (match scores are at most a few units).
+MAX_SCORE = 1000.0
+_ID_PATTERN = r"^[^\s/?#%\\=+\-@][^\s/?#%\\]*$"
+#: Characters no stored text may hold: C0 controls other than tab, LF and CR, and DEL.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # --------------------------------------------------------------------------- cell coercion
+
+
+def clean_text(value: str) -> str:
+    """``value`` with CRLF and lone CR as LF; :class:`ValueError` when it holds a control character.
+
+    The one rule for texts typed into the API and imported from files: tab and newline are text,
+    other control characters (U+0000-U+001F, U+007F) are refused, naming the first one.
+    """
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(found.group()):04X} at character {found.start() + 1})"
+        )
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _blank(value: Any) -> bool:
@@ -171,9 +191,9 @@ def _blank(value: Any) -> bool:
 
 
 def _cell_text(value: Any) -> Any:
-    """Strings stripped; spreadsheet numbers (``12.0``) rendered as people read them."""
+    """Strings checked (:func:`clean_text`) and stripped; spreadsheet numbers (``12.0``) rendered as people read them."""
     if isinstance(value, str):
-        return value.strip()
+        return clean_text(value).strip()
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -210,6 +230,18 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _model_version(value: Any) -> Any:
+    """A model version as ``matcher models`` names them (``20261129T080000Z``: :data:`matcher.persist.VERSION_PATTERN`)."""
+    from matcher.persist import VERSION_PATTERN
+
+    value = _optional_text(value)
+    if isinstance(value, str) and not VERSION_PATTERN.match(value):
+        raise ValueError(
+            f"must be a model version such as 20261129T080000Z (as `matcher models list` shows), got {value[:40]!r}"
+        )
+    return value
+
+
 def _boolean(value: Any) -> Any:
     if isinstance(value, bool):
         return value
@@ -228,7 +260,7 @@ def _items(value: Any) -> Any:
     if _blank(value):
         return []
     if isinstance(value, str):
-        parts = _LIST_SEPARATORS.split(value)
+        parts = _LIST_SEPARATORS.split(clean_text(value))
     elif isinstance(value, list | tuple):
         parts = [_cell_text(v) for v in value]
         if not all(isinstance(p, str) for p in parts):
@@ -358,8 +390,10 @@ Count = _optional_whole(0, 1_000_000)
 Capacity = _whole(0, 1000)
 Rating = _optional_whole(1, 5)
 Rank = _optional_whole(1, 10_000)
-Score = Annotated[Annotated[float, Field(allow_inf_nan=False)] | None, BeforeValidator(_number)]
-ModelVersion = Annotated[Annotated[str, Field(max_length=32)] | None, BeforeValidator(_optional_text)]
+Score = Annotated[
+    Annotated[float, Field(allow_inf_nan=False, ge=-MAX_SCORE, le=MAX_SCORE)] | None, BeforeValidator(_number)
+]
+ModelVersion = Annotated[Annotated[str, Field(max_length=32)] | None, BeforeValidator(_model_version)]
 Stage = _choice("stage", STAGES)
 Urgency = _choice("urgency", URGENCIES)
 NeedStatus = _choice("status", NEED_STATUSES)
@@ -640,7 +674,7 @@ def _message(error: dict[str, Any]) -> str:
     if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
         return "must not be empty"
     if kind == "string_pattern_mismatch":
-        return "must be an id without spaces or / ? # % \\"
+        return "must be an id without spaces or / ? # % \\, not beginning with = + - @"
     if kind == "value_error":
         return str(context.get("error", error["msg"]))
     message = error["msg"]

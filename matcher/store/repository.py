@@ -17,7 +17,6 @@ nothing imported), :class:`~matcher.errors.NotFoundError`, :class:`~matcher.erro
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
@@ -27,7 +26,6 @@ import math
 import os
 import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -42,12 +40,14 @@ import pandas as pd
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
-from matcher.library import FILES, Libraries, load_libraries
+from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
+from matcher.library import FILES, Libraries, check_data_dir, load_libraries, load_places
+from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
+from matcher.store import audit
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
     KINDS,
@@ -77,7 +77,7 @@ from matcher.store.schema import (
     utcnow,
 )
 from matcher.tables import Problem, TableError, read_rows
-from matcher.text import normalise, split_list
+from matcher.text import normalise, segment, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +152,8 @@ _TIME_FIELDS = frozenset({"created_at", "decided_at"})
 # =========================================================================== errors
 
 
-class RecordError(LibraryError):
+class RecordError(FieldError):
     """An invalid record: ``errors`` lists ``{"field", "message"}``; each message names its field."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = list(errors)
-        super().__init__("; ".join(e["message"] for e in self.errors) or "invalid record")
 
 
 class ImportRejectedError(TableError):
@@ -278,8 +274,18 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
     -------
     bool
         Whether it filled the database.
+
+    Raises
+    ------
+    LibraryError
+        When a SQLite database that does not exist yet would have to be filled from a folder
+        without the library files (a command run outside the project folder): nothing is created.
     """
     url = url or database_url()
+    parsed = make_url(url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file and file != ":memory:" and not Path(file).exists():
+        check_data_dir(data_dir)
     engine = engine_for(url)
     postgres = engine.dialect.name == "postgresql"
     if postgres:
@@ -301,7 +307,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         if session.scalar(select(func.count()).select_from(Organisation)):
             return False
         started = time.perf_counter()
-        libraries = load_libraries(data_dir)
+        libraries = load_libraries(check_data_dir(data_dir))
         _seed(session, libraries)
         bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
@@ -505,6 +511,39 @@ class _Checker:
             self._ids[key] = set(self.session.scalars(query))
         return self._ids[key] | self.extra.get(kind, set())
 
+    def check_places(self, kind: str, values: dict[str, Any]) -> list[dict[str, str]]:
+        """Canonicalise counties and townships in place (the table of ``places.csv``); return the unknown ones."""
+        places = load_places()
+        if places is None:
+            return []
+        counties = {normalise(c): c for c in places}
+        errors: list[dict[str, str]] = []
+
+        def county(field: str, value: str) -> str | None:
+            found = counties.get(normalise(value))
+            if found is None:
+                known = "、".join(places)
+                errors.append({"field": field, "message": f"{field}: {value!r} is not a county ({known})"})
+            return found
+
+        if kind == "experts" and values.get("counties"):
+            values["counties"] = [c for c in (county("counties", v) for v in values["counties"]) if c]
+        elif kind in ("organisations", "resources") and values.get("county"):
+            values["county"] = county("county", values["county"]) or values["county"]
+        if kind == "organisations" and values.get("township") and values.get("county") in places:
+            towns = {normalise(t): t for t in places[values["county"]]}
+            found = towns.get(normalise(values["township"]))
+            if found is None:
+                errors.append(
+                    {
+                        "field": "township",
+                        "message": f"township: {values['township']!r} is not a township of {values['county']}",
+                    }
+                )
+            else:
+                values["township"] = found
+        return errors
+
     def check(self, kind: str, values: dict[str, Any]) -> list[dict[str, str]]:
         """Canonicalise ``values``' tags in place; return the reference problems (absent fields are skipped)."""
         errors: list[dict[str, str]] = []
@@ -519,6 +558,7 @@ class _Checker:
                 elif label not in canonical:
                     canonical.append(label)
             values[field] = canonical
+        errors += self.check_places(kind, values)
         references: list[tuple[str, str, str | None, bool]] = []
         if kind in ("needs", "experts", "projects"):
             references.append(("org_id", "organisations", values.get("org_id"), True))
@@ -631,7 +671,7 @@ _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "projects": ("name", "description", "outcomes", "tags"),
     "decisions": ("id", "need_id", "target_id", "decision", "comment"),
 }
-_search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any]] = OrderedDict()
+_search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any, list[str]]] = OrderedDict()
 _search_lock = threading.Lock()
 
 
@@ -644,28 +684,42 @@ def _search_text(kind: str, row: dict[str, Any]) -> str:
 
 
 def _relevance(session: Session, kind: str, rows: list[dict[str, Any]], query: str) -> dict[str, float]:
-    """Score of each row for ``query``: the project's vectoriser fitted on the kind's texts (cached)."""
+    """Score of each row that holds every word of ``query`` (of two or more characters).
+
+    Rows are ranked by the project's vectoriser fitted on the kind's texts (cached per revision);
+    a row is kept only when each query word of two or more characters occurs in its text, so a
+    single character never matches on its own (``养老`` does not find a text with only ``老师``;
+    ``个案`` finds ``个案管理``). A query without such a word matches nothing.
+    """
     from matcher.vectorize import TextVectorizer
 
+    words = [w for w in dict.fromkeys(segment(normalise(index_text(query)))) if len(w) >= 2]
+    if not words:
+        return {}
     ids = [r["id"] for r in rows]
     key = (str(session.get_bind().url), kind, revision(session))
     with _search_lock:
         cached = _search_cache.get(key)
     if cached is None or cached[0] != ids:
+        texts = [_search_text(kind, r) for r in rows]
         vectorizer = TextVectorizer()
         try:
-            matrix = vectorizer.fit_transform([_search_text(kind, r) for r in rows])
+            matrix = vectorizer.fit_transform(texts)
         except ValueError:  # nothing to index: no rows, or no words
             return {}
-        cached = (ids, vectorizer, matrix)
+        cached = (ids, vectorizer, matrix, [normalise(t) for t in texts])
         with _search_lock:
             _search_cache[key] = cached
             _search_cache.move_to_end(key)
             while len(_search_cache) > 32:
                 _search_cache.popitem(last=False)
-    _, vectorizer, matrix = cached
+    _, vectorizer, matrix, normalised = cached
     scores = (matrix @ vectorizer.transform([index_text(query)]).T).toarray().ravel()
-    return {i: float(s) for i, s in zip(ids, scores, strict=True) if s > 1e-9}
+    return {
+        i: max(float(s), 0.0)
+        for i, s, text in zip(ids, scores, normalised, strict=True)
+        if all(word in text for word in words)
+    }
 
 
 def _filter_value(kind: str, name: str, value: str | None, errors: list[dict[str, str]]) -> str | None:
@@ -708,8 +762,10 @@ def list_records(
     specialties, compared in normal form), ``county`` (an organisation's county; a need's or project's
     organisation's county; an expert's counties; a resource's county — experts with no county and
     district-wide resources serve every county), ``stage`` (the organisation's stage), ``status`` and
-    ``urgency`` (needs), ``org_id``. ``q`` ranks by the project's Chinese text pipeline: records with a
-    score > 0, best first (ties by id), each with ``relevance``; without ``q`` records are ordered by id.
+    ``urgency`` (needs), ``org_id``. ``q`` keeps the records whose text holds every word of the query of
+    two or more characters (single characters never match on their own) and ranks them by the
+    project's Chinese text pipeline, best first (ties by id), each with ``relevance``; without ``q``
+    records are ordered by id.
     """
     spec = _kind(kind)
     errors: list[dict[str, str]] = []
@@ -944,7 +1000,9 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
       ``open`` again.
     * ``rejected`` only records the decision.
 
-    A missing need or target is :class:`NotFoundError`; a deleted target is ConflictError.
+    Accepting a target for a closed need is :class:`ConflictError` (so is completing or cancelling
+    on it: it has no open engagement); a rejection may still be recorded. A missing need or target
+    is :class:`NotFoundError`; a deleted target is ConflictError.
     """
     if not isinstance(feedback, FeedbackIn):
         try:
@@ -983,6 +1041,8 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
             )
             if load >= target.capacity:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
+        if need.status == "closed":
+            raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")
     elif feedback.decision in ("completed", "cancelled") and engagement is None:
         raise ConflictError(f"{label} has no open engagement on need {need.id} to mark {feedback.decision}")
     decision = Decision(id=new_decision_id(now), decided_at=now, **feedback.model_dump())
@@ -1142,6 +1202,13 @@ def _map_headers(file: str, kind: str, headers: list[str], rows: list[tuple[int,
             )
         else:
             mapping[field] = index
+    if not mapping and headers:
+        shown = ", ".join(repr(h[:20]) for h in headers[:3]) + (", …" if len(headers) > 3 else "")
+        message = (
+            f"no column of this file is a column of {kind} (headers read: {shown}); "
+            "is it the right file, saved as CSV UTF-8, JSONL or XLSX?"
+        )
+        raise ImportRejectedError([Problem(file, None, None, message)])
     if "id" not in mapping:
         problems.append(Problem(file, None, "id", "missing column 'id' (also accepted: '编号')"))
     if problems:
@@ -1166,7 +1233,7 @@ def _stored_equal(old: Any, new: Any) -> bool:
 
 
 @translate_db_errors
-def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -> ImportReport:
+def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None, actor: str = "cli") -> ImportReport:
     """Import one CSV/JSONL/XLSX file of ``kind``: upsert by id, all or nothing, in one transaction.
 
     Headers are matched with the kind's aliases (:mod:`matcher.store.records`). Every row is validated
@@ -1175,6 +1242,10 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
     imported. Columns absent from the file keep their stored values for existing records (a blank
     ``created_at``/``decided_at`` too). Rows equal to the stored record are not written. A soft-deleted
     record with the id of a row is restored. Decisions are stored as given; no engagement is derived.
+
+    A value the database refuses all the same is one :class:`ImportRejectedError` problem naming the
+    row and the column, never the SQL or the value. The import is written to the audit log (``actor``,
+    kind, file name, counts and the ids created or changed) in the same transaction.
     """
     spec = _kind(kind)
     file = os.fspath(path)
@@ -1237,16 +1308,80 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
                 values["deleted_at"] = None
         creates.sort(key=lambda v: v["id"])
         updates.sort(key=lambda v: v["id"])
-        if creates:
-            session.execute(insert(spec.table), creates)
-        if updates:
-            session.execute(update(spec.table), updates)
-        if creates or updates:
+        _write_import(session, spec, creates, updates, file, seen, header_of)
+        if creates or updates:  # an import that changes nothing is no edit
             bump_revision(session)
+            audit.record(
+                session,
+                actor=actor,
+                action="import",
+                kind=kind,
+                detail={
+                    "file": Path(file).name,
+                    "created": len(creates),
+                    "updated": len(updates),
+                    "unchanged": unchanged,
+                    "created_ids": [v["id"] for v in creates],
+                    "updated_ids": [v["id"] for v in updates],
+                },
+            )
         _test_pause()
     report = ImportReport(len(creates), len(updates), unchanged)
     logger.info("imported %s into %s: %s", file, kind, report)
     return report
+
+
+def _write_import(
+    session: Session,
+    spec: _Kind,
+    creates: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    file: str,
+    rows: dict[str, int],
+    header_of: dict[str, str],
+) -> None:
+    """Insert ``creates`` and update ``updates``; a refused value is an :class:`ImportRejectedError` naming row and column.
+
+    The writes run in a savepoint; when the database refuses them, each row is tried alone (and then
+    with one field at a time set to a blank value) to find the row and field to name.
+    """
+    try:
+        with session.begin_nested():
+            if creates:
+                session.execute(insert(spec.table), creates)
+            if updates:
+                session.execute(update(spec.table), updates)
+    except (OperationalError, InterfaceError):
+        raise
+    except DBAPIError as error:
+        logger.info("the database refused an import of %s: %s", file, type(getattr(error, "orig", error)).__name__)
+        statement = [(insert(spec.table), values) for values in creates] + [(update(spec.table), v) for v in updates]
+        for query, values in statement:
+            if _refused(session, query, values):
+                field = next((f for f in values if f != "id" and not _refused(session, query, _blank(values, f))), None)
+                column = header_of.get(field, field) if field else None
+                reason = type(getattr(error, "orig", error)).__name__
+                message = f"the database refused {'this value' if field else 'this row'} ({reason})"
+                raise ImportRejectedError([Problem(file, rows.get(values["id"]), column, message)]) from None
+        raise ImportRejectedError([Problem(file, None, None, "the database refused the import")]) from None
+
+
+def _refused(session: Session, query: Any, values: dict[str, Any]) -> bool:
+    """Whether the database refuses ``query`` with ``values`` (tried in a savepoint that is always rolled back)."""
+    nested = session.begin_nested()
+    try:
+        session.execute(query, [values])
+    except DBAPIError:
+        return True
+    finally:
+        nested.rollback()
+    return False
+
+
+def _blank(values: dict[str, Any], field: str) -> dict[str, Any]:
+    value = values[field]
+    blank = [] if isinstance(value, list) else "" if isinstance(value, str) else None
+    return {**values, field: blank}
 
 
 def _test_pause() -> None:
@@ -1276,24 +1411,16 @@ def _cell(value: Any, *, lists_as_text: bool) -> Any:
     return value
 
 
-def _csv_cell(value: Any) -> str:
-    value = _cell(value, lists_as_text=True)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 @translate_db_errors
-def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -> int:
+def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None, actor: str = "cli") -> int:
     """Write the live records of ``kind`` to ``path`` (``.csv`` UTF-8 with BOM, ``.jsonl`` or ``.xlsx``).
 
     Columns are those of ``data/<kind>.csv`` (decisions add ``comment, model_version, score``); lists
     are joined with ``;`` in CSV and XLSX and are arrays in JSONL; times are UTC ISO 8601 with ``Z``.
-    Importing the file again changes nothing. Returns the number of records written.
+    Importing the file again changes nothing. Cells are written by :mod:`matcher.output` (typed
+    XLSX text, CSV texts that could start a formula quoted). An export of experts with phone or
+    e-mail is audited as a view of their contact details by ``actor``. Returns the number of
+    records written.
     """
     spec = _kind(kind)
     target = Path(path)
@@ -1302,33 +1429,31 @@ def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
         raise LibraryError(f"{target}: unsupported file type {suffix or '(none)'!r}; use .csv, .jsonl or .xlsx")
     with session_scope(url) as session:
         rows = _export_rows(session, kind)
+        if kind == "experts":
+            shown = [r["id"] for r in rows if r.get("phone") or r.get("email")]
+            if shown:
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="view_contacts",
+                    kind="experts",
+                    detail={"ids": shown, "export": target.name},
+                )
     columns = list(spec.columns)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        if suffix == ".csv":
-            with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(columns)
-                writer.writerows([_csv_cell(r[c]) for c in columns] for r in rows)
-        elif suffix == ".xlsx":
-            os.close(fd)
-            import openpyxl
-
-            workbook = openpyxl.Workbook(write_only=True)
-            sheet = workbook.create_sheet(kind)
-            sheet.append(columns)
+    if suffix == ".csv":
+        write_csv(target, columns, ([_cell(r[c], lists_as_text=True) for c in columns] for r in rows))
+    elif suffix == ".xlsx":
+        book = workbook(write_only=True)
+        sheet = book.create_sheet(kind)
+        append_row(sheet, columns)
+        for r in rows:
+            append_row(sheet, [_cell(r[c], lists_as_text=True) for c in columns])
+        save_workbook(book, target)
+    else:
+        with atomic_file(target) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
             for r in rows:
-                sheet.append([_cell(r[c], lists_as_text=True) for c in columns])
-            workbook.save(tmp)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                for r in rows:
-                    record = {c: _cell(r[c], lists_as_text=False) for c in columns}
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                record = {c: _cell(r[c], lists_as_text=False) for c in columns}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     logger.info("exported %d %s to %s", len(rows), kind, target)
     return len(rows)

@@ -8,8 +8,9 @@ authenticated, in this order:
    ``POST /session`` with a key and stored server-side; writes made with it must carry the session's
    token in ``X-CSRF-Token`` (403 otherwise);
 3. no key and no cookie: while **no key is configured** (:class:`matcher.auth.KeyRing`) and the
-   request comes from a loopback address without proxy headers, it is served as the local
-   coordinator; otherwise 401.
+   request comes from a loopback address without any header a proxy adds (:data:`PROXY_HEADERS`:
+   ``Forwarded``, ``Via``, ``X-Forwarded-*``, ``X-Real-IP``, ``CF-Connecting-IP``, ``True-Client-IP``,
+   any ``…-Client-IP``…), it is served as the local coordinator; otherwise 401.
 
 Then the identity's role must hold the route's permission (403 otherwise). Routes that declare no
 rule are refused to everyone. Roles without the ``contacts`` permission get expert items without
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -42,7 +44,26 @@ logger = logging.getLogger(__name__)
 COOKIE = "matcher_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+#: Headers that proxies, load balancers and CDNs add: any of them ends keyless local mode.
+PROXY_HEADERS = (
+    "Forwarded",
+    "Via",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+    "X-Client-IP",
+    "Client-IP",
+    "CF-Connecting-IP",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "Fastly-Client-IP",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+)
+#: Families of such headers, by name: ``X-Forwarded-*``, ``X-Original-*`` and any ``…-Client-IP`` / ``…Real-IP``.
+_PROXY_NAMES = re.compile(r"^(x-forwarded-|x-original-|x-envoy-)|client-ip|connecting-ip|real-ip", re.IGNORECASE)
 _DESCRIBE = {
     "read": "read the libraries",
     "match": "match needs",
@@ -96,9 +117,16 @@ def make_keyring(app: Flask) -> KeyRing:
 # --------------------------------------------------------------------------- identity
 
 
+def forwarded() -> bool:
+    """Whether the request carries any header a proxy adds (:data:`PROXY_HEADERS` or a name of their families)."""
+    return any(name in request.headers for name in PROXY_HEADERS) or any(
+        _PROXY_NAMES.search(name) for name, _ in request.headers.items()
+    )
+
+
 def _local() -> Identity | None:
-    """The local coordinator, for a keyless request from loopback while no key is configured."""
-    if any(name in request.headers for name in PROXY_HEADERS) or not is_loopback(request.remote_addr):
+    """The local coordinator, for a keyless request from loopback, without proxy headers, while no key is configured."""
+    if forwarded() or not is_loopback(request.remote_addr):
         return None
     return None if _keyring().configured() else LOCAL
 

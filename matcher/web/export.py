@@ -11,6 +11,7 @@ import re
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
+from matcher.redact import redact
 from matcher.report import XLSX_MEDIA_TYPE, recommendations_workbook
 from matcher.service import MatchRequest
 from matcher.web.api import match_and_time
@@ -28,7 +29,7 @@ def _xlsx(request: MatchRequest) -> Response:
     if request.need_id is not None:
         libraries = current_app.extensions["matcher"].libraries()
         need = libraries.need(request.need_id)
-        title = need["title"]
+        title = redact(need["title"])  # as the need's text is: the one redaction, for every role
         org_name = libraries.organisations.set_index("id")["name"].get(need["org_id"])
     data = recommendations_workbook(body, title=title, org_name=org_name)
     name = f"matches-{re.sub(r'[^A-Za-z0-9_.-]', '_', request.need_id)}.xlsx" if request.need_id else "matches.xlsx"
