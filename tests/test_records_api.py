@@ -93,7 +93,8 @@ def test_a_need_created_without_an_id_gets_the_next_number(client) -> None:
     assert chosen.status_code == 201 and chosen.get_json()["id"] == "N-given"
     assert client.post("/v1/needs", json={**need, "id": "N-given"}).status_code == 409
     missing = client.post("/v1/needs", json={"title": "没有机构"})
-    assert missing.status_code == 400 and {e["field"] for e in missing.get_json()["errors"]} == {"org_id", "description"}
+    assert missing.status_code == 400
+    assert {e["field"] for e in missing.get_json()["errors"]} == {"org_id", "description"}
 
 
 @pytest.mark.parametrize(
