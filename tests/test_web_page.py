@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -401,10 +402,17 @@ def test_coordinator_edits_the_tags_of_a_typed_need_saves_it_and_decides(browser
     assert answer["need"]["tags"] == expected and chips(page) == expected
     assert any(second in r["reasons"]["tags"] for items in answer["results"].values() for r in items)
 
-    # 保存为需求: the organisation named in the text is offered, the title is the first clause
+    # 保存为需求: not for a text edited since its match (its tags were for the text matched)
+    page.fill("#need-text", TYPED_NEED + "，还有志愿者管理")
+    page.click("#save-need-button")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "需求描述已修改" in page.inner_text("#error") and page.locator("#save-need-form").is_hidden()
+    page.fill("#need-text", TYPED_NEED)
+    # the organisation named in the text is offered, the title is the first clause
     page.focus("#save-need-button")
     page.keyboard.press("Enter")
     page.wait_for_selector("#save-need-form:not([hidden])")
+    assert page.locator("#error").is_hidden()
     assert page.get_attribute("#save-need-button", "aria-expanded") == "true"
     organisation = api(base, tokens["coordinator"], "/v1/organisations/O004")
     assert "同心" in organisation["name"] and page.input_value("#save-org") == "O004"
@@ -461,8 +469,8 @@ def test_inferred_tags_are_chips_the_coordinator_removes_before_matching_again(b
     used = answer["need"]["tags"]
     assert used and set(used) <= set(inferred) and "个案管理" in used
     assert chips(page) == used
-    for tag in used:  # each chip shows how sure the inference is
-        assert f"{round(100 * inferred[tag])}%" in page.inner_text(f"#tag-chips .chip[data-tag='{tag}']")
+    for tag in used:  # each chip shows how sure the inference is (rounded as JavaScript's Math.round)
+        assert f"{math.floor(100 * inferred[tag] + 0.5)}%" in page.inner_text(f"#tag-chips .chip[data-tag='{tag}']")
     shot(page, "15-inferred-chips")
 
     # remove an inferred chip with the keyboard, then match again: it stays removed

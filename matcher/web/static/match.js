@@ -258,7 +258,10 @@ async function runMatch(tags) {
   const request = matchRequest(tags);
   if (!request.text && !request.need_id) throw new Error("请先填写需求描述，或从需求列表选择一条需求");
   if (request.text && current && current.needId) current = null; // a typed need replaces the opened one
-  if (request.text) $("match-need-label").textContent = "自由填写的需求（未保存，不能记录决定）";
+  if (request.text) {
+    $("match-need-label").textContent = "自由填写的需求（未保存，不能记录决定）";
+    closeSave(); // its organisation and title were offered for the previous text
+  }
   const saved = notice;
   notice = "";
   say(`${saved}正在匹配…`);
@@ -585,7 +588,15 @@ function firstClause(text) {
   return clause.slice(0, 60);
 }
 
+function unchangedText() {
+  if ($("need-text").value.trim() !== current.request.text) {
+    throw new Error("需求描述已修改：请先按“匹配”或“重新匹配”，再保存");
+  }
+}
+
 async function openSave() {
+  unchangedText();
+  say("");
   const byId = await orgs();
   const select = $("save-org");
   if (select.options.length === 1) {
@@ -611,6 +622,7 @@ function closeSave() {
 }
 
 async function saveNeed() {
+  unchangedText();
   const payload = {
     org_id: $("save-org").value, title: $("save-title").value.trim(), description: current.request.text,
     tags: [...current.tags], urgency: $("save-urgency").value,
