@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import socket
 import threading
 
@@ -76,6 +77,24 @@ def test_create_read_replace_delete(client) -> None:
     assert client.delete("/v1/experts/E9001").status_code == 204
     assert client.get("/v1/experts/E9001").status_code == 404
     assert client.delete("/v1/experts/E9001").status_code == 404
+
+
+def test_a_need_created_without_an_id_gets_the_next_number(client) -> None:
+    with (ROOT / "data" / "needs.csv").open(encoding="utf-8") as file:  # what the database was filled from
+        numbers = [int(row["id"][1:]) for row in csv.DictReader(file)]
+    need = {"org_id": "O004", "title": "个案管理转介流程", "description": "想请老师指导个案管理和转介流程", "tags": []}
+    first = client.post("/v1/needs", json=need)
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["id"] == f"N{max(numbers) + 1:04d}"
+    assert client.delete(f"/v1/needs/{first.get_json()['id']}").status_code == 204
+    second = client.post("/v1/needs", json={**need, "id": None}).get_json()  # a deleted need's number is not reused
+    assert second["id"] == f"N{max(numbers) + 2:04d}" and second["org_id"] == "O004" and second["tags"] == []
+    chosen = client.post("/v1/needs", json={**need, "id": "N-given"})
+    assert chosen.status_code == 201 and chosen.get_json()["id"] == "N-given"
+    assert client.post("/v1/needs", json={**need, "id": "N-given"}).status_code == 409
+    missing = client.post("/v1/needs", json={"title": "没有机构"})
+    assert missing.status_code == 400
+    assert {e["field"] for e in missing.get_json()["errors"]} == {"org_id", "description"}
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ __all__ = [
     "ExpertIn",
     "FeedbackIn",
     "NeedIn",
+    "NewNeedIn",
     "OrganisationIn",
     "ProjectIn",
     "ResourceIn",
@@ -443,6 +444,12 @@ class NeedIn(_Record):
     urgency: Urgency = "medium"
     status: NeedStatus = "open"
     created_at: Timestamp = Field(default_factory=_utcnow)
+
+
+class NewNeedIn(NeedIn):
+    """A need to create (``POST /v1/needs``): without an ``id`` the service assigns the next ``N`` number."""
+
+    id: OptionalId = None  # type: ignore[assignment]
 
 
 class ExpertIn(_Record):

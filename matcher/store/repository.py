@@ -99,6 +99,7 @@ __all__ = [
     "list_records",
     "load_libraries_db",
     "new_decision_id",
+    "next_need_id",
     "peek_revision",
     "record_feedback",
     "replace_record",
@@ -845,8 +846,13 @@ def _item_source(row: Base, kind: str) -> dict[str, Any]:
 
 
 def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Validate and insert a record; :class:`ConflictError` if its id exists (deleted ones too)."""
+    """Validate and insert a record; :class:`ConflictError` if its id exists (deleted ones too).
+
+    A need without an ``id`` (absent, null or empty) gets the next free number (:func:`next_need_id`).
+    """
     spec = _kind(kind)
+    if kind == "needs" and isinstance(data, dict) and data.get("id") in (None, ""):
+        data = {**data, "id": next_need_id(session)}
     values = _validate(session, kind, data)
     existing = session.get(spec.table, values["id"])
     if existing is not None:
@@ -861,6 +867,19 @@ def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str
     session.flush()
     bump_revision(session)
     return get_record(session, kind, values["id"])
+
+
+def next_need_id(session: Session) -> str:
+    """The number after the highest ``N<digits>`` need id, deleted needs included (ids are never reused).
+
+    ``N0501`` after ``N0500``, with at least four digits. The libraries' revision row is locked first
+    (PostgreSQL; SQLite transactions already run one writer at a time), so concurrent creations in
+    their own transactions never take the same number.
+    """
+    session.execute(select(Revision.id).where(Revision.id == 1).with_for_update())
+    ids = session.scalars(select(Need.id).where(Need.id.like("N%")))
+    numbers = [int(i[1:]) for i in ids if i[1:].isascii() and i[1:].isdigit()]
+    return f"N{max(numbers, default=0) + 1:04d}"
 
 
 def replace_record(session: Session, kind: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from matcher.service import MAX_K, MatchRequest, MatchResponse, MatchService
-from matcher.store.records import MODELS, FeedbackIn
+from matcher.store.records import MODELS, FeedbackIn, NewNeedIn
 from matcher.web.access import audit, present
 from matcher.web.api import match_and_time
 from matcher.web.errors import BadRequestError
@@ -92,6 +92,10 @@ def _record(kind: str | None) -> type[BaseModel]:
     return MODELS[kind]
 
 
+def _new_record(kind: str | None) -> type[BaseModel]:
+    return NewNeedIn if kind == "needs" else MODELS[kind]
+
+
 def _page(items: list[dict], total: int, query: Page | EngagementQuery, kind: str) -> ResponseReturnValue:
     body = {"items": items, "total": total, "page": query.page, "per_page": query.per_page}
     return respond(body, page_model(kind))
@@ -129,9 +133,16 @@ def get_record(kind: str, record_id: str) -> ResponseReturnValue:
 
 
 @bp.post(f"/{KIND}")
-@operation("edit", "Create one of {kind}", body=_record, responses={201: item_model}, tag="records")
+@operation(
+    "edit",
+    "Create one of {kind}",
+    body=_new_record,
+    responses={201: item_model},
+    description="409 when the id exists. A need sent without `id` gets the next free `N` number.",
+    tag="records",
+)
 def create_record(kind: str) -> ResponseReturnValue:
-    """Create a record (409 when the id exists)."""
+    """Create a record (409 when the id exists; a need without an id gets the next free number)."""
     from matcher.store import repository
 
     with _session() as session:

@@ -4,7 +4,8 @@ One server-rendered page (Chinese, no build step) whose plain JavaScript (``stat
 calls the JSON API. With keys configured the page asks for one and signs in (``POST /session``):
 the key is kept server-side, the browser holds only an HttpOnly session cookie, and the page sends
 the session's CSRF token with every write. What the page offers follows the role: only roles that
-may record decisions see accept/reject, only roles with the contacts permission see contacts.
+may record decisions see accept/reject, only roles with the contacts permission see contacts, only
+roles that may edit the libraries can save a typed need.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def index() -> ResponseReturnValue:
         role_label=ROLE_LABELS.get(identity.role, "") if identity else "",
         can_decide="feedback" in permissions,
         can_contact="contacts" in permissions,
+        can_edit="edit" in permissions,
         can_match="match" in permissions,
         csrf_token=g.get("csrf_token", "") if mode == "session" else "",
         choices=_choices() if identity else {"categories": [], "counties": []},

@@ -18,6 +18,8 @@ const body = document.body;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const CAN_DECIDE = body.dataset.canDecide === "1";
 const CAN_CONTACT = body.dataset.canContact === "1";
+const CAN_EDIT = body.dataset.canEdit === "1";
+const MAX_TAGS = 10; // a stored need holds at most 10 tags
 const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ small helpers
@@ -207,7 +209,8 @@ function emptyRow(span, text) {
 }
 
 // ---------------------------------------------------------------- match view
-let current = null; // {needId, request, body}
+let current = null; // {needId, request, body, tags (a typed need's chips), inferred}
+let notice = ""; // said before the next "匹配完成"
 
 async function showMatch(needId) {
   if (!needId) {
@@ -222,40 +225,58 @@ async function showMatch(needId) {
   $("match-need-label").textContent = `需求 ${need.id}：${need.title}`;
   $("need-text").value = "";
   await runMatch();
+  if (document.activeElement === document.body) $("need-heading").focus(); // e.g. the save button is gone
 }
 
 function resetMatch() {
   current = null;
   $("results").replaceChildren();
   $("need").hidden = true;
+  $("tag-editor").hidden = true;
+  closeSave();
   $("export-button").disabled = true;
   $("match-need-label").textContent = "从需求列表打开一条需求，或在下面直接填写需求。";
 }
 
-function matchRequest() {
+// The body of POST /v1/match. A typed need without `tags` has its tags inferred from the text;
+// with `tags` (the chips, possibly none) exactly those are used.
+function matchRequest(tags) {
   const request = { k: Number($("k").value) || 5, profiles: true };
   const county = $("county").value;
   if (county) request.filters = { county };
   const text = $("need-text").value.trim();
   if (text) {
     request.text = text;
+    if (tags) request.tags = [...tags];
   } else if (current && current.needId) {
     request.need_id = current.needId;
   }
   return request;
 }
 
-async function runMatch() {
-  const request = matchRequest();
+async function runMatch(tags) {
+  const request = matchRequest(tags);
   if (!request.text && !request.need_id) throw new Error("请先填写需求描述，或从需求列表选择一条需求");
   if (request.text && current && current.needId) current = null; // a typed need replaces the opened one
-  if (request.text) $("match-need-label").textContent = "自由填写的需求（未保存，不能记录决定）";
-  say("正在匹配…");
+  if (request.text) {
+    $("match-need-label").textContent = "自由填写的需求（未保存，不能记录决定）";
+    closeSave(); // its organisation and title were offered for the previous text
+  }
+  const saved = notice;
+  notice = "";
+  say(`${saved}正在匹配…`);
   const result = await api("POST", "/v1/match", request);
-  current = { ...(current || {}), needId: request.need_id || null, request, body: result };
+  const before = current || {};
+  current = { ...before, needId: request.need_id || null, request, body: result };
+  if (request.text) {
+    current.tags = [...result.need.tags];
+    const inferred = result.need.inferred_tags;
+    if (Array.isArray(inferred)) current.inferred = { text: request.text, tags: inferred };
+    else if (!(before.inferred && before.inferred.text === request.text)) current.inferred = null;
+  }
   await renderMatch();
   const counts = Object.entries(result.results).map(([type, items]) => `${TYPE_NAMES[type]} ${items.length}`);
-  say(`匹配完成：${counts.join("，")}（模型版本 ${result.model_version}）`);
+  say(`${saved}匹配完成：${counts.join("，")}（模型版本 ${result.model_version}）`);
 }
 
 async function renderMatch() {
@@ -277,6 +298,7 @@ async function renderMatch() {
   }
   const spans = Object.values(result.results).flat().flatMap((m) => m.reasons.terms.flatMap((t) => t.spans));
   $("need-normalised").replaceChildren(highlighted(result.need.text, spans));
+  renderTags();
   await renderNeedEngagements();
 
   const engaged = new Set((current.engagements || []).filter((e) => e.status === "open").map((e) => `${e.target_type}:${e.target_id}`));
@@ -368,7 +390,7 @@ function decisionBox(type, match, rank, engaged) {
   }
   if (!CAN_DECIDE) return box;
   if (!current.needId) {
-    box.append(el("span", "自由填写的需求不能记录决定", "muted"));
+    box.append(el("span", CAN_EDIT ? "自由填写的需求不能记录决定（请先保存为需求）" : "自由填写的需求不能记录决定", "muted"));
     return box;
   }
   const comment = el("input");
@@ -459,6 +481,157 @@ async function exportXlsx() {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   say(`已导出 ${link.download}`);
+}
+
+// ---------------------------------------------------------------- a typed need's tags and saving it
+// The chips are the tags the last match used (inferred from the text, or the ones sent); the
+// coordinator removes (×) or adds (from the taxonomy) chips, then 重新匹配 sends exactly the chips.
+
+function tagProbabilities() {
+  const inferred = current.inferred && current.inferred.text === current.request.text ? current.inferred.tags : [];
+  return new Map(inferred.map((t) => [t.tag, t.probability]));
+}
+
+function renderTags() {
+  const editor = $("tag-editor");
+  editor.hidden = Boolean(current.needId);
+  if (editor.hidden) return;
+  const probabilities = tagProbabilities();
+  const chips = $("tag-chips");
+  chips.replaceChildren(...current.tags.map((tag) => chip(tag, probabilities.get(tag))));
+  const used = current.body.need.tags;
+  let note;
+  if (current.tags.join("\n") !== used.join("\n")) note = "标签已修改，按“重新匹配”使用下列标签。";
+  else if (Array.isArray(current.request.tags)) note = "上次匹配使用了下列标签。";
+  else if (current.inferred && used.length) note = "根据需求描述推断的标签（百分数为把握程度）。";
+  else note = "没有从需求描述推断出标签。";
+  if (!current.tags.length) note += "没有标签时只按文本匹配。";
+  note += "可以移除（×）或从类别中添加标签，再按“重新匹配”；“匹配”按需求描述重新推断。";
+  $("tags-note").textContent = note;
+  for (const option of $("tag-add").options) {
+    if (!option.value) continue;
+    option.disabled = current.tags.includes(option.value);
+    const p = probabilities.get(option.value);
+    option.textContent = p === undefined || option.disabled ? option.value : `${option.value}（推断 ${percent(p)}）`;
+  }
+  if ($("tag-add").selectedOptions[0]?.disabled) $("tag-add").value = "";
+  $("tag-add-button").disabled = current.tags.length >= MAX_TAGS;
+}
+
+function percent(probability) {
+  return `${Math.round(100 * probability)}%`;
+}
+
+function chip(tag, probability) {
+  const item = el("li", undefined, "chip");
+  item.dataset.tag = tag;
+  item.append(el("span", tag));
+  if (probability !== undefined) item.append(el("small", percent(probability), "muted"));
+  const remove = button("×", () => removeTag(tag), "chip-remove");
+  remove.setAttribute("aria-label", `移除标签 ${tag}`);
+  item.append(remove);
+  return item;
+}
+
+function removeTag(tag) {
+  const at = current.tags.indexOf(tag);
+  if (at < 0) return;
+  current.tags.splice(at, 1);
+  renderTags();
+  const left = $("tag-chips").querySelectorAll("button");
+  (left[Math.min(at, left.length - 1)] || $("tag-add")).focus(); // the next chip, or the picker
+  say(`已移除标签：${tag}。按“重新匹配”按新的标签匹配。`);
+}
+
+function addTag() {
+  const tag = $("tag-add").value;
+  if (!tag) throw new Error("请先在“添加标签”中选择一个类别");
+  if (current.tags.length >= MAX_TAGS) throw new Error(`最多 ${MAX_TAGS} 个标签`);
+  if (!current.tags.includes(tag)) current.tags.push(tag);
+  renderTags();
+  $("tag-add").value = "";
+  $("tag-add").focus();
+  say(`已添加标签：${tag}。按“重新匹配”按新的标签匹配。`);
+}
+
+async function rematch() {
+  if (!$("need-text").value.trim()) throw new Error("请先填写需求描述");
+  await runMatch(current.tags);
+}
+
+// Organisations named in the text: the name, the name without its county, and the short name (without
+// the generic suffix; followed by 社工, 服务, 中心… so that 惠民政策 does not name 惠民社会工作服务中心).
+const ORG_SUFFIXES = [
+  "社会工作服务中心", "社会组织服务中心", "社会工作服务站", "社会工作事务所", "社工服务中心", "服务中心", "服务站", "事务所", "协会",
+];
+const SHORT_NAME_FOLLOWED_BY = ["社工", "社会", "服务", "中心", "站", "机构", "事务所", "协会"];
+
+function orgNamedIn(texts, byId) {
+  let best = null;
+  const consider = (org, name, found) => {
+    if (name.length >= 2 && found && (!best || name.length > best.name.length)) best = { org, name };
+  };
+  for (const org of byId.values()) {
+    const local = org.county && org.name.startsWith(org.county) ? org.name.slice(org.county.length) : org.name;
+    for (const name of new Set([org.name, local])) consider(org, name, texts.some((t) => t.includes(name)));
+    const suffix = ORG_SUFFIXES.find((s) => local.endsWith(s) && local.length > s.length);
+    if (!suffix) continue;
+    const short = local.slice(0, -suffix.length);
+    const named = (t) => SHORT_NAME_FOLLOWED_BY.some((after) => t.includes(short + after));
+    consider(org, short, texts.some(named));
+  }
+  return best;
+}
+
+function firstClause(text) {
+  const clause = text.split(/[。！？!?；;，,\n]/).map((part) => part.trim()).find(Boolean) || text.trim();
+  return clause.slice(0, 60);
+}
+
+function unchangedText() {
+  if ($("need-text").value.trim() !== current.request.text) {
+    throw new Error("需求描述已修改：请先按“匹配”或“重新匹配”，再保存");
+  }
+}
+
+async function openSave() {
+  unchangedText();
+  say("");
+  const byId = await orgs();
+  const select = $("save-org");
+  if (select.options.length === 1) {
+    for (const org of byId.values()) select.append(new Option(`${org.name}（${org.county || "—"}）`, org.id));
+  }
+  const text = current.request.text;
+  const found = orgNamedIn([text, current.body.need.text], byId);
+  select.value = found ? found.org.id : "";
+  $("save-org-hint").textContent = found
+    ? `需求描述提到“${found.name}”，已预选 ${found.org.name}；如不对请更改。`
+    : "需求描述中没有找到机构名称，请选择提出需求的机构。";
+  $("save-title").value = firstClause(text);
+  $("save-need-form").hidden = false;
+  $("save-need-button").setAttribute("aria-expanded", "true");
+  (found ? $("save-title") : select).focus();
+}
+
+function closeSave() {
+  const form = $("save-need-form");
+  if (!form) return;
+  form.hidden = true;
+  $("save-need-button").setAttribute("aria-expanded", "false");
+}
+
+async function saveNeed() {
+  unchangedText();
+  const payload = {
+    org_id: $("save-org").value, title: $("save-title").value.trim(), description: current.request.text,
+    tags: [...current.tags], urgency: $("save-urgency").value,
+  };
+  const need = await api("POST", "/v1/needs", payload);
+  closeSave();
+  $("need-text").value = "";
+  notice = `已保存为需求 ${need.id}，可以记录决定。`;
+  location.hash = `#match/${encodeURIComponent(need.id)}`;
 }
 
 // ---------------------------------------------------------------- engagements view
@@ -614,6 +787,28 @@ function wire() {
     runMatch().catch((error) => { $("results").replaceChildren(); fail(error); });
   });
   $("export-button").addEventListener("click", () => exportXlsx().catch(fail));
+  $("tag-add-button").addEventListener("click", () => {
+    try {
+      addTag();
+    } catch (error) {
+      fail(error);
+    }
+  });
+  $("rematch-button").addEventListener("click", () => rematch().catch(fail));
+  if ($("save-need-form")) {
+    $("save-need-button").addEventListener("click", () => {
+      if ($("save-need-form").hidden) openSave().catch(fail);
+      else closeSave();
+    });
+    $("save-need-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      saveNeed().catch(fail);
+    });
+    $("save-need-cancel").addEventListener("click", () => { closeSave(); $("save-need-button").focus(); });
+    $("save-need-form").addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { closeSave(); $("save-need-button").focus(); }
+    });
+  }
   $("eng-filters").addEventListener("submit", (event) => {
     event.preventDefault();
     engState.page = 1;
