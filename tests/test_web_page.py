@@ -486,7 +486,6 @@ def test_coordinator_edits_the_tags_of_a_typed_need_saves_it_and_decides(browser
     assert page.errors == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs inferred_tags from the API (issue 13 item 1)")
 def test_inferred_tags_are_chips_the_coordinator_removes_before_matching_again(browser, site) -> None:
     base, tokens = site
     page = new_page(browser, base, DESKTOP, tokens["coordinator"])

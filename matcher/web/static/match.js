@@ -314,7 +314,7 @@ async function renderMatch() {
   }
 }
 
-function reasonList(reasons, profile) {
+function reasonList(reasons, profile, score) {
   const list = el("ul", undefined, "reasons");
   if (reasons.terms.length) {
     const item = el("li", "匹配词：");
@@ -330,8 +330,9 @@ function reasonList(reasons, profile) {
   const c = reasons.components;
   list.append(el("li", `基础分：文本 ${c.text.toFixed(3)} ＋ 标签 ${c.tags.toFixed(3)} ＋ 地区 ${c.region.toFixed(3)}`, "muted"));
   if (reasons.rerank) {
-    const moved = reasons.rerank.features.map((f) => `${FEATURE_NAMES[f.feature.split(":")[0]] || f.feature}${f.effect >= 0 ? "↑" : "↓"}`);
-    list.append(el("li", `学习排序（依据过往协调员决定）：基础分 ${reasons.rerank.base.toFixed(3)} → 最终得分；主要因素：${moved.join("、") || "无"}`, "muted"));
+    const moved = reasons.rerank.features.map((f) => `${f.label || FEATURE_NAMES[f.feature.split(":")[0]] || f.feature}${f.effect >= 0 ? "↑" : "↓"}`);
+    const final = typeof score === "number" ? ` ${score.toFixed(3)}` : "";
+    list.append(el("li", `学习排序（依据过往协调员决定）：基础分 ${reasons.rerank.base.toFixed(3)} → 最终得分${final}；主要因素：${moved.join("、") || "无"}`, "muted"));
   }
   return list;
 }
@@ -358,7 +359,7 @@ function card(type, match, rank, engaged) {
   title.append(el("span", `${rank}. `, "rank"), match.name, el("span", match.score.toFixed(3), "score"));
   item.append(title, el("small", match.id, "muted"));
   if (type === "expert" && match.profile && match.profile.capacity !== null) item.append(loadMeter(match.profile));
-  item.append(reasonList(match.reasons, match.profile));
+  item.append(reasonList(match.reasons, match.profile, match.score));
   if (match.profile) {
     const details = el("details");
     details.open = rank === 1;
