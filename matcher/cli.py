@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from matcher.errors import MatcherError
+from matcher.rank import WEAK_SCORE
 
 logger = logging.getLogger("matcher")
 
@@ -467,7 +468,7 @@ def evaluate(
 )
 @click.option(
     "--threshold",
-    default=0.3,
+    default=WEAK_SCORE,
     show_default=True,
     type=float,
     help="A need whose best weighted-sum score is below this is weakly matched.",

@@ -35,6 +35,7 @@ from matcher import metrics
 from matcher.library import TARGET_TYPES, Libraries, needs_frame, targets_frame
 from matcher.model import Matcher, build_matcher
 from matcher.output import write_frame_csv
+from matcher.rank import WEAK_SCORE
 from matcher.rerank import SIMILARITIES, decision_rows, served_scores, similarity_frame
 
 logger = logging.getLogger(__name__)
@@ -614,7 +615,7 @@ GAP_COLUMNS = ("dimension", "value", "needs", "weak", "weak_share", "mean_best")
 
 
 def find_gaps(
-    model: Matcher, libs: Libraries, *, target_type: str = "expert", threshold: float = 0.3, status: str | None = None
+    model: Matcher, libs: Libraries, *, target_type: str = "expert", threshold: float = WEAK_SCORE, status: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Needs whose best available match is weak, and their counts by category (tag) and county.
 

@@ -29,6 +29,7 @@ from matcher.errors import FieldError
 from matcher.library import Libraries, targets_frame
 from matcher.model import Matcher, term_spans
 from matcher.privacy import index_text, shown_index_text
+from matcher.rank import WEAK_SCORE
 from matcher.redact import redact
 from matcher.text import normalise
 
@@ -411,7 +412,7 @@ class MatchService:
                     term["profile_spans"] = term_spans(text, term["term"])
 
     # ---------------------------------------------------------------- the base's overview
-    def overview(self, *, weakest: int = 10, threshold: float = 0.3) -> dict[str, Any]:
+    def overview(self, *, weakest: int = 10, threshold: float = WEAK_SCORE) -> dict[str, Any]:
         """Open needs against free expert places per category, and the weakest-served open needs.
 
         ``{"model_version", "threshold", "categories": [{"category", "open_needs", "experts",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from matcher.auth import ROLES
+from matcher.rank import WEAK_SCORE
 from matcher.store.audit import ACTIONS
 from matcher.store.records import MODELS, DecisionIn, Timestamp
 
@@ -264,4 +265,4 @@ class Overview(_Out):
 
 class OverviewQuery(_Out):
     weakest: int = Field(default=10, ge=1, le=100, description="How many of the weakest-served needs to list.")
-    threshold: float = Field(default=0.3, ge=0, le=1)
+    threshold: float = Field(default=WEAK_SCORE, ge=0, le=1)
