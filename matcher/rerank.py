@@ -619,7 +619,8 @@ class Reranker(BaseEstimator):
                 slope, coefficient = calibration.coef_[0]
                 if slope <= 0:  # the model's order would be reversed: it knows nothing, keep the weighted sum
                     logger.info("%s: the calibrated re-ranker does not rise with its own score; weighted sum kept", target_type)
-                    del self.models_[target_type]
+                    for table in (self.models_, self.scalers_, self.means_):
+                        table.pop(target_type, None)
                     continue
                 self.calibration_[target_type] = (float(slope), float(calibration.intercept_[0]), float(coefficient))
         return self
