@@ -440,6 +440,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     libs = stored_libraries()
     rows = evaluation.evaluate_history(libs, params, test_share=test_share, n_resamples=resamples).rows
+    rows += evaluation.evaluate_known_items(libs, params, n_resamples=resamples)
     if bench_dir is not None:
         bench = evaluation.load_bench(bench_dir)
         if bench_needs:

@@ -46,6 +46,7 @@ __all__ = [
     "bench_candidates",
     "evaluate_bench",
     "evaluate_history",
+    "evaluate_known_items",
     "find_gaps",
     "load_bench",
     "plot_gaps",
@@ -242,6 +243,30 @@ def _history_rows(
         _row(dataset, "reranker-fusion", "nDCG", 5, metrics.bootstrap_ci(differences, n_resamples=n_resamples), len(differences))
     )
     return result
+
+
+def evaluate_known_items(libs: Libraries, params: dict[str, Any] | None = None, *, n_resamples: int = 1000) -> list[dict]:
+    """Known-item success@1 and @3 of each target type and query form (:mod:`matcher.known_item`).
+
+    The model is fitted as ``matcher train`` fits it (current profiles, tag classifier, gated
+    re-ranker); ``method`` is ``reranker`` (what serves) or ``base`` (the base score alone). Rows have
+    dataset ``known_item/<type>``, metric ``success:<form>`` and a bootstrap interval over the targets.
+    """
+    from matcher.known_item import FORMS, known_item_table
+
+    model = build_matcher(params).fit(targets_frame(libs))
+    model.fit_tagger(needs_frame(libs), libs.taxonomy).fit_reranker(libs)
+    rows = []
+    for method, scorer in (("reranker", model), ("base", _without_reranker(model))):
+        for target_type in model.target_types_:
+            table = known_item_table(scorer, target_type, k=3)
+            for form in FORMS:
+                ranks = table.loc[table["form"] == form, "rank"].to_numpy()
+                for k in (1, 3):
+                    hits = ((ranks >= 1) & (ranks <= k)).astype(float)
+                    estimate = metrics.bootstrap_ci(hits, n_resamples=n_resamples)
+                    rows.append(_row(f"known_item/{target_type}", method, f"success:{form}", k, estimate, len(hits)))
+    return rows
 
 
 def _exposure_rows(model: Matcher, libs: Libraries, test: pd.DataFrame, n_resamples: int, k: int = 5) -> list[dict]:

@@ -393,7 +393,8 @@ def targets_frame(libs: Libraries, *, history: bool = True, until: pd.Timestamp 
 def needs_frame(libs: Libraries, need_ids: list[str] | None = None) -> pd.DataFrame:
     """Stored needs as a frame of ``NEED_COLUMNS`` (all needs, or ``need_ids`` in that order)."""
     needs = libs.needs if need_ids is None else libs.needs.set_index("id").loc[need_ids].reset_index()
-    county = needs["org_id"].map(libs.organisations.set_index("id")["county"])
+    organisations = libs.organisations.set_index("id")
+    county = needs["org_id"].map(organisations["county"])
     return pd.DataFrame(
         {
             "id": needs["id"],
@@ -401,6 +402,7 @@ def needs_frame(libs: Libraries, need_ids: list[str] | None = None) -> pd.DataFr
             "tags": needs["tags"],
             "counties": [[c] if isinstance(c, str) and c else [] for c in county],
             "org_id": needs["org_id"].replace("", None),
+            "org_name": needs["org_id"].map(organisations["name"]),  # never matched as a target's name
         }
     )
 

@@ -23,6 +23,7 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
+from matcher.names import NameIndex, mask_organisation
 from matcher.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
 from matcher.rerank import (
     FEATURES,
@@ -35,7 +36,7 @@ from matcher.rerank import (
     feature_matrix,
 )
 from matcher.tagging import TagClassifier, taxonomy_documents
-from matcher.text import normalise, normalise_many
+from matcher.text import normalise, normalise_many, tokenize
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class _TypeIndex:
     latent: np.ndarray | None  # (n_texts, n_components) unit-norm latent vectors (semantic similarity)
     tags_t: sp.csr_matrix  # (n_tags, n_targets): ``tags`` transposed, for products with needs
     counties_t: sp.csr_matrix  # (n_counties, n_targets)
+    name_index: NameIndex | None = None  # the targets' names, found in needs' texts
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -158,7 +160,9 @@ class _NeedBlock:
     county_matrix: sp.csr_matrix  # (n_needs, n_counties)
     n_tags: np.ndarray  # (n_needs,) number of distinct tags of each need
     latent: np.ndarray | None = None  # (n_needs, n_components) unit-norm latent vectors
-    words: list[str] | None = None  # the first need's known words of 2+ characters, for reasons
+    org_names: list[str | None] | None = None  # each need's own organisation's name (never matched as a name)
+    named: dict[int, sp.csr_matrix] | None = None  # per type index (by id): (n_needs, n_targets) names found
+    words: list[tuple[str, int, int]] | None = None  # the first need's tokens with offsets, for reasons
 
 
 class Matcher(BaseEstimator):
@@ -209,6 +213,10 @@ class Matcher(BaseEstimator):
     diversity : float
         Maximal marginal relevance trade-off in [0, 1): 0 ranks by score alone; higher values push
         down targets whose profiles resemble those already ranked above them.
+    name_weight : float
+        Weight of a target's name (a project's or resource's name, its brand, an expert's name) found
+        in the need's text: the text component becomes ``min(1, text + name_weight)`` for that target.
+        The need's own organisation's name is never matched (see :mod:`matcher.names`).
     tagger : TagClassifier or None
         The tag classifier's parameters; fitted by :meth:`fit_tagger`, never by :meth:`fit`. A need
         whose ``tags`` are absent (None) gets the tags it infers; a list, even empty, is used as given.
@@ -250,6 +258,7 @@ class Matcher(BaseEstimator):
         rerank_depth: int = 50,
         diversity: float = 0.0,
         tagger: TagClassifier | None = None,
+        name_weight: float = 0.5,
     ) -> None:
         self.vectorizer = vectorizer
         self.aggregation = aggregation
@@ -263,6 +272,7 @@ class Matcher(BaseEstimator):
         self.rerank_depth = rerank_depth
         self.diversity = diversity
         self.tagger = tagger
+        self.name_weight = name_weight
 
     def __setstate__(self, state: dict) -> None:
         """Artefacts saved before a parameter existed load with that parameter's default."""
@@ -276,11 +286,14 @@ class Matcher(BaseEstimator):
             "reranker_": None,
             "tagger": None,
             "tagger_": None,
+            "name_weight": 0.0,  # saved before names were a field: scored as they were
         }
         super().__setstate__({**defaults, **state})
         if "feature_terms_" in self.__dict__ and "evidence_columns_" not in self.__dict__:
             self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_)
         for index in self.__dict__.get("index_", {}).values():
+            if "name_index" not in index.__dict__:
+                index.name_index = _name_index(index.frame)
             if not hasattr(index, "latent"):
                 index.latent = None
                 index.n_tags = np.asarray(index.tags.sum(axis=1)).ravel()
@@ -302,6 +315,8 @@ class Matcher(BaseEstimator):
             raise ValueError(f"diversity must be in [0, 1), got {self.diversity}")
         if self.rerank_depth < 1:
             raise ValueError(f"rerank_depth must be positive, got {self.rerank_depth}")
+        if not 0 <= self.name_weight <= 1:
+            raise ValueError(f"name_weight must be in [0, 1], got {self.name_weight}")
 
     def fit(self, X: pd.DataFrame, y: object = None) -> Matcher:
         """Fit the vocabulary on the targets ``X`` and index them.
@@ -326,7 +341,10 @@ class Matcher(BaseEstimator):
         self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
         self.char_columns_ = np.zeros(len(self.feature_names_), dtype=np.float32)
         self.char_columns_[self.vectorizer_.block_slices_.get("char", slice(0, 0))] = 1.0
-        self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_)
+        share = None
+        if vectors.shape[0] >= GENERIC_MIN_TEXTS:
+            share = np.bincount(vectors.indices, minlength=len(self.feature_names_)) / vectors.shape[0]
+        self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_, share)
         self.tag_vocabulary_ = _vocabulary(frame["tags"])
         self.county_vocabulary_ = _vocabulary(frame["counties"])
         self.reranker_ = None
@@ -465,6 +483,7 @@ class Matcher(BaseEstimator):
             latent=self._latent(texts),
             tags_t=sp.csr_matrix((0, 0)),
             counties_t=sp.csr_matrix((0, 0)),
+            name_index=_name_index(frame),
         )._transpose_labels()
 
     def _latent(self, vectors: sp.csr_matrix) -> np.ndarray | None:
@@ -496,7 +515,9 @@ class Matcher(BaseEstimator):
             for row, found in zip(missing, inferred, strict=True):
                 tags[row] = [item["tag"] for item in found]
         counties = [list(r.get("counties") or []) for r in records]
-        docs = self.vectorizer_.preprocess(texts)
+        org_names = [r.get("org_name") if isinstance(r.get("org_name"), str) else None for r in records]
+        # the need's own organisation's name says nothing of what it needs: blanked out (same length)
+        docs = [mask_organisation(doc, org) for doc, org in zip(self.vectorizer_.preprocess(texts), org_names, strict=True)]
         vectors = self.vectorizer_.transform_queries(docs)
         return _NeedBlock(
             ids=[r.get("id") or "" for r in records],
@@ -509,6 +530,7 @@ class Matcher(BaseEstimator):
             county_matrix=_binary(counties, self.county_vocabulary_),
             n_tags=np.asarray([len({_label(t) for t in ts}) for ts in tags], dtype=float),
             latent=self._latent(vectors),
+            org_names=org_names,
         )
 
     def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -525,16 +547,34 @@ class Matcher(BaseEstimator):
             region = ((block.county_matrix @ index.counties_t).toarray() > 0).astype(float)
         return text, tags, region
 
-    def _text_component(self, block: _NeedBlock, index: _TypeIndex) -> np.ndarray:
-        """The text component (n_needs, n_targets): cosine, fused with the latent one, best text, in [0, 1]."""
+    def _text_component(self, block: _NeedBlock, index: _TypeIndex, *, names: bool = True) -> np.ndarray:
+        """The text component (n_needs, n_targets): similarity, fused with the latent one, best text, plus
+        ``name_weight`` where the need names the target, in [0, 1]."""
         text = index.text_scores(block.vectors)
         if index.latent is not None and block.latent is not None:
             semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
             text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
         if index.starts is not None:
             text = np.maximum.reduceat(text, index.starts, axis=1)
+        if names:
+            named = self._named(block, index).tocoo()
+            if named.nnz:
+                text[named.row, named.col] += text.dtype.type(self.name_weight) * named.data.astype(text.dtype)
         np.clip(text, 0.0, 1.0, out=text)
         return text
+
+    def _named(self, block: _NeedBlock, index: _TypeIndex) -> sp.csr_matrix:
+        """Which targets of ``index`` each need of the block names: binary (n_needs, n_targets), cached."""
+        if block.named is None:
+            block.named = {}
+        found = block.named.get(id(index))
+        if found is None:
+            if self.name_weight > 0 and index.name_index is not None:
+                found = index.name_index.find(block.docs, block.org_names)
+            else:
+                found = sp.csr_matrix((len(block.ids), len(index.ids)))
+            block.named[id(index)] = found
+        return found
 
     def _base_scores(self, block: _NeedBlock, target_type: str, county: str | None) -> np.ndarray:
         """The rounded weighted sums (n_needs, n_targets), -inf where a hard rule excludes the target.
@@ -642,6 +682,13 @@ class Matcher(BaseEstimator):
         terms = np.diff(vectors.indptr) + tag_matrix.sum(axis=1) + county_matrix.sum(axis=1) + 8
         slack = 2 * (terms * 2.0**-23 + 4e-6)
         rows, columns = _near_the_best(approx, k, self.min_score, slack)
+        # names only raise scores and are left out of ``approx``, so its bound still holds: every named
+        # target that the hard rules allow is a candidate too
+        named = self._named(block, index).tocoo()
+        if named.nnz:
+            allowed = np.isfinite(approx[named.row, named.col])
+            cells = np.unique(np.r_[rows * n_texts + columns, named.row[allowed] * n_texts + named.col[allowed]])
+            rows, columns = cells // n_texts, cells % n_texts
         scores = self._exact_scores(block, index, rows, columns)
         keep = scores > self.min_score
         return rows[keep], columns[keep], scores[keep]
@@ -670,6 +717,9 @@ class Matcher(BaseEstimator):
             products = dense[need[:, None], texts.indices[entries]] * texts.data[entries]
             products[~inside] = 0.0
             text[start : start + len(need)] = np.cumsum(products, axis=1, dtype=np.float32)[:, -1]
+        named = self._named(block, index)
+        if named.nnz and len(rows):
+            text += np.float32(self.name_weight) * np.asarray(named[rows, columns]).ravel().astype(np.float32)
         np.clip(text, 0.0, 1.0, out=text)
         scores = np.asarray(text_weight * text, dtype=np.float64)
         if block.tag_matrix.nnz and len(rows):
@@ -839,6 +889,7 @@ class Matcher(BaseEstimator):
             "jaccard": np.divide(overlap, union, out=np.zeros(len(targets)), where=union > 0),
             "region": region,
             "words": np.log1p(shared_words[best]),
+            "name": np.asarray(self._named(block, index)[need, targets].todense()).ravel(),
         }
 
     def pair_features(self, needs: pd.DataFrame, pairs: pd.DataFrame, *, chunk_size: int = 200) -> pd.DataFrame:
@@ -1031,14 +1082,25 @@ class Matcher(BaseEstimator):
         text_weight = 1.0 - self.tag_weight - self.region_weight
         rows = np.flatnonzero(index.owners == target)
         row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
+        body, name = text, None
+        if self._named(block, index)[0, target]:  # the need names the target: its part of the text score
+            body = float(self._text_component(block, index, names=False)[0, target])
+            name = index.name_index.spans(block.docs[0], target, block.org_names[0] if block.org_names else None)
+        text_part = round(text_weight * text, SCORE_DECIMALS)
+        body_part = round(text_weight * body, SCORE_DECIMALS)
+        terms = self._terms(block, index.texts, row, text_weight * (1.0 - self.semantic_weight))
+        if name is not None:
+            terms = [{"term": name[0], "weight": round(text_part - body_part, SCORE_DECIMALS), "spans": name[1]}, *terms]
+            terms = terms[: self.n_terms]
         reasons = {
-            "terms": self._terms(block, index.texts, row, text_weight * (1.0 - self.semantic_weight)),
+            "terms": terms,
             "tags": [t for t in dict.fromkeys(block.tags[0]) if normalise(t) in index.tag_sets[target]],
             "region": {"match": bool(region > 0), "counties": block.counties[0]},
             "components": {
-                "text": round(text_weight * text, SCORE_DECIMALS),
+                "text": body_part,
                 "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
                 "region": round(self.region_weight * region, SCORE_DECIMALS),
+                "name": round(text_part - body_part, SCORE_DECIMALS),
             },
         }
         if ranking.effects is not None:
@@ -1079,12 +1141,13 @@ class Matcher(BaseEstimator):
         return {"model": self.reranker_.method, "base": float(ranking.base[position]), "features": listed}
 
     def _terms(self, block: _NeedBlock, texts: sp.csr_matrix, row: int, scale: float) -> list[dict[str, Any]]:
-        """The overlapping terms that contributed most to the text score of text ``row``, with spans.
+        """The matched words that contributed most to the text score of text ``row``, with their spans.
 
-        Words count as they are. A character n-gram of two or more characters is credited to the
-        longest matched word that contains it, or stands as a term of its own when it lies inside a
-        word of the need; n-grams that straddle two words (``清个`` in ``分不清个案``) mean nothing to a
-        reader and are not shown, nor are single characters.
+        Only whole words of the need (its tokens, with their offsets from the tokeniser) of two or more
+        characters that the profile shares, and that are not generic (found in more than
+        :data:`GENERIC_SHARE` of the fitted profiles), are shown: the character n-grams that lie inside
+        such a word add to its weight; n-grams across two words (``务中``), single characters and the
+        Latin letter pairs of ``swot`` still score but are never shown.
         """
         need = block.vectors
         start, end = texts.indptr[row], texts.indptr[row + 1]
@@ -1094,22 +1157,21 @@ class Matcher(BaseEstimator):
         values = need.data[at_need].astype(float) * texts.data[start:end][at_text] * scale
         terms = self.feature_terms_[shared]
         is_word = self.feature_is_word_[shared]
-        words = dict(zip(terms[is_word], values[is_word], strict=True))
-        if block.words is None:
-            features = need.indices[self.feature_is_word_[need.indices]]
-            block.words = [w for w in self.feature_terms_[features] if len(w) > 1]
-        grams: dict[str, float] = {}
+        shown = self.evidence_columns_[shared] > 0
+        words = {w: v for w, v, ok in zip(terms[is_word], values[is_word], shown[is_word], strict=True) if ok}
         for gram, value in zip(terms[~is_word], values[~is_word], strict=True):
-            if len(gram) < 2:
-                continue
-            holder = max((w for w in words if gram in w), key=len, default=None)
+            holder = max((w for w in words if len(gram) > 1 and gram in w), key=len, default=None)
             if holder is not None:
                 words[holder] += value
-            elif any(gram in word for word in block.words):
-                grams[gram] = grams.get(gram, 0.0) + value
-        best = sorted({**grams, **words}.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
+        if block.words is None:
+            block.words = tokenize(block.docs[0])
+        best = sorted(words.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
         return [
-            {"term": term, "weight": round(float(weight), SCORE_DECIMALS), "spans": term_spans(block.docs[0], term)}
+            {
+                "term": term,
+                "weight": round(float(weight), SCORE_DECIMALS),
+                "spans": [[s, e] for w, s, e in block.words if w == term] or term_spans(block.docs[0], term),
+            }
             for term, weight in best
             if weight > 0
         ]
@@ -1224,10 +1286,27 @@ def _check_targets(X: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["target_type", "id"], kind="stable").reset_index(drop=True)
 
 
-def _evidence_columns(terms: np.ndarray, is_word: np.ndarray) -> np.ndarray:
-    """1.0 for the word features that count as a matched word (two or more characters), else 0.0."""
+def _name_index(frame: pd.DataFrame) -> NameIndex:
+    """The name index of one type's targets (``frame`` in index row order); experts' names are people's."""
+    person = bool(len(frame)) and frame["target_type"].iloc[0] == "expert" if "target_type" in frame else False
+    return NameIndex(frame["name"].fillna("").astype(str).tolist(), person=person)
+
+
+#: A word found in more than this share of the fitted profiles is generic (中心, 组织, 服务): it scores,
+#: but it is neither evidence nor shown as a matched term.
+GENERIC_SHARE = 0.2
+#: Words are judged generic only in a library of at least this many profiles.
+GENERIC_MIN_TEXTS = 50
+
+
+def _evidence_columns(terms: np.ndarray, is_word: np.ndarray, share: np.ndarray | None = None) -> np.ndarray:
+    """1.0 for the word features that count as a matched word, else 0.0: words of two or more characters
+    found in at most :data:`GENERIC_SHARE` of the fitted profiles (``share``, per feature)."""
     lengths = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
-    return (is_word & (lengths >= 2)).astype(np.float32)
+    keep = is_word & (lengths >= 2)
+    if share is not None:
+        keep &= share <= GENERIC_SHARE
+    return keep.astype(np.float32)
 
 
 def _absent(tags: object) -> bool:

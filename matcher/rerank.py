@@ -86,7 +86,7 @@ __all__ = [
     "training_frame",
 ]
 
-SIMILARITIES = ("text", "text_share", "char", "word", "semantic", "tags", "jaccard", "region", "words")
+SIMILARITIES = ("text", "text_share", "char", "word", "semantic", "tags", "jaccard", "region", "words", "name")
 #: The text similarity above which a candidate has evidence even without a matched word or tag.
 EVIDENCE_TEXT = 0.1
 FEEDBACK = ("load_fraction", "acceptance_rate", "log_shown", "familiarity")
@@ -132,6 +132,7 @@ FEATURE_LABELS = {
     "jaccard": "标签重合度",
     "region": "地区",
     "words": "共同词语",
+    "name": "名称匹配",
     "load_fraction": "当前负荷",
     "acceptance_rate": "以往接受率",
     "log_shown": "以往推荐次数",
@@ -566,6 +567,11 @@ class Reranker(BaseEstimator):
         """Artefacts saved before the cap and the gate existed load with their defaults."""
         defaults = {"history_cap": 0.5, "evidence_margin": 0.05, "gate": True, "gate_min_needs": 30, "gate_min_gain": 0.0, "gate_": {}}
         super().__setstate__({**defaults, **state})
+        stale = [t for t, means in self.__dict__.get("means_", {}).items() if len(means) != len(FEATURES)]
+        for target_type in stale:  # fitted on other features: it cannot score, the weighted sum serves
+            logger.warning("%s: the saved re-ranker was fitted on other features; the weighted sum serves", target_type)
+            for table in (self.models_, self.scalers_, self.means_, self.calibration_):
+                table.pop(target_type, None)
 
     def _classifier(self) -> MonotoneLogisticRegression | HistGradientBoostingClassifier:
         if self.method == "gbdt":
@@ -836,12 +842,33 @@ def gate(reranker: Reranker, later: pd.DataFrame, *, k: int = 5, n_resamples: in
 GATE_SHARE = 0.25
 
 
+def _check_known_items(matcher: Matcher, reranker: Reranker, verdicts: dict[str, dict[str, Any]]) -> None:
+    """A type that passed :func:`gate` serves only if typing its targets' names finds them as well as the
+    base score does (success@3 of every form of :mod:`matcher.known_item`); the verdict says so."""
+    import copy
+
+    from matcher.known_item import known_item_rates
+
+    for target_type, verdict in verdicts.items():
+        if not verdict["serves"] or target_type not in reranker.models_:
+            continue
+        twin, plain = copy.copy(matcher), copy.copy(matcher)
+        twin.reranker_, plain.reranker_ = reranker, None
+        with_reranker = known_item_rates(twin, target_type, ks=(3,)).set_index("form")["success"]
+        base = known_item_rates(plain, target_type, ks=(3,)).set_index("form")["success"]
+        worse = [form for form in base.index if with_reranker[form] < base[form]]
+        verdict["known_item_at_3"] = {form: round(float(with_reranker[form]), 4) for form in base.index}
+        if worse:
+            verdict.update(serves=False, why=verdict["why"] + f"; but typing names finds fewer items ({', '.join(worse)})")
+
+
 def fit_reranker(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None = None) -> Reranker:
     """Fit a clone of ``matcher.reranker`` on the decisions up to ``until`` (time-split: nothing later).
 
     With ``gate`` (the default) a second clone is first fitted on all but the latest
     :data:`GATE_SHARE` of those decisions and checked by :func:`gate` on the held-back rest; the
-    returned re-ranker serves only the types that pass (``gate_`` says why for each).
+    returned re-ranker serves only the types that pass, and that find their targets by name as well as
+    the base score does (``gate_`` says why for each).
     """
     from sklearn.base import clone
 
@@ -868,6 +895,7 @@ def fit_reranker(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None =
         verdicts.setdefault(
             target_type, {"serves": False, "why": "too few decisions before the held-back period to check it", "sessions": 0}
         )
+    _check_known_items(matcher, reranker, verdicts)
     for target_type, verdict in verdicts.items():
         if not verdict["serves"]:
             logger.info("%s: re-ranker not served: %s", target_type, verdict["why"])

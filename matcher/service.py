@@ -119,11 +119,12 @@ class Region(_Out):
 
 
 class Components(_Out):
-    """The three parts of the score; they sum to it."""
+    """The parts of the score; they sum to it."""
 
     text: float
     tags: float
     region: float
+    name: float = Field(default=0.0, description="The part of a target's name (or brand) found in the need.")
 
 
 class RerankFeature(BaseModel):
@@ -240,13 +241,15 @@ def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
             "org_id": None,
         }
     need = libraries.need(request.need_id)
-    county = libraries.organisations.set_index("id")["county"].get(need["org_id"], "")
+    organisations = libraries.organisations.set_index("id")
+    county = organisations["county"].get(need["org_id"], "")
     return {
         "id": need["id"],
         "text": f"{need['title']}\n{need['description']}",
         "tags": list(need["tags"]),
         "counties": [county] if county else [],
         "org_id": need["org_id"] or None,
+        "org_name": organisations["name"].get(need["org_id"]) or None,  # never matched as a target's name
     }
 
 
@@ -375,6 +378,7 @@ class MatchService:
         model, manifest, libraries = self._serving()
         with self._lock:
             need = resolve_need(request, libraries)
+            org_name = need.pop("org_name", None)
             shown = redact(need["text"] or "")
             county = request.filters.county if request.filters else None
             text = index_text(shown)
@@ -382,7 +386,7 @@ class MatchService:
                 need["inferred_tags"] = model.infer_tags([text])[0]
                 need["tags"] = [item["tag"] for item in need["inferred_tags"]]
             results = model.recommend(
-                {**need, "text": text}, k=request.k, target_types=request.targets, county=county
+                {**need, "text": text, "org_name": org_name}, k=request.k, target_types=request.targets, county=county
             )
             if request.profiles:
                 self._add_profiles(model, results)

@@ -24,9 +24,12 @@ __all__ = ["normalise", "normalise_many", "prepare_segments", "segment", "split_
 # Only syllables that carry a tone (a tone mark, ü or a tone digit) count as annotations, so that
 # ordinary bracketed Latin text after Chinese, such as `社会组织(NGO)` or `(SWOT)`, is kept.
 _TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ"
+# One or more syllables, separated by spaces or apostrophes (`(gè àn)`, `(xī'ān)`, `(ge4 an4)`), with at
+# least one tone mark or tone digit in the group.
+_SYLLABLE = rf"[a-z{_TONED}]+[1-5]?"
 _PINYIN_ANNOTATION = re.compile(
     rf"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])"
-    rf"\((?:[a-z{_TONED}]*[{_TONED}][a-z{_TONED}]*|[a-z]+[1-5])\)",
+    rf"\((?=[^()]*[{_TONED}1-5])\s*{_SYLLABLE}(?:[\s'’]+{_SYLLABLE})*\s*\)",
     re.IGNORECASE,
 )
 _WHITESPACE = re.compile(r"\s+")
