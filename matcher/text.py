@@ -224,25 +224,48 @@ CJK = (
 )
 # A run of CJK characters, with the digits written against it and against nothing else (``2023年``,
 # ``第3届``, ``39健康网``): a number inside Chinese text reads as part of it. Digits that touch a
-# Latin letter (``5g``, ``iso9001``) or stand alone (``2020``) are not part of the run.
+# Latin letter (``5g``, ``iso9001``) are not part of the run.
 _CJK_RUN = re.compile(rf"(?:(?<![^\W_])\d+(?=[{CJK}]))?[{CJK}]+(?:\d+[{CJK}]+)*(?:\d+(?![^\W_]))?")
+_CJK_CHAR = re.compile(rf"[{CJK}]")
+# A number that touches no letter or digit (``1605 中毒``, ``in 2020``).
+_LONE_NUMBER = re.compile(r"(?<![^\W_])\d+(?![^\W_])")
 # A word of a word script: letters and digits, with inner apostrophes (``children's``).
 _LATIN_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+#: How far a lone number looks for the letter whose script it takes.
+_NUMBER_CONTEXT = 20
+
+
+def _number_is_cjk(text: str, start: int, end: int) -> bool:
+    """Whether the lone number ``text[start:end]`` takes the CJK script: that of the nearest letter
+    before it (within :data:`_NUMBER_CONTEXT` characters), else after it; Latin when there is none."""
+    for char in reversed(text[max(0, start - _NUMBER_CONTEXT) : start]):
+        if char.isalpha():
+            return _CJK_CHAR.match(char) is not None
+    for char in text[end : end + _NUMBER_CONTEXT]:
+        if char.isalpha():
+            return _CJK_CHAR.match(char) is not None
+    return False
 
 
 def script_views(text: str) -> tuple[str, str]:
     """``(cjk, latin)``: ``text`` with everything outside its CJK runs blanked, and with its CJK runs blanked.
 
-    Both views have the length of ``text`` (blanked characters become spaces), so offsets in a view
-    are offsets in ``text``. ``"swot分析 2023年"`` gives ``("    分析 2023年", "swot         ")``.
+    A CJK run holds the digits written against it; a number standing alone takes the script of the
+    nearest letter before it, else after it (``1605 中毒`` is Chinese, ``in 2020`` Latin, as the Unicode
+    script-run rules give the script of the text around it to characters common to all scripts). Both
+    views have the length of ``text`` (blanked characters become spaces), so offsets in a view are
+    offsets in ``text``. ``"swot分析 2023年"`` gives ``("    分析 2023年", "swot         ")``.
     """
+    spans = [match.span() for match in _CJK_RUN.finditer(text)]
+    numbers = [m.span() for m in _LONE_NUMBER.finditer(text) if _number_is_cjk(text, *m.span())]
+    if numbers:
+        spans = sorted(spans + numbers)
     cjk: list[str] = []
     latin: list[str] = []
     last = 0
-    for match in _CJK_RUN.finditer(text):
-        start, end = match.span()
+    for start, end in spans:
         cjk.append(" " * (start - last))
-        cjk.append(match.group())
+        cjk.append(text[start:end])
         latin.append(text[last:start])
         latin.append(" " * (end - start))
         last = end

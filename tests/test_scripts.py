@@ -73,6 +73,10 @@ def test_script_views_split_runs_and_keep_offsets() -> None:
     assert cjk == "    分析 2023年   网络 第3届"
     assert latin == "swot" + " " * 9 + "5g" + " " * 6
     assert len(cjk) == len(latin) == len(text)
+    # a number standing alone takes the script of the nearest letter: before it, else after it
+    assert script_views("1605 中毒")[0] == "1605 中毒"
+    assert script_views("in 2020")[1] == "in 2020"
+    assert script_views("2020 in review")[1] == "2020 in review"
 
 
 @pytest.mark.parametrize(
