@@ -1142,13 +1142,16 @@ class Matcher(BaseEstimator):
         ]
 
     def _surfaces(self, block: _NeedBlock) -> dict[str, tuple[str, list[list[int]]]]:
-        """Each feature term of the block's first need -> (the term as first written, its spans), from the
-        tokeniser's offsets: a stem (``analys``) shows as the word written (``analysing``), never searched for."""
+        """Each feature term of the block's first need -> (the term as first written, the spans where it
+        is written so), from the tokeniser's offsets: a stem (``analys``) shows as the word written
+        (``analysing``), never searched for; each span indexes the shown word (the API's contract)."""
         if block.surfaces is None:
             block.surfaces = {}
             for feature, found in sorted(self.vectorizer_.surface_terms(block.docs[0]).items()):
-                _, spans = block.surfaces.setdefault(self.feature_terms_[feature], (found[0][0], []))
-                spans.extend([start, end] for _, start, end in found if [start, end] not in spans)
+                shown, spans = block.surfaces.setdefault(self.feature_terms_[feature], (found[0][0], []))
+                spans.extend(
+                    [start, end] for surface, start, end in found if surface == shown and [start, end] not in spans
+                )
             for _, spans in block.surfaces.values():
                 spans.sort()
         return block.surfaces

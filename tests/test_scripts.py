@@ -174,15 +174,16 @@ def test_known_answers_on_english_and_mixed_profiles() -> None:
 def test_reasons_show_the_words_as_written() -> None:
     experts, _ = load_set()
     model = build_matcher().fit(experts)
-    need = "We keep analysing the data of our surveys"
+    need = "We keep analysing the data of our surveys: an analysis"
     best = model.recommend({"text": need, "tags": []}, k=1)["expert"][0]
     assert best["id"] == "E10"
     doc = normalise(need)
     terms = {t["term"]: t["spans"] for t in best["reasons"]["terms"]}
     assert "analysing" in terms and "surveys" in terms  # as typed, never the stems analys / survey
     assert not {"analys", "survey", "analysi"} & set(terms)
-    for term, spans in terms.items():
+    for term, spans in terms.items():  # each span indexes the term as shown
         assert spans and all(doc[start:end] == term for start, end in spans)
+    assert terms["analysing"] == [[doc.index("analysing"), doc.index("analysing") + 9]]
 
 
 def test_the_new_analysis_beats_the_old_and_a_plain_word_tfidf() -> None:
