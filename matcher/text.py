@@ -28,6 +28,7 @@ __all__ = [
     "segment",
     "split_list",
     "stem",
+    "stop_word_set",
     "tokenize",
 ]
 

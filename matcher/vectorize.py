@@ -15,7 +15,17 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.text import latin_terms, latin_tokens, normalise, prepare_segments, script_views, segment, tokenize
+from matcher.text import (
+    latin_terms,
+    latin_tokens,
+    normalise,
+    prepare_segments,
+    script_views,
+    segment,
+    stem,
+    stop_word_set,
+    tokenize,
+)
 
 __all__ = ["BLOCKS", "WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
 
@@ -356,7 +366,9 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             )
             blocks.append(("word", self.word_weight / total, word))
         if weights.get("latin", 0) > 0:
-            latin_tokens("check the latin parameters", self.latin_stem, self._stop_words())  # errors name them
+            stop_word_set(self.latin_stop_words)  # a bad value raises here, naming the parameter
+            if self.latin_stem is not None:
+                stem("check", self.latin_stem)
             analyzer = partial(latin_terms, language=self.latin_stem, stop_words=self._stop_words())
             blocks.append(("latin", self.latin_weight / total, CountVectorizer(analyzer=analyzer, **common)))
         return blocks
