@@ -230,6 +230,8 @@ _CJK_RUN = re.compile(rf"(?:(?<![^\W_])\d+(?=[{CJK}]))?[{CJK}]+(?:\d+[{CJK}]+)*(
 _CJK_CHAR = re.compile(rf"[{CJK}]")
 # A number that touches no letter or digit (``1605 中毒``, ``in 2020``).
 _LONE_NUMBER = re.compile(r"(?<![^\W_])\d+(?![^\W_])")
+# A letter or digit of no CJK script.
+_WORD_CHAR = re.compile(rf"[^\W_{CJK}]")
 # A word of a word script: letters and digits, with inner apostrophes (``children's``).
 _LATIN_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 #: How far a lone number looks for the letter whose script it takes.
@@ -340,6 +342,8 @@ def latin_tokens(
     ``5g``, ``iso9001``) is kept whole. ``text[start:end]`` is the token as written. Digits written
     against CJK characters belong to the CJK run (:func:`script_views`), not here.
     """
+    if not _WORD_CHAR.search(text):  # only CJK (the common case of a Chinese text): nothing here
+        return []
     _, latin = script_views(text)
     stop = stop_word_set(stop_words)
     tokens = []

@@ -378,13 +378,13 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         words = self.latin_stop_words
         return words if words is None or isinstance(words, str) else tuple(sorted({str(w).lower() for w in words}))
 
-    def _views(self, name: str, docs: list[str]) -> list[str]:
-        """What block ``name`` analyses of ``docs``: with ``split_scripts``, the character and word
-        blocks see only the CJK runs (the rest blanked, so offsets hold); the Latin block finds its
-        words itself."""
-        if name == "latin" or not getattr(self, "split_scripts", False):
-            return docs
-        return [script_views(doc)[0] for doc in docs]
+    def _views(self, docs: list[str]) -> dict[str, list[str]]:
+        """What each block analyses of ``docs``: with ``split_scripts``, the character and word blocks
+        see only the CJK runs (the rest blanked, so offsets hold); the Latin block finds its words itself."""
+        if not getattr(self, "split_scripts", False):
+            return dict.fromkeys(BLOCKS, docs)
+        cjk = [script_views(doc)[0] for doc in docs]
+        return {"char": cjk, "word": cjk, "latin": docs}
 
     def _weighting(self) -> TfidfTransformer | BM25Transformer:
         if self.weighting == "bm25":
@@ -427,9 +427,10 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         for cached in ("_analyzers", "_codes"):
             self.__dict__.pop(cached, None)
         counts, errors = [], []
+        views = self._views(docs)
         for name, weight, block in self._blocks():
             try:
-                matrix = self._fit_block(name, block, self._views(name, docs))
+                matrix = self._fit_block(name, block, views[name])
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
                 if not self.split_scripts:
                     raise ValueError(f"cannot fit the {name} block: {error}") from error
@@ -532,7 +533,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         validation would cost more than the maths.
         """
         check_is_fitted(self, "weights_")
-        return self._weigh([self._block_counts(name, self._views(name, docs)) for name in self._fitted_names()])
+        views = self._views(docs)
+        return self._weigh([self._block_counts(name, views[name]) for name in self._fitted_names()])
 
     def _block_counts(self, name: str, docs: list[str]) -> sp.csr_matrix:
         """Counts of the fitted block's terms in ``docs``: CSR of shape (n_docs, block vocabulary)."""
@@ -636,7 +638,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         found: dict[int, list[tuple[str, int, int]]] = {}
         for name, columns in self.block_slices_.items():
             vocabulary = getattr(self, f"{name}_").vocabulary_
-            for term, start, end in self._term_spans(name, self._views(name, [doc])[0]):
+            for term, start, end in self._term_spans(name, self._views([doc])[name][0]):
                 column = vocabulary.get(term)
                 if column is not None:
                     found.setdefault(columns.start + column, []).append((doc[start:end], start, end))
