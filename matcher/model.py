@@ -36,7 +36,7 @@ from matcher.rerank import (
     feature_matrix,
 )
 from matcher.tagging import TagClassifier, taxonomy_documents
-from matcher.text import normalise, normalise_many, tokenize
+from matcher.text import normalise, normalise_many
 from matcher.vectorize import TextVectorizer
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class _NeedBlock:
     latent: np.ndarray | None = None  # (n_needs, n_components) unit-norm latent vectors
     org_names: list[str | None] | None = None  # each need's own organisation's name (never matched as a name)
     named: dict[int, sp.csr_matrix] | None = None  # per type index (by id): (n_needs, n_targets) names found
-    words: list[tuple[str, int, int]] | None = None  # the first need's tokens with offsets, for reasons
+    surfaces: dict[str, tuple[str, list[list[int]]]] | None = None  # the first need's terms as written
 
 
 class Matcher(BaseEstimator):
@@ -337,7 +337,8 @@ class Matcher(BaseEstimator):
         vectors = self.vectorizer_.fit_transform_preprocessed(fit_docs)  # each text analysed once
         bounds = np.cumsum([0] + [len(docs) for docs, _ in documents.values()])
         self.feature_names_ = self.vectorizer_.get_feature_names_out()
-        self.feature_is_word_ = np.char.startswith(self.feature_names_.astype(str), "word:")
+        names = self.feature_names_.astype(str)  # words: jieba words and Latin-script words
+        self.feature_is_word_ = np.char.startswith(names, "word:") | np.char.startswith(names, "latin:")
         self.feature_terms_ = np.asarray([name.split(":", 1)[1] for name in self.feature_names_], dtype=object)
         self.char_columns_ = np.zeros(len(self.feature_names_), dtype=np.float32)
         self.char_columns_[self.vectorizer_.block_slices_.get("char", slice(0, 0))] = 1.0
@@ -874,7 +875,7 @@ class Matcher(BaseEstimator):
         order = np.lexsort((-fused, owner))
         first = np.r_[True, owner[order][1:] != owner[order][:-1]]
         best[owner[order][first]] = order[first]
-        weights = self.vectorizer_.weights_
+        char_cosine, word_cosine = self._block_cosines(query, chars, texts, char_dot, word_dot)
         n_tags_need = block.n_tags[need]
         overlap = tags * n_tags_need
         union = n_tags_need + index.n_tags[targets] - overlap
@@ -882,8 +883,8 @@ class Matcher(BaseEstimator):
         return {
             "text": text,
             "text_share": text / top if top > 0 else np.zeros(len(targets)),
-            "char": char_dot[best] / weights["char"] if "char" in weights else np.zeros(len(targets)),
-            "word": word_dot[best] / weights["word"] if "word" in weights else np.zeros(len(targets)),
+            "char": char_cosine[best],
+            "word": word_cosine[best],
             "semantic": np.clip(semantic[best], 0.0, 1.0),
             "tags": tags,
             "jaccard": np.divide(overlap, union, out=np.zeros(len(targets)), where=union > 0),
@@ -891,6 +892,32 @@ class Matcher(BaseEstimator):
             "words": np.log1p(shared_words[best]),
             "name": np.asarray(self._named(block, index)[need, targets].todense()).ravel(),
         }
+
+    def _block_cosines(
+        self, query: np.ndarray, chars: np.ndarray, texts: sp.csr_matrix, char_dot: np.ndarray, word_dot: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cosine of the character block and of the word-level blocks (words and Latin-script words)
+        of the need ``query`` with each row of ``texts``, from their dot products ``char_dot``, ``word_dot``.
+
+        A vectoriser that scales every block by its fixed share (models saved before ``renormalise``)
+        divides by the share, as it always did; otherwise each row's blocks carry its own shares, so each
+        dot product is divided by the norms of the two parts.
+        """
+        weights = self.vectorizer_.weights_
+        if not getattr(self.vectorizer_, "renormalise", False):
+            zeros = np.zeros(texts.shape[0])
+            return (
+                char_dot / weights["char"] if "char" in weights else zeros,
+                word_dot / weights["word"] if "word" in weights else zeros,
+            )
+        squares = np.asarray(texts.multiply(texts) @ self.char_columns_, dtype=np.float64).ravel()
+        totals = np.asarray(texts.multiply(texts).sum(axis=1), dtype=np.float64).ravel()
+        char_norms = np.sqrt(squares) * np.linalg.norm(chars)
+        word_norms = np.sqrt(np.maximum(totals - squares, 0.0)) * np.linalg.norm(query - chars)
+        return (
+            np.clip(np.divide(char_dot, char_norms, out=np.zeros(len(squares)), where=char_norms > 0), 0.0, 1.0),
+            np.clip(np.divide(word_dot, word_norms, out=np.zeros(len(squares)), where=word_norms > 0), 0.0, 1.0),
+        )
 
     def pair_features(self, needs: pd.DataFrame, pairs: pd.DataFrame, *, chunk_size: int = 200) -> pd.DataFrame:
         """The similarity features of (need, target) pairs, as the re-ranker sees them.
@@ -1163,18 +1190,29 @@ class Matcher(BaseEstimator):
             holder = max((w for w in words if len(gram) > 1 and gram in w), key=len, default=None)
             if holder is not None:
                 words[holder] += value
-        if block.words is None:
-            block.words = tokenize(block.docs[0])
         best = sorted(words.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
+        surfaces = self._surfaces(block)
         return [
-            {
-                "term": term,
-                "weight": round(float(weight), SCORE_DECIMALS),
-                "spans": [[s, e] for w, s, e in block.words if w == term] or term_spans(block.docs[0], term),
-            }
+            {"term": shown, "weight": round(float(weight), SCORE_DECIMALS), "spans": spans}
             for term, weight in best
             if weight > 0
+            for shown, spans in [surfaces.get(term) or (term, term_spans(block.docs[0], term))]
         ]
+
+    def _surfaces(self, block: _NeedBlock) -> dict[str, tuple[str, list[list[int]]]]:
+        """Each feature term of the block's first need -> (the term as first written, the spans where it
+        is written so), from the tokeniser's offsets: a stem (``analys``) shows as the word written
+        (``analysing``), never searched for; each span indexes the shown word (the API's contract)."""
+        if block.surfaces is None:
+            block.surfaces = {}
+            for feature, found in sorted(self.vectorizer_.surface_terms(block.docs[0]).items()):
+                shown, spans = block.surfaces.setdefault(self.feature_terms_[feature], (found[0][0], []))
+                spans.extend(
+                    [start, end] for surface, start, end in found if surface == shown and [start, end] not in spans
+                )
+            for _, spans in block.surfaces.values():
+                spans.sort()
+        return block.surfaces
 
 
 def term_spans(doc: str, term: str) -> list[list[int]]:

@@ -15,11 +15,23 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.text import normalise, prepare_segments, segment
+from matcher.text import (
+    latin_terms,
+    latin_tokens,
+    normalise,
+    prepare_segments,
+    script_views,
+    segment,
+    stem,
+    stop_word_set,
+    tokenize,
+)
 
-__all__ = ["WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
+__all__ = ["BLOCKS", "WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
 
 WEIGHTINGS = ("tfidf", "bm25", "okapi")
+#: The blocks of a vector, in column order.
+BLOCKS = ("char", "word", "latin")
 
 _RUNS = re.compile(r"[^\W_]+")
 
@@ -203,19 +215,40 @@ class BM25Transformer(TransformerMixin, BaseEstimator):
 
 
 class TextVectorizer(TransformerMixin, BaseEstimator):
-    """Character n-gram and jieba word vectors (TF-IDF or BM25 weighted), each normalised and joined.
+    """Script-aware text vectors: character n-grams, jieba words and stemmed Latin-script words.
 
-    Character n-grams are taken within runs of letters and digits (:func:`char_ngrams`); words come
-    from the tokenizer, with punctuation and stop words dropped.
+    With ``split_scripts`` a text is split into runs by script (:func:`matcher.text.script_views`).
+    The CJK runs (Han, kana, Hangul, with the digits written against them: ``2023年``) give the
+    ``char`` block (character n-grams within runs, :func:`char_ngrams`) and the ``word`` block (the
+    tokenizer's words, punctuation and stop words dropped). Everything else gives the ``latin`` block
+    (:func:`matcher.text.latin_tokens`): words lower-cased, English stop words dropped, Snowball-stemmed
+    (``analysing`` and ``analysis`` are one term), numbers and tokens with a digit (``2020``, ``5g``)
+    kept whole, and no character n-grams: ``SWOT分析`` is ``latin:swot`` plus the n-grams and words of
+    ``分析``. Without ``split_scripts`` (the analysis of models saved before it existed) Latin text goes
+    through the character and word blocks like Chinese.
 
-    Each block is L2-normalised and scaled by the square root of its share of the weights, so the
-    dot product of two output rows is the weighted mean of the two blocks' cosine similarities
-    and lies in [0, 1].
+    Each block is TF-IDF or BM25 weighted, L2-normalised and scaled by the square root of its share of
+    the weights. With ``renormalise`` the shares are taken over the blocks a text actually has, so
+    every non-empty row has unit norm: an English-only text is not capped by its empty Chinese blocks,
+    and a Chinese-only text scores as it did before the Latin block existed. Either way the dot product
+    of two rows is a cosine in [0, 1]: the weighted mean of the blocks' cosines when both rows have the
+    same blocks.
 
     Parameters
     ----------
-    char_weight, word_weight : float
-        Relative weights of the character and word blocks (at least one positive).
+    char_weight, word_weight, latin_weight : float
+        Relative weights of the character, word and Latin-script blocks (at least one positive); a
+        block of weight 0 is not built. ``latin_weight`` counts only with ``split_scripts``.
+    split_scripts : bool
+        Split texts by script (above); False analyses every script with the character and word blocks.
+    latin_stem : str or None
+        Snowball language of the Latin block's stemmer (``"english"``: with the English spelling
+        variants of :func:`matcher.text.stem` joined), or None for no stemming.
+    latin_stop_words : "english", None or list of str
+        Words the Latin block drops (``"english"``: ``matcher/dict/stop_words_en.txt``).
+    renormalise : bool
+        Take each row's block shares over the blocks it has (above); False scales every block by its
+        share of all the weights (the vectors of models saved before it existed).
     char_ngram_range, word_ngram_range : tuple of (int, int)
         n-gram ranges of the two blocks.
     min_df : int or float
@@ -241,14 +274,15 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    char_ : CountVectorizer or None
-        The fitted character vocabulary (None when ``char_weight`` is 0).
-    word_ : CountVectorizer or None
-        The fitted word vocabulary (None when ``word_weight`` is 0).
+    char_, word_, latin_ : CountVectorizer or None
+        The fitted vocabularies of the blocks (None when a block's weight is 0 or the fitted texts
+        gave it no term, e.g. no Latin text at all).
+    weights_ : dict of str to float
+        Each fitted block's share of the fitted blocks' weights (summing to 1).
     weighting_ : dict of str to TfidfTransformer or BM25Transformer
         The fitted term weighting of each block.
     n_features_out_ : int
-        Number of output columns; the character block's columns come first.
+        Number of output columns, block after block in the order of :data:`BLOCKS`.
     """
 
     def __init__(
@@ -256,6 +290,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         *,
         char_weight: float = 0.5,
         word_weight: float = 0.5,
+        latin_weight: float = 1.0,
+        split_scripts: bool = True,
+        latin_stem: str | None = "english",
+        latin_stop_words: str | list[str] | None = "english",
+        renormalise: bool = True,
         char_ngram_range: tuple[int, int] = (1, 2),
         word_ngram_range: tuple[int, int] = (1, 1),
         min_df: int | float = 1,
@@ -269,6 +308,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     ) -> None:
         self.char_weight = char_weight
         self.word_weight = word_weight
+        self.latin_weight = latin_weight
+        self.split_scripts = split_scripts
+        self.latin_stem = latin_stem
+        self.latin_stop_words = latin_stop_words
+        self.renormalise = renormalise
         self.char_ngram_range = char_ngram_range
         self.word_ngram_range = word_ngram_range
         self.min_df = min_df
@@ -282,20 +326,37 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         """Artefacts saved before a parameter existed load with that parameter's default."""
-        defaults = {"weighting": "tfidf", "k1": 1.2, "b": 0.75}
+        defaults = {
+            "weighting": "tfidf",
+            "k1": 1.2,
+            "b": 0.75,
+            # the analysis and scaling of models saved before the Latin block: they score as they did
+            "latin_weight": 0.0,
+            "split_scripts": False,
+            "latin_stem": "english",
+            "latin_stop_words": "english",
+            "renormalise": False,
+            "latin_": None,
+        }
         super().__setstate__({**defaults, **state})
         if "weights_" in state and "weighting_" not in state:  # TfidfVectorizer blocks: they hold idf_
             self.weighting_ = {n: getattr(self, f"{n}_") for n in self.weights_}
 
+    def _block_weights(self) -> dict[str, float]:
+        """The weight of each block to build (``latin`` only with ``split_scripts``)."""
+        weights = {"char": self.char_weight, "word": self.word_weight}
+        if self.split_scripts:
+            weights["latin"] = self.latin_weight
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            named = " and ".join(f"{n}_weight" for n in weights)
+            raise ValueError(f"{named} must be non-negative and not all zero, got {list(weights.values())}")
+        return weights
+
     def _blocks(self) -> list[tuple[str, float, CountVectorizer]]:
-        if self.char_weight < 0 or self.word_weight < 0 or self.char_weight + self.word_weight <= 0:
-            raise ValueError(
-                "char_weight and word_weight must be non-negative and not both zero, "
-                f"got {self.char_weight} and {self.word_weight}"
-            )
+        weights = self._block_weights()
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        total = self.char_weight + self.word_weight
+        total = sum(weights.values())
         common = dict(lowercase=False, min_df=self.min_df, max_features=self.max_features, dtype=np.float64)
         blocks = []
         if self.char_weight > 0:
@@ -309,7 +370,26 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 **common,
             )
             blocks.append(("word", self.word_weight / total, word))
+        if weights.get("latin", 0) > 0:
+            stop_word_set(self.latin_stop_words)  # a bad value raises here, naming the parameter
+            if self.latin_stem is not None:
+                stem("check", self.latin_stem)
+            analyzer = partial(latin_terms, language=self.latin_stem, stop_words=self._stop_words())
+            blocks.append(("latin", self.latin_weight / total, CountVectorizer(analyzer=analyzer, **common)))
         return blocks
+
+    def _stop_words(self) -> str | tuple[str, ...] | None:
+        """``latin_stop_words`` as the Latin analyser holds it (a list becomes a sorted tuple)."""
+        words = self.latin_stop_words
+        return words if words is None or isinstance(words, str) else tuple(sorted({str(w).lower() for w in words}))
+
+    def _views(self, docs: list[str]) -> dict[str, list[str]]:
+        """What each block analyses of ``docs``: with ``split_scripts``, the character and word blocks
+        see only the CJK runs (the rest blanked, so offsets hold); the Latin block finds its words itself."""
+        if not getattr(self, "split_scripts", False):
+            return dict.fromkeys(BLOCKS, docs)
+        cjk = [script_views(doc)[0] for doc in docs]
+        return {"char": cjk, "word": cjk, "latin": docs}
 
     def _weighting(self) -> TfidfTransformer | BM25Transformer:
         if self.weighting in ("bm25", "okapi"):
@@ -341,22 +421,35 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         return self._weigh(self._fit(docs))
 
     def _fit(self, docs: list[str]) -> list[sp.csr_matrix]:
-        """Fit both blocks; return each block's count matrix of ``docs``."""
-        self.char_ = self.word_ = None
+        """Fit the blocks; return each fitted block's count matrix of ``docs``.
+
+        With ``split_scripts`` a block that the texts give no term (no Latin text, or no Chinese) is
+        left out, unless every block is empty; without it every block must have terms, as before.
+        """
+        self.char_ = self.word_ = self.latin_ = None
         self.weights_ = {}
         self.weighting_ = {}
         for cached in ("_analyzers", "_codes"):
             self.__dict__.pop(cached, None)
-        counts = []
+        counts, errors = [], []
+        views = self._views(docs)
         for name, weight, block in self._blocks():
             try:
-                matrix = self._fit_block(name, block, docs)
+                matrix = self._fit_block(name, block, views[name])
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
-                raise ValueError(f"cannot fit the {name} block: {error}") from error
+                if not self.split_scripts:
+                    raise ValueError(f"cannot fit the {name} block: {error}") from error
+                errors.append(f"the {name} block: {error}")
+                continue
             setattr(self, f"{name}_", block)
             self.weights_[name] = weight
             self.weighting_[name] = self._weighting().fit(matrix)
             counts.append(matrix)
+        if not counts:
+            raise ValueError(f"cannot fit {'; '.join(errors)}")
+        if self.split_scripts:  # shares of the fitted blocks
+            total = sum(self.weights_.values())
+            self.weights_ = {name: weight / total for name, weight in self.weights_.items()}
         self.n_features_out_ = sum(len(b.vocabulary_) for b in self._fitted_blocks())
         return counts
 
@@ -414,19 +507,21 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         if name == "word" and self.tokenizer is segment and len(docs) >= _PARALLEL_DOCS:
             prepare_segments(docs)
 
+    def _fitted_names(self) -> list[str]:
+        return [name for name in BLOCKS if getattr(self, f"{name}_", None) is not None]
+
     def _fitted_blocks(self) -> list[CountVectorizer]:
-        return [b for b in (self.char_, self.word_) if b is not None]
+        return [getattr(self, f"{name}_") for name in self._fitted_names()]
 
     @property
     def block_slices_(self) -> dict[str, slice]:
         """The output columns of each fitted block: ``{"char": slice(0, n_char), "word": ...}``."""
         check_is_fitted(self, "weights_")
         slices, start = {}, 0
-        for name in ("char", "word"):
-            block = getattr(self, f"{name}_")
-            if block is not None:
-                slices[name] = slice(start, start + len(block.vocabulary_))
-                start += len(block.vocabulary_)
+        for name in self._fitted_names():
+            size = len(getattr(self, f"{name}_").vocabulary_)
+            slices[name] = slice(start, start + size)
+            start += size
         return slices
 
     def transform(self, raw_documents: Iterable[str]) -> sp.csr_matrix:
@@ -443,8 +538,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         validation would cost more than the maths.
         """
         check_is_fitted(self, "weights_")
-        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
-        return self._weigh([self._block_counts(name, docs) for name in names])
+        views = self._views(docs)
+        return self._weigh([self._block_counts(name, views[name]) for name in self._fitted_names()])
 
     def transform_queries(self, docs: list[str]) -> sp.csr_matrix:
         """Vectorise needs (texts already passed through the preprocessor) to score against targets.
@@ -456,8 +551,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "weights_")
         if self.weighting != "okapi":
             return self.transform_preprocessed(docs)
-        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
-        counted = [self._block_counts(name, docs, unknown=True) for name in names]
+        views = self._views(docs)
+        counted = [self._block_counts(name, views[name], unknown=True) for name in self._fitted_names()]
         unknown = np.concatenate([c[1] for c in counted])  # (block, row): distinct terms not in the vocabulary
         return self._weigh([c[0] for c in counted], queries=True, unknown=unknown)
 
@@ -518,9 +613,10 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         needs (``queries=True``) the idf of their distinct terms over ``(k1 + 1)`` times their sum, times
         the block's weight (a term not in the vocabulary, counted per (block, row) in ``unknown``, adds
         the largest idf of its block to that sum: what the library lacks still counts as unmatched);
-        otherwise both get each block at unit norm times the square root of its weight.
+        otherwise both get each block at unit norm times the square root of its weight. With
+        ``renormalise``, a need's block shares are taken over the blocks it has.
         """
-        names = [n for n in ("char", "word") if getattr(self, f"{n}_") is not None]
+        names = self._fitted_names()
         n_docs = counts[0].shape[0]
         joined = sp.hstack(counts, format="csr") if len(counts) > 1 else sp.csr_matrix(counts[0])
         joined.sort_indices()
@@ -545,7 +641,14 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         data *= idf[columns] if len(columns) else data
         # each block of each row to unit norm, times the square root of the block's weight
         norms = np.sqrt(np.bincount(segment, weights=data * data, minlength=n_segments))
-        scale = np.repeat([np.sqrt(self.weights_[n]) for n in names], n_docs) / np.where(norms > 0, norms, 1.0)
+        if getattr(self, "renormalise", False):  # shares over the blocks each row has
+            present = (norms > 0).reshape(len(names), n_docs)
+            weights = np.asarray([self.weights_[n] for n in names])[:, None]
+            totals = (present * weights).sum(axis=0)
+            shares = weights / np.where(totals > 0, totals, 1.0)
+            scale = np.sqrt(shares).ravel() / np.where(norms > 0, norms, 1.0)
+        else:
+            scale = np.repeat([np.sqrt(self.weights_[n]) for n in names], n_docs) / np.where(norms > 0, norms, 1.0)
         data *= scale[segment]
         shape = (n_docs, int(offsets[-1]))
         indptr = joined.indptr.astype(np.int64)
@@ -573,8 +676,14 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             if unknown is not None:
                 rarest = np.repeat([w.idf_.max(initial=0.0) for w in weightings], n_docs)
                 totals = totals + unknown * rarest
+            weights = np.asarray([self.weights_[n] for n in names])[:, None]
+            if getattr(self, "renormalise", False):  # shares over the blocks the need has
+                present = (totals > 0).reshape(len(names), n_docs)
+                sums = (present * weights).sum(axis=0)
+                share = (weights / np.where(sums > 0, sums, 1.0)).ravel()
+            else:
+                share = np.repeat(weights.ravel(), n_docs)
             totals *= k1 + 1
-            share = np.repeat([self.weights_[n] for n in names], n_docs)
             data *= (share / np.where(totals > 0, totals, 1.0))[segment]
         else:
             lengths = np.bincount(segment, weights=data, minlength=n_segments)
@@ -599,8 +708,54 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """Feature names, prefixed with their block: ``char:个案``, ``word:个案管理``."""
         check_is_fitted(self, "weights_")
         names = []
-        for name in ("char", "word"):
-            block = getattr(self, f"{name}_")
-            if block is not None:
-                names.extend(f"{name}:{term}" for term in block.get_feature_names_out())
+        for name in self._fitted_names():
+            names.extend(f"{name}:{term}" for term in getattr(self, f"{name}_").get_feature_names_out())
         return np.asarray(names, dtype=object)
+
+    def surface_terms(self, doc: str) -> dict[int, list[tuple[str, int, int]]]:
+        """Where each feature of ``doc`` (a preprocessed text) is written in it, as the tokeniser found it.
+
+        Returns ``{feature column: [(surface, start, end), ...]}`` in text order, with
+        ``doc[start:end] == surface``: a Latin term's surface is the word as written (``analysing``
+        for the stem ``analys``), a word's the word, an n-gram's the n-gram; word n-grams span their
+        words. Only the features the fitted vocabularies know are listed.
+        """
+        check_is_fitted(self, "weights_")
+        found: dict[int, list[tuple[str, int, int]]] = {}
+        for name, columns in self.block_slices_.items():
+            vocabulary = getattr(self, f"{name}_").vocabulary_
+            for term, start, end in self._term_spans(name, self._views([doc])[name][0]):
+                column = vocabulary.get(term)
+                if column is not None:
+                    found.setdefault(columns.start + column, []).append((doc[start:end], start, end))
+        return found
+
+    def _term_spans(self, name: str, view: str) -> list[tuple[str, int, int]]:
+        """The terms block ``name`` takes from ``view``, each with its ``(start, end)`` in the text."""
+        block = getattr(self, f"{name}_")
+        if name == "latin":
+            keywords = block.analyzer.keywords
+            return latin_tokens(view, keywords["language"], keywords["stop_words"])
+        if name == "char":
+            low, high = block.analyzer.keywords.get("ngram_range", (1, 2))
+            return [
+                (run.group()[i : i + n], run.start() + i, run.start() + i + n)
+                for run in _RUNS.finditer(view)
+                for n in range(low, min(high, len(run.group())) + 1)
+                for i in range(len(run.group()) - n + 1)
+            ]
+        if self.tokenizer is segment:
+            words = tokenize(view)  # the words of segment(), with their offsets
+        else:  # a custom tokenizer gives no offsets: each word is found after the previous one
+            words, at = [], 0
+            for word in self.tokenizer(view):
+                start = view.find(word, at)
+                if start >= 0:
+                    words.append((word, start, start + len(word)))
+                    at = start + len(word)
+        low, high = block.ngram_range
+        return [
+            (" ".join(w for w, _, _ in words[i : i + n]), words[i][1], words[i + n - 1][2])
+            for n in range(low, high + 1)
+            for i in range(len(words) - n + 1)
+        ]

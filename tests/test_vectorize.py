@@ -43,8 +43,8 @@ def test_weights_select_blocks() -> None:
     assert char_only.word_ is None and all(n.startswith("char:") for n in char_only.get_feature_names_out())
     word_only = TextVectorizer(char_weight=0).fit(DOCS)
     assert word_only.char_ is None and "word:个案管理" in set(word_only.get_feature_names_out())
-    with pytest.raises(ValueError, match="not both zero"):
-        TextVectorizer(char_weight=0, word_weight=0).fit(DOCS)
+    with pytest.raises(ValueError, match="not all zero"):
+        TextVectorizer(char_weight=0, word_weight=0, latin_weight=0).fit(DOCS)
 
 
 def test_weighted_mean_of_block_cosines() -> None:
