@@ -542,7 +542,7 @@ def tune(
     click.echo(f"wrote {out_dir / 'best_params.json'} and {out_dir / 'tune_results.csv'}")
 
 
-_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions")
+_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions", "events", "attendees")
 
 
 def _safe_url(url: str) -> str:

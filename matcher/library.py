@@ -88,13 +88,20 @@ class Libraries:
     decisions: pd.DataFrame
     content_hash: str = ""
     engagements: pd.DataFrame | None = None  # from the database: need_id, target_type, target_id, status
+    event_loads: pd.Series | None = None  # from the database: confirmed events per expert id
 
     def load(self, until: pd.Timestamp | None = None) -> pd.Series:
-        """Open engagements per expert id: from the engagements table when there is one, else the history."""
+        """Open engagements per expert id: from the engagements table when there is one, else the history.
+
+        A confirmed event counts as one open engagement of each of its experts (``event_loads``).
+        """
         if self.engagements is not None and until is None:
             rows = self.engagements
             rows = rows.loc[(rows["target_type"] == "expert") & (rows["status"] == "open")]
-            return rows.groupby("target_id").size().rename("load")
+            load = rows.groupby("target_id").size().rename("load")
+            if self.event_loads is not None and len(self.event_loads):
+                load = load.add(self.event_loads, fill_value=0).astype("int64").rename("load")
+            return load
         return open_engagements(self.decisions, until)
 
     def sizes(self) -> dict[str, int]:

@@ -11,7 +11,7 @@ from matcher.auth import KeyRing, parse_env_keys
 from tests.access_support import ROLES, bearer, copy_database, make_keys
 
 PROBLEM = "application/problem+json"
-KINDS = ("organisations", "needs", "experts", "resources", "projects")
+KINDS = ("organisations", "needs", "experts", "resources", "projects", "events", "attendees")
 READERS = {"coordinator", "analyst"}
 #: Who may call each route (the issue's matrix); "public" routes need no key.
 MATRIX: dict[tuple[str, str], set[str] | str] = {

@@ -48,8 +48,12 @@ from sqlalchemy.orm import Session
 from matcher.errors import ConflictError, DatabaseUnavailableError, LibraryError, NotFoundError
 from matcher.library import FILES, Libraries, load_libraries
 from matcher.privacy import index_text
+from matcher.store import events as event_rules
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
+    ATTENDEE_STATUSES,
+    EVENT_KINDS,
+    EVENT_STATUSES,
     KINDS,
     MODELS,
     NEED_STATUSES,
@@ -64,9 +68,11 @@ from matcher.store.records import (
     to_utc_iso,
 )
 from matcher.store.schema import (
+    Attendee,
     Base,
     Decision,
     Engagement,
+    Event,
     Expert,
     Need,
     Organisation,
@@ -127,13 +133,15 @@ class _Kind:
     columns: tuple[str, ...]  # export columns, as in data/<name>.csv
     tags: str | None  # the taxonomy-valued list field
     soft_delete: bool = True
+    # checks against the stored state: (session, values, stored row or None) -> reference problems
+    check: Callable[[Session, dict[str, Any], Any], list[dict[str, str]]] | None = None
 
 
 _KINDS: dict[str, _Kind] = {
     "organisations": _Kind("organisations", Organisation, "organisation", FILES["organisations"], None),
     "needs": _Kind("needs", Need, "need", FILES["needs"], "tags"),
     "experts": _Kind("experts", Expert, "expert", FILES["experts"], "specialties"),
-    "resources": _Kind("resources", Resource, "resource", FILES["resources"], "tags"),
+    "resources": _Kind("resources", Resource, "resource", (*FILES["resources"], "seats"), "tags"),
     "projects": _Kind("projects", Project, "project", FILES["projects"], "tags"),
     "decisions": _Kind(
         "decisions",
@@ -143,10 +151,27 @@ _KINDS: dict[str, _Kind] = {
         None,
         soft_delete=False,
     ),
+    "events": _Kind(
+        "events",
+        Event,
+        "event",
+        tuple(MODELS["events"].model_fields),
+        "tags",
+        check=event_rules.check_event,
+    ),
+    "attendees": _Kind(
+        "attendees",
+        Attendee,
+        "attendee",
+        tuple(MODELS["attendees"].model_fields),
+        None,
+        check=event_rules.check_attendee,
+    ),
 }
 _TARGETS: dict[str, type[Base]] = {"expert": Expert, "resource": Resource, "project": Project}
 _TARGET_KIND = {"expert": "experts", "resource": "resources", "project": "projects"}
 _TIME_FIELDS = frozenset({"created_at", "decided_at"})
+_ALL_KINDS = (*KINDS, *EVENT_KINDS)
 
 
 # =========================================================================== errors
@@ -303,6 +328,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         started = time.perf_counter()
         libraries = load_libraries(data_dir)
         _seed(session, libraries)
+        _seed_events(session, data_dir)
         bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
         return True
@@ -350,6 +376,32 @@ def _seed(session: Session, libs: Libraries) -> None:
     engagements = _derive_engagements(libs.decisions)
     if engagements:
         session.execute(insert(Engagement), engagements)
+    session.flush()
+
+
+def _seed_events(session: Session, directory: str | os.PathLike | None) -> None:
+    """The history of events and attendees of ``data/`` (``events.csv``, ``attendees.csv``), when present.
+
+    Each row is validated as the API validates it; the files are the base's own records, so their
+    history (held events, ratings) is stored as written.
+    """
+    from matcher.library import data_dir as default_data_dir
+
+    root = Path(directory) if directory is not None else default_data_dir()
+    now = utcnow()
+    for kind in EVENT_KINDS:
+        path = root / f"{kind}.csv"
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        rows = []
+        for number, record in enumerate(frame.to_dict("records"), start=1):
+            try:
+                rows.append({**_validated(kind, record), "updated_at": now})
+            except RecordError as error:
+                raise LibraryError(f"{path}: row {number}: {error}") from error
+        if rows:
+            session.execute(insert(_KINDS[kind].table), rows)
     session.flush()
 
 
@@ -473,7 +525,9 @@ def load_libraries_db(session: Session) -> Libraries:
         {"id": _INT64, "opened_at": _TIME, "closed_at": _TIME},
     )
     digest = hashlib.sha256(f"matcher database revision {current}".encode()).hexdigest()
-    return Libraries(**frames, content_hash=digest, engagements=engagements)
+    loads = event_rules.event_loads(session)
+    event_load = pd.Series(loads, dtype="int64", name="load").sort_index() if loads else None
+    return Libraries(**frames, content_hash=digest, engagements=engagements, event_loads=event_load)
 
 
 # =========================================================================== validation
@@ -570,7 +624,7 @@ def _kind(kind: str) -> _Kind:
         return _KINDS[kind]
     except KeyError:
         raise RecordError(
-            [{"field": "kind", "message": f"kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}"}]
+            [{"field": "kind", "message": f"kind: unknown kind {kind!r}; use one of {', '.join(_ALL_KINDS)}"}]
         ) from None
 
 
@@ -622,6 +676,8 @@ _FILTERS: dict[str, frozenset[str]] = {
     "resources": frozenset({"tag", "county"}),
     "projects": frozenset({"tag", "county", "stage", "org_id"}),
     "decisions": frozenset(),
+    "events": frozenset({"tag", "county", "status"}),
+    "attendees": frozenset({"status", "org_id", "event_id"}),
 }
 _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "organisations": ("name", "county", "township", "stage"),
@@ -630,6 +686,8 @@ _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "resources": ("name", "description", "provider", "tags", "county"),
     "projects": ("name", "description", "outcomes", "tags"),
     "decisions": ("id", "need_id", "target_id", "decision", "comment"),
+    "events": ("title", "description", "tags", "county"),
+    "attendees": ("id", "event_id", "org_id", "need_id", "comment"),
 }
 _search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any]] = OrderedDict()
 _search_lock = threading.Lock()
@@ -676,9 +734,11 @@ def _filter_value(kind: str, name: str, value: str | None, errors: list[dict[str
         allowed = ", ".join(sorted(_FILTERS[kind] | {"q"}))
         errors.append({"field": name, "message": f"{name}: not a filter of {kind} (filters: {allowed})"})
         return None
-    allowed_values = {"stage": STAGES, "status": NEED_STATUSES, "urgency": URGENCIES}.get(name)
+    statuses = {"events": EVENT_STATUSES, "attendees": ATTENDEE_STATUSES}.get(kind, NEED_STATUSES)
+    allowed_values = {"stage": STAGES, "status": statuses, "urgency": URGENCIES}.get(name)
     if allowed_values is not None:
-        converted = canonical_value(name, value)
+        field = {"events": "event_status", "attendees": "attendee_status"}.get(kind, name) if name == "status" else name
+        converted = canonical_value(field, value)
         if converted not in allowed_values:
             errors.append(
                 {"field": name, "message": f"{name}: must be one of {', '.join(allowed_values)}, got {value!r}"}
@@ -701,6 +761,7 @@ def list_records(
     urgency: str | None = None,
     org_id: str | None = None,
     q: str | None = None,
+    event_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of live records of ``kind`` and the number of records that pass the filters.
 
@@ -708,7 +769,8 @@ def list_records(
     specialties, compared in normal form), ``county`` (an organisation's county; a need's or project's
     organisation's county; an expert's counties; a resource's county — experts with no county and
     district-wide resources serve every county), ``stage`` (the organisation's stage), ``status`` and
-    ``urgency`` (needs), ``org_id``. ``q`` ranks by the project's Chinese text pipeline: records with a
+    ``urgency`` (needs; events and attendees have their own statuses), ``org_id``, ``event_id``
+    (attendees). ``q`` ranks by the project's Chinese text pipeline: records with a
     score > 0, best first (ties by id), each with ``relevance``; without ``q`` records are ordered by id.
     """
     spec = _kind(kind)
@@ -723,6 +785,8 @@ def list_records(
             }
         )
     given = {"tag": tag, "county": county, "stage": stage, "status": status, "urgency": urgency, "org_id": org_id}
+    if event_id is not None:
+        given["event_id"] = event_id
     wanted = {name: _filter_value(kind, name, value, errors) for name, value in given.items()}
     if errors:
         raise RecordError(errors)
@@ -741,14 +805,14 @@ def list_records(
         place = normalise(wanted["county"])
         if kind == "experts":
             rows = [r for r in rows if not r["counties"] or place in {normalise(c) for c in r["counties"]}]
-        elif kind == "resources":
+        elif kind in ("resources", "events"):
             rows = [r for r in rows if not r["county"] or normalise(r["county"]) == place]
         else:
             rows = [r for r in rows if normalise(org(r).get("county") or "") == place]
     if wanted["stage"]:
         rows = [r for r in rows if org(r).get("stage") == wanted["stage"]]
-    for name in ("status", "urgency", "org_id"):
-        if wanted[name]:
+    for name in ("status", "urgency", "org_id", "event_id"):
+        if wanted.get(name):
             rows = [r for r in rows if r.get(name) == wanted[name]]
     scores: dict[str, float] | None = None
     if q is not None and q.strip():
@@ -798,6 +862,7 @@ def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str
         raise ConflictError(
             f"{spec.noun} {values['id']} already exists" + (" (deleted; ids are never reused)" if deleted else "")
         )
+    _check_stored(session, spec, values, None)
     row = spec.table(**values)
     if spec.soft_delete:
         row.updated_at = utcnow()
@@ -820,6 +885,7 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
             raise RecordError([{"field": "id", "message": message}])
     row = _live(session, kind, record_id, lock=True)
     values = _validate(session, kind, data)
+    _check_stored(session, spec, values, row)
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
     if changed:
         for key, value in changed.items():
@@ -829,6 +895,14 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
         session.flush()
         bump_revision(session)
     return get_record(session, kind, record_id)
+
+
+def _check_stored(session: Session, spec: _Kind, values: dict[str, Any], before: Any | None) -> None:
+    """The kind's checks against the stored state (events and attendees): RecordError or ConflictError."""
+    if spec.check is not None:
+        errors = spec.check(session, values, before)
+        if errors:
+            raise RecordError(errors)
 
 
 def _sample(ids: list[str], limit: int = 5) -> str:
@@ -844,6 +918,11 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
     """
     spec = _kind(kind)
     row = _live(session, kind, record_id, lock=True)
+    if kind in ("experts", "resources", "events"):
+        referring = event_rules.events_referring(session, kind, record_id)
+        if referring:
+            what = "live attendees" if kind == "events" else "planned or confirmed events"
+            raise ConflictError(f"{spec.noun} {record_id} has {what} ({_sample(referring)}); cancel or move them first")
     if kind == "organisations":
         found = []
         for other in ("needs", "experts", "projects"):
@@ -867,7 +946,7 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
         session.flush()
         bump_revision(session)
         return
-    else:
+    elif kind not in EVENT_KINDS:
         if kind == "needs":
             condition = Engagement.need_id == record_id
             describe = lambda e: f"{e.target_type} {e.target_id}"  # noqa: E731
@@ -981,6 +1060,7 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
                     Engagement.target_type == "expert", Engagement.target_id == target.id, Engagement.status == "open"
                 )
             )
+            load += event_rules.event_loads(session, [target.id]).get(target.id, 0)  # confirmed events
             if load >= target.capacity:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
     elif feedback.decision in ("completed", "cancelled") and engagement is None:
@@ -1213,6 +1293,11 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None) -
                 data = merged
             try:
                 values = _validate(session, kind, data, checker)
+                if spec.check is not None:  # events, attendees: against the stored state (not the file's other rows)
+                    _check_stored(session, spec, values, session.get(spec.table, record_id) if old else None)
+            except ConflictError as error:
+                problems.append(Problem(file, number, None, str(error)))
+                continue
             except RecordError as error:
                 for item in error.errors:
                     column = header_of.get(item["field"], item["field"])
