@@ -810,6 +810,15 @@ def purge(kind: str, ids: tuple[str, ...]) -> None:
             click.echo(f"purged {kind} {record_id}: {', '.join(fields) or 'nothing left to erase'}")
 
 
+def _add_commands() -> None:
+    from matcher.events_cli import events
+
+    cli.add_command(events)
+
+
+_add_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``matcher`` console script."""
     try:
