@@ -111,6 +111,7 @@ def test_documented_routes_are_the_routes(client) -> None:
         path = path.replace("<key_id>", "{key_id}").replace(
             "<any(organisations, needs, experts, resources, projects, events, attendees):kind>", "experts"
         )
+        path = path.replace("<event_id>", "{event_id}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in doc["paths"][path], (method, path)
 
