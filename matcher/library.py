@@ -221,6 +221,9 @@ def load_libraries(directory: str | os.PathLike | None = None) -> Libraries:
     experts["capacity"] = _parse_int(experts, "capacity", paths["experts"])
     experts["available"] = _parse_bool(experts, "available", paths["experts"])
     frames["resources"]["quantity"] = _parse_int(frames["resources"], "quantity", paths["resources"])
+    if "seats" not in frames["resources"].columns:  # venues' seats: an optional column (files before events)
+        frames["resources"]["seats"] = ""
+    frames["resources"]["seats"] = _parse_int(frames["resources"], "seats", paths["resources"])
     decisions = frames["decisions"]
     decisions["rating"] = _parse_int(decisions, "rating", paths["decisions"], minimum=1)
     decisions["rank"] = _parse_int(decisions, "rank", paths["decisions"], minimum=1)

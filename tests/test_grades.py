@@ -84,3 +84,9 @@ def test_labels_of_the_database_are_not_decisions(tmp_path) -> None:
         labels = event_labels_db(session)
         assert session.scalar(select(func.count()).select_from(Decision)) == decisions
     assert set(labels["grade"]) <= {0, 1, 2, 3, 4}
+    # the sample history of events (data/events.csv, data/attendees.csv) is seeded and gives labels
+    events = pd.read_csv(ROOT / "data" / "events.csv", dtype=str, keep_default_na=False)
+    with repo.transaction(url) as session:
+        assert repo.counts(session)["events"] == len(events)
+    held = set(events.loc[events["status"] == "held", "id"])
+    assert len(labels) > 100 and set(labels["event_id"]) <= held

@@ -459,7 +459,7 @@ _FRAME_TYPES: dict[str, dict[str, str]] = {
     "organisations": {"founded_year": _INTSTR, "staff_count": _INTSTR},
     "needs": {"tags": _LIST, "created_at": _TIME},
     "experts": {"specialties": _LIST, "counties": _LIST, "courses": _LIST, "capacity": _INT, "available": _BOOL},
-    "resources": {"quantity": _INT, "tags": _LIST},
+    "resources": {"quantity": _INT, "tags": _LIST, "seats": _INT},
     "projects": {"tags": _LIST},
     "decisions": {"rating": _INT, "rank": _INT, "decided_at": _TIME},
 }
@@ -512,7 +512,7 @@ def load_libraries_db(session: Session) -> Libraries:
         if kind == "decisions":
             live_needs = set(frames["needs"]["id"])
             rows = [r for r in rows if r["need_id"] in live_needs]
-        frames[kind] = _frame(rows, FILES[kind], _FRAME_TYPES[kind])
+        frames[kind] = _frame(rows, _KINDS[kind].columns if kind == "resources" else FILES[kind], _FRAME_TYPES[kind])
     live_needs = set(frames["needs"]["id"])
     engagement_rows = [
         dict(r._mapping)
