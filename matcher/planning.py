@@ -150,6 +150,7 @@ class PlanInputs:
     scores: np.ndarray
     venues: pd.DataFrame
     busy: list[tuple[str, str, datetime, datetime]] = field(default_factory=list)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived arrays (eligibility)
 
 
 @dataclass
@@ -300,18 +301,30 @@ def _free(busy: list, kind: str, id_: str, slot: tuple[datetime, datetime]) -> b
     return not any(k == kind and i == id_ and s < slot[1] and slot[0] < e for k, i, s, e in busy)
 
 
+def eligibility(inputs: PlanInputs, threshold: float) -> np.ndarray:
+    """Which expert may serve which need in an event, shape (n_needs, n_experts) of bool (cached).
+
+    The matcher's hard rules: the expert is available with a free unit of capacity, serves the need's
+    county (or every county), is not of the need's organisation, and fits at ``threshold`` or more.
+    """
+    key = ("eligible", threshold)
+    if key not in inputs.cache:
+        experts = inputs.experts
+        ok = inputs.scores >= threshold
+        ok &= (experts["available"].to_numpy(dtype=bool) & (experts["free"].to_numpy() > 0))[None, :]
+        county = inputs.needs["county"].to_numpy(dtype=object)
+        org = inputs.needs["org_id"].to_numpy(dtype=object)
+        for e, (counties, own) in enumerate(zip(experts["counties"], experts["org_id"], strict=True)):
+            if counties:
+                ok[:, e] &= np.isin(county, list(counties))
+            if own:
+                ok[:, e] &= org != own
+        inputs.cache[key] = ok
+    return inputs.cache[key]
+
+
 def _eligible(inputs: PlanInputs, need: int, expert: int, threshold: float) -> bool:
-    """The matcher's hard rules for an event: available with a free unit, serves the county, not own organisation."""
-    row = inputs.experts.iloc[expert]
-    county = inputs.needs.at[need, "county"]
-    org = inputs.needs.at[need, "org_id"]
-    return bool(
-        row["available"]
-        and row["free"] > 0
-        and (not row["counties"] or county in row["counties"])
-        and not (row["org_id"] and row["org_id"] == org)
-        and inputs.scores[need, expert] >= threshold
-    )
+    return bool(eligibility(inputs, threshold)[need, expert])
 
 
 def _candidates(inputs: PlanInputs, options: PlanOptions, slots: list) -> list[_Candidate]:
@@ -340,10 +353,10 @@ def _candidates(inputs: PlanInputs, options: PlanOptions, slots: list) -> list[_
         if not venues:
             continue
         ranked = []
-        for expert in range(len(inputs.experts)):
-            served = [r for r in rows if _eligible(inputs, r, expert, options.threshold)]
-            if len(served) < options.min_size:
-                continue
+        allowed = eligibility(inputs, options.threshold)[rows]  # (len(rows), n_experts)
+        for expert in np.flatnonzero(allowed.sum(axis=0) >= options.min_size):
+            expert = int(expert)
+            served = [r for r, ok in zip(rows, allowed[:, expert], strict=True) if ok]
             served.sort(key=lambda r: (-inputs.scores[r, expert], needs.at[r, "need_id"]))
             served = served[: 2 * options.max_size]
             cover = float(sum(inputs.scores[r, expert] for r in served[: options.max_size]))
@@ -531,12 +544,12 @@ def _unserved(
         if row in served or (options.counties and county not in options.counties):
             continue
         tags = [t for t in needs.at[row, "tags"] if KIND_OF_TAG.get(t, "training") in options.kinds]
-        experts = [e for e in range(len(inputs.experts)) if _eligible(inputs, row, e, options.threshold)]
+        experts = np.flatnonzero(eligibility(inputs, options.threshold)[row])
         if not county:
             reason = "no county: its organisation has no county, so no event can be placed for it"
         elif not tags:
             reason = "no topic: it has no tag of the kinds planned"
-        elif not experts:
+        elif not len(experts):
             best = float(inputs.scores[row].max()) if inputs.scores.shape[1] else 0.0
             reason = (
                 f"no expert covers it: no available expert with a free unit serving {county} fits it "

@@ -255,9 +255,11 @@ def test_plan_over_http_commits_events_that_hold_capacity(client, db_url) -> Non
     assert response.status_code == 200, response.get_json()
     plan = response.get_json()
     assert plan["events"], plan["summary"]
-    assert {e["venue_id"] for e in plan["events"]} == {"R9001"}
-    starts = [e["starts_at"] for e in plan["events"]]
-    assert len(starts) == len(set(starts))  # one venue: never two events at once
+    taken = [(e["venue_id"], e["starts_at"]) for e in plan["events"]]
+    taken += [(x, e["starts_at"]) for e in plan["events"] for x in e["expert_ids"]]
+    assert len(taken) == len(set(taken))  # no venue or expert in two events at once
+    needs = [n["need_id"] for e in plan["events"] for n in e["needs"]]
+    assert len(needs) == len(set(needs))
     committed = client.post("/v1/events/plan", json={**body, "commit": True}).get_json()
     assert len(committed["event_ids"]) == len(committed["events"])
     first = client.get(f"/v1/events/{committed['event_ids'][0]}").get_json()
