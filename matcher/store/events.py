@@ -200,8 +200,8 @@ def check_attendee(session: Session, values: dict[str, Any], before: Any | None 
     if errors:
         return errors
     label = f"attendee {values['id']}"
-    if event.status == "cancelled":
-        raise ConflictError(f"event {event.id} was cancelled: {label} cannot be recorded")
+    if event.status == "cancelled" and (before is None or before.event_id != event.id):
+        raise ConflictError(f"event {event.id} was cancelled: {label} cannot be added to it")
     if values["status"] in ("attended", "absent") and event.status != "held":
         raise ConflictError(f"event {event.id} is {event.status}: attendance is recorded once it is held")
     others = _attendees(session, event.id, exclude=values["id"])
