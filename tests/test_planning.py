@@ -285,3 +285,23 @@ def test_plan_errors_are_problems(client) -> None:
     assert (
         client.post("/v1/events/plan", json={"starts": "2030-03-04", "ends": "2030-03-05", "x": 1}).status_code == 400
     )
+
+
+def test_cli_plan_writes_the_plan_and_refuses_bad_options(cli_env, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "matcher.cli", "events", "plan", "--from", "2030-03-04", "--to", "2030-03-08"]
+        return subprocess.run([*command, *args], env=cli_env, capture_output=True, text=True, timeout=300)
+
+    bad = run("--out", str(tmp_path / "plan.txt"))
+    assert bad.returncode == 2 and "use .json, .csv or .xlsx" in bad.stderr and "Traceback" not in bad.stderr
+    wrong_kind = run("--kinds", "party")
+    assert wrong_kind.returncode == 2 and "kinds" in wrong_kind.stderr
+    done = run("--min-size", "2", "--time-limit", "5", "--out", str(tmp_path / "plan.json"))
+    assert done.returncode == 0, done.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
+    assert set(plan) == {"events", "unserved"}
+    assert all(tuple(event) == PLAN_EVENT_FIELDS for event in plan["events"])
+    assert "needs not grouped" in done.stdout

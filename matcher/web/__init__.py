@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         AUTH_CACHE_SECONDS=2.0,
         SESSION_HOURS=8.0,
         SESSION_COOKIE_SECURE=False,
+        EVENTS_PLAN_SECONDS=5.0,
         VALIDATE_RESPONSES=False,
     )
     app.config.from_prefixed_env("MATCHER")
