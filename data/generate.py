@@ -2130,9 +2130,12 @@ COLUMNS: dict[str, list[str]] = {
     "needs": ["id", "org_id", "title", "description", "tags", "urgency", "status", "created_at"],
     "experts": ["id", "name", "affiliation", "org_id", "title", "specialties", "bio", "counties", "capacity", "available",
                 "phone", "email", "courses"],
-    "resources": ["id", "type", "name", "description", "provider", "county", "quantity", "tags"],
+    "resources": ["id", "type", "name", "description", "provider", "county", "quantity", "tags", "seats"],
     "projects": ["id", "name", "org_id", "tags", "description", "outcomes"],
     "decisions": ["id", "need_id", "target_type", "target_id", "decision", "rating", "decided_at", "rank"],
+    "events": ["id", "kind", "title", "description", "tags", "expert_ids", "venue_id", "resource_ids", "county",
+               "starts_at", "ends_at", "seats", "status"],
+    "attendees": ["id", "event_id", "org_id", "need_id", "status", "rating", "comment"],
 }
 
 
@@ -2151,7 +2154,7 @@ def join(items: list[str] | tuple[str, ...]) -> str:
 
 
 def write_all(orgs: list[Org], needs: list[Need], experts: list[Expert], resources: list[Resource],
-              projects: list[Project], decisions: list[dict[str, object]]) -> None:
+              projects: list[Project], decisions: list[dict[str, object]], seats: dict[str, int]) -> None:
     """Serialise every library."""
     write_csv("taxonomy", [[c.code, c.label, c.label_en, c.description, join(c.keywords)] for c in TAXONOMY])
     write_csv("organisations", [[o.id, o.name, o.stage, o.county, o.township, o.founded_year, o.staff_count] for o in orgs])
@@ -2160,8 +2163,8 @@ def write_all(orgs: list[Org], needs: list[Need], experts: list[Expert], resourc
     write_csv("experts", [[e.id, e.name, e.affiliation, e.org_id, e.title, join(e.specialties), e.bio, join(e.counties),
                            e.capacity, "true" if e.available else "false", e.phone, e.email, join(e.courses)]
                           for e in experts])
-    write_csv("resources", [[r.id, r.type, r.name, r.description, r.provider, r.county, r.quantity, join(r.tags)]
-                            for r in resources])
+    write_csv("resources", [[r.id, r.type, r.name, r.description, r.provider, r.county, r.quantity, join(r.tags),
+                             seats.get(r.id, "")] for r in resources])
     write_csv("projects", [[p.id, p.name, p.org.id, join(p.tags), p.description, p.outcomes] for p in projects])
     write_csv("decisions", [[d["id"], d["need_id"], d["target_type"], d["target_id"], d["decision"], d["rating"],
                              iso(cast(datetime, d["decided_at"])), d["rank"]] for d in decisions])
@@ -2320,6 +2323,148 @@ def verify() -> dict[str, object]:
     }
 
 
+# --------------------------------------------------------------------------
+# Events: trainings, workshops and supervision rounds, and who attended them
+# --------------------------------------------------------------------------
+
+# (kind, title, tags, whom: "all" residents | "stations" of one county | "topic" organisations)
+EVENT_SERIES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("training", "社会工作参与基层社区治理的途径和方法", ("社区治理", "能力建设"), "all"),
+    ("training", "社会工作常用理论及其运用", ("能力建设", "骨干培养"), "all"),
+    ("training", "社会救助与民政政策解读", ("政策解读",), "all"),
+    ("training", "项目申报书写作与预算编制", ("项目设计与评估", "筹资与财务管理"), "topic"),
+    ("training", "机构财务与年检规范", ("机构规范化管理", "筹资与财务管理"), "topic"),
+    ("workshop", "小组工作实务工作坊", ("小组工作",), "topic"),
+    ("workshop", "个案管理仿真实训", ("个案管理",), "topic"),
+    ("workshop", "服务品牌与宣传写作工作坊", ("品牌建设",), "topic"),
+    ("workshop", "志愿者招募与管理工作坊", ("志愿者管理",), "topic"),
+    ("supervision", "乡镇（街道）社工站督导巡回", ("专业督导", "社工站运营"), "stations"),
+)
+EVENT_COMMENTS_GOOD = ("案例贴近实际，回去就能用", "老师讲得很透，希望再办一期", "演练环节很有收获", "解答了我们一直困惑的问题")
+EVENT_COMMENTS_MID = ("内容不错，时间有点紧", "理论多了些，希望多讲本地案例", "")
+EVENT_COMMENTS_LOW = ("和我们的实际情况差距较大", "讲得太泛，没解决我们的问题")
+EVENT_START = datetime(2023, 3, 1, tzinfo=UTC)
+
+
+def venue_seats(rng: np.random.Generator, resources: list[Resource]) -> dict[str, int]:
+    """Seats of every venue: the number its description states (可容纳60人), else a plausible room size."""
+    seats = {}
+    for r in resources:
+        if r.type != "venue":
+            continue
+        stated = re.search(r"(\d+)人", r.description)
+        seats[r.id] = int(stated.group(1)) if stated else int(rng.choice([20, 30, 30, 40, 50]))
+    return seats
+
+
+def build_events(rng: np.random.Generator, orgs: list[Org], needs: list[Need], experts: list[Expert],
+                 resources: list[Resource], seats: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """About two events a month since March 2023: held (with attendance and ratings) or cancelled; a few
+    planned after "now". One event per half day, so no expert or venue is ever in two at once."""
+    venues = [r for r in resources if r.type == "venue" and seats.get(r.id, 0) >= 15]
+    labs = [r for r in resources if r.type == "simulation_lab"]
+    events: list[dict] = []
+    attendees: list[dict] = []
+    day = EVENT_START
+    number = 0
+    while day < NOW + timedelta(days=60):
+        day += timedelta(days=int(rng.integers(10, 20)))
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        kind, title, tags, whom = EVENT_SERIES[int(rng.integers(0, len(EVENT_SERIES)))]
+        county = pick(rng, COUNTY_NAMES) if whom != "all" else ""
+        if whom == "all":
+            invited = sample_k(rng, [o for o in orgs if not o.is_station], int(rng.integers(8, 16)))
+        elif whom == "stations":
+            invited = [o for o in orgs if o.is_station and o.county == county]
+        else:
+            invited = [o for o in orgs if o.county == county and (set(o.focus) & set(tags) or rng.random() < 0.3)]
+            invited = invited[:14]
+        if len(invited) < 3:
+            continue
+        places = [v for v in venues if v.county in ("", county) and seats[v.id] >= len(invited)]
+        guests = {o.id for o in invited}
+        able = [e for e in experts if e.available and set(e.specialties) & set(tags) and e.org_id not in guests
+                and (not county or not e.counties or county in e.counties)]
+        if not places or not able:
+            continue
+        number += 1
+        venue = places[int(rng.integers(0, len(places)))]
+        expert = able[int(rng.integers(0, len(able)))]
+        morning = rng.random() < 0.6
+        start = day.replace(hour=1 if morning else 6, minute=0, second=0, microsecond=0)  # 09:00 / 14:00 Beijing
+        future = start > NOW
+        status = ("planned" if future else "cancelled" if rng.random() < 0.06 else "held")
+        event_id = f"V{number:03d}"
+        resource_ids = [labs[0].id] if title == "个案管理仿真实训" and labs else []
+        events.append({
+            "id": event_id, "kind": kind, "title": title, "description": "", "tags": list(tags),
+            "expert_ids": [expert.id], "venue_id": venue.id, "resource_ids": resource_ids,
+            "county": county, "starts_at": start, "ends_at": start + timedelta(hours=3),
+            "seats": seats[venue.id], "status": status,
+        })
+        fit = len(set(expert.specialties) & set(tags)) / len(tags) + 0.5 * expert.seniority
+        for k, org in enumerate(invited, start=1):
+            own = [n for n in needs if n.org.id == org.id and set(n.tags) & set(tags) and n.created_at < start]
+            need_id = own[-1].id if own else ""
+            rating: object = ""
+            comment = ""
+            if status == "held":
+                came = rng.random() < 0.88
+                state = "attended" if came else "absent"
+                if came and rng.random() < 0.8:
+                    value = int(np.clip(np.rint(3.2 + 1.2 * fit + rng.normal(0, 0.8)), 1, 5))
+                    rating = value
+                    bank = EVENT_COMMENTS_GOOD if value >= 4 else EVENT_COMMENTS_MID if value == 3 else EVENT_COMMENTS_LOW
+                    comment = pick(rng, bank) if rng.random() < 0.5 else ""
+            else:
+                state = "invited"
+            attendees.append({"id": f"{event_id}-{k:02d}", "event_id": event_id, "org_id": org.id,
+                              "need_id": need_id, "status": state, "rating": rating, "comment": comment})
+        day += timedelta(days=1)
+    return events, attendees
+
+
+def write_events(events: list[dict], attendees: list[dict]) -> None:
+    """Serialise the events and their attendees."""
+    write_csv("events", [[e["id"], e["kind"], e["title"], e["description"], join(e["tags"]), join(e["expert_ids"]),
+                          e["venue_id"], join(e["resource_ids"]), e["county"], iso(e["starts_at"]),
+                          iso(e["ends_at"]), e["seats"], e["status"]] for e in events])
+    write_csv("attendees", [[a["id"], a["event_id"], a["org_id"], a["need_id"], a["status"], a["rating"], a["comment"]]
+                            for a in attendees])
+
+
+def verify_events() -> dict[str, object]:
+    """Re-read events and attendees and assert the rules the database enforces on every write."""
+    events, attendees = read("events"), read("attendees")
+    resources = {r["id"]: r for r in read("resources")}
+    experts = {e["id"]: e for e in read("experts")}
+    needs = {n["id"]: n for n in read("needs")}
+    assert len(events) >= 40 and len(attendees) >= 300
+    busy = defaultdict(list)
+    for e in events:
+        assert e["kind"] in ("training", "workshop", "supervision") and e["status"] in ("planned", "held", "cancelled")
+        assert resources[e["venue_id"]]["type"] == "venue" and int(resources[e["venue_id"]]["seats"]) >= int(e["seats"])
+        for key in [("venue", e["venue_id"]), *(("expert", x) for x in e["expert_ids"].split(";"))]:
+            assert e["starts_at"] not in busy[key]
+            busy[key].append(e["starts_at"])
+    by_event = defaultdict(list)
+    for a in attendees:
+        by_event[a["event_id"]].append(a)
+        if a["need_id"]:
+            assert needs[a["need_id"]]["org_id"] == a["org_id"]
+        assert a["rating"] == "" or a["status"] == "attended"
+    for e in events:
+        assert len(by_event[e["id"]]) <= int(e["seats"])
+        orgs = {a["org_id"] for a in by_event[e["id"]]}
+        assert all(experts[x]["org_id"] not in orgs for x in e["expert_ids"].split(";"))
+    ratings = [int(a["rating"]) for a in attendees if a["rating"]]
+    return {
+        "events": dict(Counter(e["kind"] for e in events)), "event_status": dict(Counter(e["status"] for e in events)),
+        "attendees": len(attendees), "mean_rating": round(float(np.mean(ratings)), 2),
+    }
+
+
 def main() -> None:
     """Generate, write and verify all libraries."""
     # One independent stream per stage, so editing a phrase bank does not reshuffle the match history.
@@ -2333,8 +2478,15 @@ def main() -> None:
     sim = Simulation(rng_sim, needs, experts, resources, projects)
     sim.run()
     decisions = sim.finish()
-    write_all(orgs, needs, experts, resources, projects, decisions)
+    # the events are drawn from a stream of their own: the files above stay as they were before events
+    rng_events = np.random.default_rng(np.random.SeedSequence(SEED).spawn(6)[5])
+    seats = venue_seats(rng_events, resources)
+    events, attendees = build_events(rng_events, orgs, needs, experts, resources, seats)
+    write_all(orgs, needs, experts, resources, projects, decisions, seats)
+    write_events(events, attendees)
     for key, value in verify().items():
+        print(f"{key}: {value}")
+    for key, value in verify_events().items():
         print(f"{key}: {value}")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 
 from matcher.errors import ConflictError
+from matcher.store.events import event_loads
 from matcher.store.repository import bump_revision, new_decision_id, transaction
 from matcher.store.schema import Decision, Engagement, Expert, Need, Project, Resource, utcnow
 
@@ -93,6 +94,8 @@ def book(bookings: Sequence[Booking], *, url: str, model_version: str | None = N
                 .group_by(Engagement.target_id)
             )
             loads.update(dict(session.execute(query).all()))
+        for expert_id, held in event_loads(session, expert_ids).items():  # a confirmed event holds one unit
+            loads[expert_id] = loads.get(expert_id, 0) + held
 
         problems = _problems(bookings, needs, targets, loads)
         if problems:

@@ -546,7 +546,7 @@ def tune(
     click.echo(f"wrote {out_dir / 'best_params.json'} and {out_dir / 'tune_results.csv'}")
 
 
-_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions")
+_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions", "events", "attendees")
 
 
 def _safe_url(url: str) -> str:
@@ -819,6 +819,15 @@ def purge(kind: str, ids: tuple[str, ...]) -> None:
                 session, actor=_cli_actor(), action="purge", kind=kind, record_id=record_id, detail={"fields": fields}
             )
             click.echo(f"purged {kind} {record_id}: {', '.join(fields) or 'nothing left to erase'}")
+
+
+def _add_commands() -> None:
+    from matcher.events_cli import events
+
+    cli.add_command(events)
+
+
+_add_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -136,13 +136,20 @@ class Libraries:
     decisions: pd.DataFrame
     content_hash: str = ""
     engagements: pd.DataFrame | None = None  # from the database: need_id, target_type, target_id, status
+    event_loads: pd.Series | None = None  # from the database: confirmed events per expert id
 
     def load(self, until: pd.Timestamp | None = None) -> pd.Series:
-        """Open engagements per expert id: from the engagements table when there is one, else the history."""
+        """Open engagements per expert id: from the engagements table when there is one, else the history.
+
+        A confirmed event counts as one open engagement of each of its experts (``event_loads``).
+        """
         if self.engagements is not None and until is None:
             rows = self.engagements
             rows = rows.loc[(rows["target_type"] == "expert") & (rows["status"] == "open")]
-            return rows.groupby("target_id").size().rename("load")
+            load = rows.groupby("target_id").size().rename("load")
+            if self.event_loads is not None and len(self.event_loads):
+                load = load.add(self.event_loads, fill_value=0).astype("int64").rename("load")
+            return load
         return open_engagements(self.decisions, until)
 
     def sizes(self) -> dict[str, int]:
@@ -262,6 +269,9 @@ def load_libraries(directory: str | os.PathLike | None = None) -> Libraries:
     experts["capacity"] = _parse_int(experts, "capacity", paths["experts"])
     experts["available"] = _parse_bool(experts, "available", paths["experts"])
     frames["resources"]["quantity"] = _parse_int(frames["resources"], "quantity", paths["resources"])
+    if "seats" not in frames["resources"].columns:  # venues' seats: an optional column (files before events)
+        frames["resources"]["seats"] = ""
+    frames["resources"]["seats"] = _parse_int(frames["resources"], "seats", paths["resources"])
     decisions = frames["decisions"]
     decisions["rating"] = _parse_int(decisions, "rating", paths["decisions"], minimum=1)
     decisions["rank"] = _parse_int(decisions, "rank", paths["decisions"], minimum=1)

@@ -59,6 +59,8 @@ __all__ = [
     "workbook",
     "write_csv",
     "write_frame_csv",
+    "write_table",
+    "xlsx_table",
     "xlsx_value",
 ]
 
@@ -249,3 +251,50 @@ def save_workbook(book: Any, path: str | os.PathLike[str] | None = None) -> byte
     with atomic_file(path) as tmp:
         book.save(tmp)
     return None
+
+
+# ---------------------------------------------------------------------------- tables of records
+
+
+def write_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike[str], *, sheet: str = "sheet"
+) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) as ``.csv`` (:func:`write_csv`) or ``.xlsx``, atomically."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        write_csv(path, columns, ([row.get(c) for c in columns] for row in rows))
+    elif suffix == ".xlsx":
+        save_workbook(_table_book(rows, columns, sheet=sheet), path)
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .xlsx")
+
+
+def xlsx_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    sheet: str = "sheet",
+    headers: Sequence[str] | None = None,
+    preamble: Sequence[Sequence[Any]] = (),
+) -> bytes:
+    """The bytes of an XLSX workbook of one sheet: ``preamble`` lines, the header (``headers`` or
+    ``columns``), then the rows, every cell typed as :func:`append_row` types it."""
+    return save_workbook(_table_book(rows, columns, sheet=sheet, headers=headers, preamble=preamble))
+
+
+def _table_book(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    sheet: str,
+    headers: Sequence[str] | None = None,
+    preamble: Sequence[Sequence[Any]] = (),
+) -> Any:
+    book = workbook(write_only=True)
+    page = book.create_sheet(sheet)
+    for line in preamble:
+        append_row(page, line)
+    append_row(page, list(headers or columns))
+    for row in rows:
+        append_row(page, [row.get(c) for c in columns])
+    return book

@@ -109,8 +109,9 @@ def test_documented_routes_are_the_routes(client) -> None:
             continue
         path = rule.rule.replace("<record_id>", "{record_id}").replace("<need_id>", "{need_id}")
         path = path.replace("<key_id>", "{key_id}").replace(
-            "<any(organisations, needs, experts, resources, projects):kind>", "experts"
+            "<any(organisations, needs, experts, resources, projects, events, attendees):kind>", "experts"
         )
+        path = path.replace("<event_id>", "{event_id}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in doc["paths"][path], (method, path)
 

@@ -39,13 +39,19 @@ experts            名称, 姓名 → name; 单位, 工作单位, 所在单位 �
                    电子邮箱 → email; 课程, 授课课程 → courses
 resources          类型, 资源类型 → type; 名称, 资源名称 → name; 描述, 内容, 简介 → description;
                    提供方, 提供者, 提供单位 → provider; 地区, 县区, 区县 → county; 数量, 容量 →
-                   quantity; 标签 → tags
+                   quantity; 标签 → tags; 座位, 座位数 → seats (venues)
 projects           名称, 项目名称 → name; 机构编号 → org_id; 标签 → tags; 描述, 内容, 简介 →
                    description; 成效, 成果, 项目成效 → outcomes
 decisions          需求编号 → need_id; 对象类型, 目标类型 → target_type; 对象编号, 目标编号 →
                    target_id; 决定, 结果 → decision; 评分 → rating; 备注, 评语 → comment; 模型版本 →
                    model_version; 排名, 名次 → rank; 得分, 分数 → score; 决定时间, 时间 →
                    decided_at
+events             类型, 活动类型 → kind; 标题, 名称 → title; 描述, 简介 → description; 标签 → tags;
+                   专家编号 → expert_ids; 场地编号 → venue_id; 资源编号 → resource_ids; 县区, 区县,
+                   地区 → county; 开始时间 → starts_at; 结束时间 → ends_at; 座位, 座位数 → seats;
+                   状态 → status
+attendees          活动编号 → event_id; 机构编号 → org_id; 需求编号 → need_id; 状态, 出席 → status;
+                   评分 → rating; 评语, 备注 → comment
 =================  ==========================================================================
 """
 
@@ -58,11 +64,24 @@ import unicodedata
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "ATTENDEE_STATUSES",
     "CONTROL_CHARACTERS",
     "DECISIONS",
+    "EVENT_KINDS",
+    "EVENT_STATUSES",
+    "EVENT_TYPES",
     "KINDS",
     "MODELS",
     "NEED_STATUSES",
@@ -70,7 +89,9 @@ __all__ = [
     "STAGES",
     "TARGET_TYPES",
     "URGENCIES",
+    "AttendeeIn",
     "DecisionIn",
+    "EventIn",
     "ExpertIn",
     "FeedbackIn",
     "NeedIn",
@@ -111,6 +132,11 @@ RESOURCE_TYPES = (
 )
 DECISIONS = ("accepted", "rejected", "completed", "cancelled")
 TARGET_TYPES = ("expert", "resource", "project")
+#: Events and their attendees: records of their own, outside the matching libraries (:data:`KINDS`).
+EVENT_KINDS: tuple[str, ...] = ("events", "attendees")
+EVENT_TYPES = ("training", "workshop", "supervision")
+EVENT_STATUSES = ("planned", "confirmed", "held", "cancelled")
+ATTENDEE_STATUSES = ("invited", "confirmed", "attended", "absent")
 
 _VALUE_ALIASES: dict[str, dict[str, str]] = {
     "stage": {
@@ -153,6 +179,21 @@ _VALUE_ALIASES: dict[str, dict[str, str]] = {
         "取消": "cancelled",
     },
     "target_type": {"专家": "expert", "资源": "resource", "项目": "project"},
+    "kind": {"培训": "training", "工作坊": "workshop", "督导": "supervision"},
+    "event_status": {
+        "计划": "planned",
+        "已确认": "confirmed",
+        "确认": "confirmed",
+        "已举办": "held",
+        "已取消": "cancelled",
+    },
+    "attendee_status": {
+        "已邀请": "invited",
+        "邀请": "invited",
+        "已确认": "confirmed",
+        "出席": "attended",
+        "缺席": "absent",
+    },
 }
 
 _LIST_SEPARATORS = re.compile(r"[;；、]")
@@ -401,6 +442,12 @@ NeedStatus = _choice("status", NEED_STATUSES)
 ResourceType = _choice("type", RESOURCE_TYPES)
 TargetType = _choice("target_type", TARGET_TYPES)
 DecisionValue = _choice("decision", DECISIONS)
+EventType = _choice("kind", EVENT_TYPES)
+EventStatus = _choice("event_status", EVENT_STATUSES)
+AttendeeStatus = _choice("attendee_status", ATTENDEE_STATUSES)
+Ids = Annotated[list[Annotated[str, Field(max_length=64)]], BeforeValidator(_items), Field(min_length=1, max_length=10)]
+OptionalIds = _list(10, 64)
+Seats = _whole(1, 100_000)
 
 
 class _Record(BaseModel):
@@ -481,6 +528,7 @@ class ResourceIn(_Record):
     county: Text50 = ""
     quantity: Count = None
     tags: Tags = []
+    seats: Count = None  # venues: how many people it seats (events need seats >= attendees)
 
 
 class ProjectIn(_Record):
@@ -515,6 +563,51 @@ class DecisionIn(FeedbackIn):
     decided_at: Timestamp = Field(default_factory=_utcnow)
 
 
+class EventIn(_Record):
+    """A training, workshop or supervision round; each expert gives one unit of capacity while it is confirmed."""
+
+    id: Id
+    kind: EventType
+    title: Name200
+    description: Text5000 = ""
+    tags: Tags = []
+    expert_ids: Ids
+    venue_id: OptionalId = None
+    resource_ids: OptionalIds = []
+    county: Text50 = ""
+    starts_at: Timestamp
+    ends_at: Timestamp
+    seats: Seats
+    status: EventStatus = "planned"
+
+    @field_validator("ends_at")
+    @classmethod
+    def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        starts = info.data.get("starts_at")
+        if starts is not None and value <= starts:
+            raise ValueError("must be later than starts_at")
+        return value
+
+
+class AttendeeIn(_Record):
+    """An organisation (or township station) attending an event, with the need it comes for if any."""
+
+    id: Id
+    event_id: Id
+    org_id: Id
+    need_id: OptionalId = None
+    status: AttendeeStatus = "invited"
+    rating: Rating = None
+    comment: Text2000 = ""
+
+    @field_validator("rating")
+    @classmethod
+    def _rated_when_attended(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("status", "invited") != "attended":
+            raise ValueError("only an attendee who attended rates the event")
+        return value
+
+
 MODELS: dict[str, type[_Record]] = {
     "organisations": OrganisationIn,
     "needs": NeedIn,
@@ -522,6 +615,8 @@ MODELS: dict[str, type[_Record]] = {
     "resources": ResourceIn,
     "projects": ProjectIn,
     "decisions": DecisionIn,
+    "events": EventIn,
+    "attendees": AttendeeIn,
 }
 
 # --------------------------------------------------------------------------- import headers
@@ -618,6 +713,8 @@ _HEADER_ALIASES: dict[str, dict[str, str]] = {
         "数量": "quantity",
         "容量": "quantity",
         "标签": "tags",
+        "座位": "seats",
+        "座位数": "seats",
     },
     "projects": {
         "名称": "name",
@@ -650,6 +747,36 @@ _HEADER_ALIASES: dict[str, dict[str, str]] = {
         "分数": "score",
         "决定时间": "decided_at",
         "时间": "decided_at",
+    },
+    "events": {
+        "类型": "kind",
+        "活动类型": "kind",
+        "标题": "title",
+        "名称": "title",
+        "描述": "description",
+        "简介": "description",
+        "标签": "tags",
+        "专家编号": "expert_ids",
+        "场地编号": "venue_id",
+        "资源编号": "resource_ids",
+        "县区": "county",
+        "区县": "county",
+        "地区": "county",
+        "开始时间": "starts_at",
+        "结束时间": "ends_at",
+        "座位": "seats",
+        "座位数": "seats",
+        "状态": "status",
+    },
+    "attendees": {
+        "活动编号": "event_id",
+        "机构编号": "org_id",
+        "需求编号": "need_id",
+        "状态": "status",
+        "出席": "status",
+        "评分": "rating",
+        "评语": "comment",
+        "备注": "comment",
     },
 }
 

@@ -48,8 +48,12 @@ from matcher.library import FILES, Libraries, check_data_dir, load_libraries, lo
 from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
 from matcher.store import audit
+from matcher.store import events as event_rules
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
 from matcher.store.records import (
+    ATTENDEE_STATUSES,
+    EVENT_KINDS,
+    EVENT_STATUSES,
     KINDS,
     MODELS,
     NEED_STATUSES,
@@ -64,9 +68,11 @@ from matcher.store.records import (
     to_utc_iso,
 )
 from matcher.store.schema import (
+    Attendee,
     Base,
     Decision,
     Engagement,
+    Event,
     Expert,
     Need,
     Organisation,
@@ -128,13 +134,15 @@ class _Kind:
     columns: tuple[str, ...]  # export columns, as in data/<name>.csv
     tags: str | None  # the taxonomy-valued list field
     soft_delete: bool = True
+    # checks against the stored state: (session, values, stored row or None) -> reference problems
+    check: Callable[[Session, dict[str, Any], Any], list[dict[str, str]]] | None = None
 
 
 _KINDS: dict[str, _Kind] = {
     "organisations": _Kind("organisations", Organisation, "organisation", FILES["organisations"], None),
     "needs": _Kind("needs", Need, "need", FILES["needs"], "tags"),
     "experts": _Kind("experts", Expert, "expert", FILES["experts"], "specialties"),
-    "resources": _Kind("resources", Resource, "resource", FILES["resources"], "tags"),
+    "resources": _Kind("resources", Resource, "resource", (*FILES["resources"], "seats"), "tags"),
     "projects": _Kind("projects", Project, "project", FILES["projects"], "tags"),
     "decisions": _Kind(
         "decisions",
@@ -144,10 +152,27 @@ _KINDS: dict[str, _Kind] = {
         None,
         soft_delete=False,
     ),
+    "events": _Kind(
+        "events",
+        Event,
+        "event",
+        tuple(MODELS["events"].model_fields),
+        "tags",
+        check=event_rules.check_event,
+    ),
+    "attendees": _Kind(
+        "attendees",
+        Attendee,
+        "attendee",
+        tuple(MODELS["attendees"].model_fields),
+        None,
+        check=event_rules.check_attendee,
+    ),
 }
 _TARGETS: dict[str, type[Base]] = {"expert": Expert, "resource": Resource, "project": Project}
 _TARGET_KIND = {"expert": "experts", "resource": "resources", "project": "projects"}
 _TIME_FIELDS = frozenset({"created_at", "decided_at"})
+_ALL_KINDS = (*KINDS, *EVENT_KINDS)
 
 
 # =========================================================================== errors
@@ -310,6 +335,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         started = time.perf_counter()
         libraries = load_libraries(check_data_dir(data_dir))
         _seed(session, libraries)
+        _seed_events(session, data_dir)
         bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
         return True
@@ -357,6 +383,32 @@ def _seed(session: Session, libs: Libraries) -> None:
     engagements = _derive_engagements(libs.decisions)
     if engagements:
         session.execute(insert(Engagement), engagements)
+    session.flush()
+
+
+def _seed_events(session: Session, directory: str | os.PathLike | None) -> None:
+    """The history of events and attendees of ``data/`` (``events.csv``, ``attendees.csv``), when present.
+
+    Each row is validated as the API validates it; the files are the base's own records, so their
+    history (held events, ratings) is stored as written.
+    """
+    from matcher.library import data_dir as default_data_dir
+
+    root = Path(directory) if directory is not None else default_data_dir()
+    now = utcnow()
+    for kind in EVENT_KINDS:
+        path = root / f"{kind}.csv"
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        rows = []
+        for number, record in enumerate(frame.to_dict("records"), start=1):
+            try:
+                rows.append({**_validated(kind, record), "updated_at": now})
+            except RecordError as error:
+                raise LibraryError(f"{path}: row {number}: {error}") from error
+        if rows:
+            session.execute(insert(_KINDS[kind].table), rows)
     session.flush()
 
 
@@ -414,7 +466,7 @@ _FRAME_TYPES: dict[str, dict[str, str]] = {
     "organisations": {"founded_year": _INTSTR, "staff_count": _INTSTR},
     "needs": {"tags": _LIST, "created_at": _TIME},
     "experts": {"specialties": _LIST, "counties": _LIST, "courses": _LIST, "capacity": _INT, "available": _BOOL},
-    "resources": {"quantity": _INT, "tags": _LIST},
+    "resources": {"quantity": _INT, "tags": _LIST, "seats": _INT},
     "projects": {"tags": _LIST},
     "decisions": {"rating": _INT, "rank": _INT, "decided_at": _TIME},
 }
@@ -467,7 +519,7 @@ def load_libraries_db(session: Session) -> Libraries:
         if kind == "decisions":
             live_needs = set(frames["needs"]["id"])
             rows = [r for r in rows if r["need_id"] in live_needs]
-        frames[kind] = _frame(rows, FILES[kind], _FRAME_TYPES[kind])
+        frames[kind] = _frame(rows, _KINDS[kind].columns if kind == "resources" else FILES[kind], _FRAME_TYPES[kind])
     live_needs = set(frames["needs"]["id"])
     engagement_rows = [
         dict(r._mapping)
@@ -480,7 +532,9 @@ def load_libraries_db(session: Session) -> Libraries:
         {"id": _INT64, "opened_at": _TIME, "closed_at": _TIME},
     )
     digest = hashlib.sha256(f"matcher database revision {current}".encode()).hexdigest()
-    return Libraries(**frames, content_hash=digest, engagements=engagements)
+    loads = event_rules.event_loads(session)
+    event_load = pd.Series(loads, dtype="int64", name="load").sort_index() if loads else None
+    return Libraries(**frames, content_hash=digest, engagements=engagements, event_loads=event_load)
 
 
 # =========================================================================== validation
@@ -611,7 +665,7 @@ def _kind(kind: str) -> _Kind:
         return _KINDS[kind]
     except KeyError:
         raise RecordError(
-            [{"field": "kind", "message": f"kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}"}]
+            [{"field": "kind", "message": f"kind: unknown kind {kind!r}; use one of {', '.join(_ALL_KINDS)}"}]
         ) from None
 
 
@@ -663,6 +717,8 @@ _FILTERS: dict[str, frozenset[str]] = {
     "resources": frozenset({"tag", "county"}),
     "projects": frozenset({"tag", "county", "stage", "org_id"}),
     "decisions": frozenset(),
+    "events": frozenset({"tag", "county", "status"}),
+    "attendees": frozenset({"status", "org_id", "event_id"}),
 }
 _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "organisations": ("name", "county", "township", "stage"),
@@ -671,6 +727,8 @@ _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "resources": ("name", "description", "provider", "tags", "county"),
     "projects": ("name", "description", "outcomes", "tags"),
     "decisions": ("id", "need_id", "target_id", "decision", "comment"),
+    "events": ("title", "description", "tags", "county"),
+    "attendees": ("id", "event_id", "org_id", "need_id", "comment"),
 }
 _search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any, list[str]]] = OrderedDict()
 _search_lock = threading.Lock()
@@ -731,9 +789,11 @@ def _filter_value(kind: str, name: str, value: str | None, errors: list[dict[str
         allowed = ", ".join(sorted(_FILTERS[kind] | {"q"}))
         errors.append({"field": name, "message": f"{name}: not a filter of {kind} (filters: {allowed})"})
         return None
-    allowed_values = {"stage": STAGES, "status": NEED_STATUSES, "urgency": URGENCIES}.get(name)
+    statuses = {"events": EVENT_STATUSES, "attendees": ATTENDEE_STATUSES}.get(kind, NEED_STATUSES)
+    allowed_values = {"stage": STAGES, "status": statuses, "urgency": URGENCIES}.get(name)
     if allowed_values is not None:
-        converted = canonical_value(name, value)
+        field = {"events": "event_status", "attendees": "attendee_status"}.get(kind, name) if name == "status" else name
+        converted = canonical_value(field, value)
         if converted not in allowed_values:
             errors.append(
                 {"field": name, "message": f"{name}: must be one of {', '.join(allowed_values)}, got {value!r}"}
@@ -756,6 +816,7 @@ def list_records(
     urgency: str | None = None,
     org_id: str | None = None,
     q: str | None = None,
+    event_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of live records of ``kind`` and the number of records that pass the filters.
 
@@ -763,10 +824,10 @@ def list_records(
     specialties, compared in normal form), ``county`` (an organisation's county; a need's or project's
     organisation's county; an expert's counties; a resource's county — experts with no county and
     district-wide resources serve every county), ``stage`` (the organisation's stage), ``status`` and
-    ``urgency`` (needs), ``org_id``. ``q`` keeps the records whose text holds every word of the query of
-    two or more characters (single characters never match on their own) and ranks them by the
-    project's Chinese text pipeline, best first (ties by id), each with ``relevance``; without ``q``
-    records are ordered by id.
+    ``urgency`` (needs; events and attendees have their own statuses), ``org_id``, ``event_id``
+    (attendees). ``q`` keeps the records whose text holds every word of the query of two or more
+    characters (single characters never match on their own) and ranks them by the project's Chinese
+    text pipeline, best first (ties by id), each with ``relevance``; without ``q`` records are ordered by id.
     """
     spec = _kind(kind)
     errors: list[dict[str, str]] = []
@@ -780,6 +841,8 @@ def list_records(
             }
         )
     given = {"tag": tag, "county": county, "stage": stage, "status": status, "urgency": urgency, "org_id": org_id}
+    if event_id is not None:
+        given["event_id"] = event_id
     wanted = {name: _filter_value(kind, name, value, errors) for name, value in given.items()}
     if errors:
         raise RecordError(errors)
@@ -798,14 +861,14 @@ def list_records(
         place = normalise(wanted["county"])
         if kind == "experts":
             rows = [r for r in rows if not r["counties"] or place in {normalise(c) for c in r["counties"]}]
-        elif kind == "resources":
+        elif kind in ("resources", "events"):
             rows = [r for r in rows if not r["county"] or normalise(r["county"]) == place]
         else:
             rows = [r for r in rows if normalise(org(r).get("county") or "") == place]
     if wanted["stage"]:
         rows = [r for r in rows if org(r).get("stage") == wanted["stage"]]
-    for name in ("status", "urgency", "org_id"):
-        if wanted[name]:
+    for name in ("status", "urgency", "org_id", "event_id"):
+        if wanted.get(name):
             rows = [r for r in rows if r.get(name) == wanted[name]]
     scores: dict[str, float] | None = None
     if q is not None and q.strip():
@@ -860,6 +923,7 @@ def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str
         raise ConflictError(
             f"{spec.noun} {values['id']} already exists" + (" (deleted; ids are never reused)" if deleted else "")
         )
+    _check_stored(session, spec, values, None)
     row = spec.table(**values)
     if spec.soft_delete:
         row.updated_at = utcnow()
@@ -895,6 +959,7 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
             raise RecordError([{"field": "id", "message": message}])
     row = _live(session, kind, record_id, lock=True)
     values = _validate(session, kind, data)
+    _check_stored(session, spec, values, row)
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
     if changed:
         for key, value in changed.items():
@@ -904,6 +969,14 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
         session.flush()
         bump_revision(session)
     return get_record(session, kind, record_id)
+
+
+def _check_stored(session: Session, spec: _Kind, values: dict[str, Any], before: Any | None) -> None:
+    """The kind's checks against the stored state (events and attendees): RecordError or ConflictError."""
+    if spec.check is not None:
+        errors = spec.check(session, values, before)
+        if errors:
+            raise RecordError(errors)
 
 
 def _sample(ids: list[str], limit: int = 5) -> str:
@@ -919,6 +992,11 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
     """
     spec = _kind(kind)
     row = _live(session, kind, record_id, lock=True)
+    if kind in ("experts", "resources", "events"):
+        referring = event_rules.events_referring(session, kind, record_id)
+        if referring:
+            what = "live attendees" if kind == "events" else "planned or confirmed events"
+            raise ConflictError(f"{spec.noun} {record_id} has {what} ({_sample(referring)}); cancel or move them first")
     if kind == "organisations":
         found = []
         for other in ("needs", "experts", "projects"):
@@ -942,7 +1020,7 @@ def delete_record(session: Session, kind: str, record_id: str) -> None:
         session.flush()
         bump_revision(session)
         return
-    else:
+    elif kind not in EVENT_KINDS:
         if kind == "needs":
             condition = Engagement.need_id == record_id
             describe = lambda e: f"{e.target_type} {e.target_id}"  # noqa: E731
@@ -1058,6 +1136,7 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
                     Engagement.target_type == "expert", Engagement.target_id == target.id, Engagement.status == "open"
                 )
             )
+            load += event_rules.event_loads(session, [target.id]).get(target.id, 0)  # confirmed events
             if load >= target.capacity:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
         if need.status == "closed":
@@ -1303,6 +1382,11 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None, a
                 data = merged
             try:
                 values = _validate(session, kind, data, checker)
+                if spec.check is not None:  # events, attendees: against the stored state (not the file's other rows)
+                    _check_stored(session, spec, values, session.get(spec.table, record_id) if old else None)
+            except ConflictError as error:
+                problems.append(Problem(file, number, None, str(error)))
+                continue
             except RecordError as error:
                 for item in error.errors:
                     column = header_of.get(item["field"], item["field"])

@@ -15,10 +15,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ApiKey",
+    "Attendee",
     "AuditEntry",
     "Base",
     "Decision",
     "Engagement",
+    "Event",
     "Expert",
     "Need",
     "Organisation",
@@ -126,6 +128,7 @@ class Resource(_Record, Base):
     county: Mapped[str] = mapped_column(String(50), default="")
     quantity: Mapped[int | None] = mapped_column(Integer)
     tags: Mapped[list] = mapped_column(default=list)
+    seats: Mapped[int | None] = mapped_column(Integer, default=None)  # venues: people it seats (migration 0003)
 
 
 class Project(_Record, Base):
@@ -221,3 +224,39 @@ class AuditEntry(Base):
     record_id: Mapped[str | None] = mapped_column(String(64), default=None)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+# --------------------------------------------------------------------------- events (migration 0004)
+
+
+class Event(_Record, Base):
+    """A training, workshop or supervision round: one unit of each expert's capacity while confirmed.
+
+    ``expert_ids`` and ``resource_ids`` are JSON arrays of ids; ``venue_id`` is a resource of type venue.
+    """
+
+    __tablename__ = "events"
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(default=list)
+    expert_ids: Mapped[list] = mapped_column(default=list)
+    venue_id: Mapped[str | None] = mapped_column(ForeignKey("resources.id"), default=None)
+    resource_ids: Mapped[list] = mapped_column(default=list)
+    county: Mapped[str] = mapped_column(String(50), default="")
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime] = mapped_column()
+    seats: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+
+
+class Attendee(_Record, Base):
+    """An organisation attending an event, with the need it comes for (if any), attendance and rating."""
+
+    __tablename__ = "attendees"
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    need_id: Mapped[str | None] = mapped_column(ForeignKey("needs.id"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="invited")
+    rating: Mapped[int | None] = mapped_column(Integer, default=None)
+    comment: Mapped[str] = mapped_column(Text, default="")

@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         AUTH_CACHE_SECONDS=2.0,
         SESSION_HOURS=8.0,
         SESSION_COOKIE_SECURE=False,
+        EVENTS_PLAN_SECONDS=5.0,
         VALIDATE_RESPONSES=False,
     )
     app.config.from_prefixed_env("MATCHER")
@@ -58,13 +59,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         signing_key=str(signing_key) if signing_key else None,
     )
 
-    from matcher.web import access, admin, api, export, monitoring, openapi, overview, payload, records, ui
+    from matcher.web import access, admin, api, events, export, monitoring, openapi, overview, payload, records, ui
 
     monitoring.install(app)  # first: the request id and timer exist for every later hook
     payload.install(app)
     access.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(overview.bp)
     app.register_blueprint(admin.bp)

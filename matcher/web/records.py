@@ -28,7 +28,7 @@ from matcher.web.schemas import FeedbackOut, item_model, page_model
 
 bp = Blueprint("records", __name__, url_prefix="/v1")
 
-KIND = "<any(organisations, needs, experts, resources, projects):kind>"
+KIND = "<any(organisations, needs, experts, resources, projects, events, attendees):kind>"
 
 
 class Page(BaseModel):
@@ -45,6 +45,7 @@ class Page(BaseModel):
     urgency: str | None = Field(default=None, max_length=16)
     org_id: str | None = Field(default=None, max_length=64)
     q: str | None = Field(default=None, max_length=500)
+    event_id: str | None = Field(default=None, max_length=64, description="Attendees of this event.")
 
 
 class EngagementQuery(BaseModel):

@@ -51,6 +51,8 @@ _NOUNS = {
     "experts": "Expert",
     "resources": "Resource",
     "projects": "Project",
+    "events": "Event",
+    "attendees": "Attendee",
 }
 
 

@@ -137,7 +137,8 @@ async function orgs() {
 }
 
 // ------------------------------------------------------------------ views
-const views = ["needs", "match", "engagements", "overview"];
+const extraViews = window.matcherViews || {}; // views of other scripts (events.js): name -> show function
+const views = ["needs", "match", "engagements", "overview", ...Object.keys(extraViews)];
 
 function route() {
   const [view, arg] = (location.hash.slice(1) || "needs").split("/");
@@ -148,7 +149,7 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   $("error").hidden = true;
-  const shown = { needs: showNeeds, match: showMatch, engagements: showEngagements, overview: showOverview }[name];
+  const shown = { needs: showNeeds, match: showMatch, engagements: showEngagements, overview: showOverview, ...extraViews }[name];
   shown(arg ? decodeURIComponent(arg) : undefined).catch(fail);
 }
 
