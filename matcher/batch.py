@@ -248,6 +248,7 @@ def needs_frame(table: Table) -> pd.DataFrame:
             "tags": pd.Series([list(t) if len(t) else None for t in frame["tags"]], dtype=object),
             "counties": frame["counties"],
             "org_id": frame["org_id"],
+            "org_name": frame["org_name"],  # the need's own organisation: never matched as a target's name
         }
     ).reset_index(drop=True)
 
@@ -1137,7 +1138,7 @@ def check_inputs(
     """
     _check_types(targets)
     files = [_check_file("needs", needs, unused=("name", "capacity", "available"))]
-    files += [_check_file(_ROLES[t], targets[t]) for t in TARGET_TYPES if t in targets]
+    files += [_check_file(_ROLES[t], targets[t], unused=("org_name",)) for t in TARGET_TYPES if t in targets]
     problems = []
     if not targets:
         problems.append("no target files: give at least one of experts, resources and projects")

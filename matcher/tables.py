@@ -46,11 +46,14 @@ COLUMNS: tuple[str, ...] = (
     "tags",
     "counties",
     "org_id",
+    "org_name",
     "capacity",
     "available",
 )
 #: Optional canonical columns; :attr:`Table.present` is a subset of these.
-OPTIONAL_COLUMNS: frozenset[str] = frozenset({"name", "tags", "counties", "org_id", "capacity", "available"})
+OPTIONAL_COLUMNS: frozenset[str] = frozenset(
+    {"name", "tags", "counties", "org_id", "org_name", "capacity", "available"}
+)
 _CANONICAL: frozenset[str] = OPTIONAL_COLUMNS | {"id", "title", "description", "text"}
 _ALIASES: dict[str, str] = {
     "编号": "id",
@@ -67,6 +70,7 @@ _ALIASES: dict[str, str] = {
     "县区": "counties",
     "区县": "counties",
     "机构编号": "org_id",
+    "机构名称": "org_name",
     "容量": "capacity",
     "是否可用": "available",
 }
@@ -577,6 +581,7 @@ def _parse_row(
         "tags": _items(values.get("tags")),
         "counties": _items(values.get("counties")),
         "org_id": _text(values.get("org_id")).strip() or None,
+        "org_name": _text(values.get("org_name")).strip() or None,
         "capacity": capacity,
         "available": available,
     }

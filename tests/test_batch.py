@@ -845,6 +845,7 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
             [
                 {
                     "id": row.id,
+                    "name": row.name,  # names are a field of the score
                     "text": "\n".join(t for t in row.texts if t),
                     "tags": list(row.tags),
                     "counties": list(row.counties),
@@ -888,6 +889,7 @@ def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monk
             [
                 {
                     "id": row.id,
+                    "name": row.name,  # names are a field of the score
                     "text": "\n".join(t for t in row.texts if t),
                     "tags": list(row.tags),
                     "counties": list(row.counties),
