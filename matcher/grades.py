@@ -1,0 +1,126 @@
+"""One grade for every label: each kind of evidence mapped to a relevance grade from 0 to 4.
+
+The re-ranker learns graded relevance from whatever evidence there is. This module is the one place
+that says what each kind of evidence is worth (the table is in docs/quality.md, "Grades"):
+
+===============  ==========================================  =====
+kind             value                                       grade
+===============  ==========================================  =====
+``judgment``     a number (higher is better)                 clipped to [0, 4]
+``judgment``     ``accepted`` / ``rejected`` (接受 / 拒绝)     2 / 0
+``decision``     ``rejected``                                0
+``decision``     ``accepted``                                2
+``decision``     ``completed`` (no rating, or rating 3)      3
+``decision``     ``completed`` with rating >= 4               4
+``decision``     ``completed`` with rating <= 2               1
+``decision``     ``cancelled``, ``shown``                    None (no label)
+``outcome``      an outcome rating 1-5                       rating - 1
+===============  ==========================================  =====
+
+Other kinds (event attendance ratings, organisation-file outcomes) register their own mapping with
+:func:`register`; they are derived training labels, never rows of ``decisions``. A pair with several
+labels takes its highest grade (:func:`best_grade`).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["MAX_GRADE", "RELEVANT", "GradeError", "best_grade", "grade", "kinds", "register"]
+
+#: The highest grade.
+MAX_GRADE = 4.0
+#: The grade from which a pair counts as relevant: the served score is the probability of it.
+RELEVANT = 1.0
+ACCEPTED, REJECTED, COMPLETED = 2.0, 0.0, 3.0
+_WORDS = {
+    "accepted": ACCEPTED,
+    "accept": ACCEPTED,
+    "接受": ACCEPTED,
+    "采纳": ACCEPTED,
+    "rejected": REJECTED,
+    "reject": REJECTED,
+    "拒绝": REJECTED,
+}
+
+
+class GradeError(ValueError):
+    """A label that no grade can be given to; the message says what is accepted."""
+
+
+def _judgment(value: Any, **_: Any) -> float:
+    if isinstance(value, str):
+        word = unicodedata.normalize("NFKC", value).strip().casefold()
+        if word in _WORDS:
+            return _WORDS[word]
+        try:
+            value = float(word)
+        except ValueError:
+            raise GradeError(f"grade must be a number (higher is better) or accepted/rejected, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise GradeError(f"grade must be a number (higher is better) or accepted/rejected, not {value!r}")
+    return float(min(max(value, 0.0), MAX_GRADE))
+
+
+def _decision(value: Any, *, rating: float | None = None, **_: Any) -> float | None:
+    if value == "rejected":
+        return REJECTED
+    if value == "accepted":
+        return ACCEPTED
+    if value == "completed":
+        if rating is None or (isinstance(rating, float) and math.isnan(rating)):
+            return COMPLETED
+        return 4.0 if rating >= 4 else 1.0 if rating <= 2 else COMPLETED
+    if value in ("cancelled", "shown"):
+        return None
+    raise GradeError(f"unknown decision {value!r}")
+
+
+def _outcome(value: Any, **_: Any) -> float:
+    try:
+        rating = float(value)
+    except (TypeError, ValueError):
+        raise GradeError(f"an outcome rating must be a number from 1 to 5, not {value!r}") from None
+    if not 1 <= rating <= 5:
+        raise GradeError(f"an outcome rating must be a number from 1 to 5, not {value!r}")
+    return rating - 1.0
+
+
+_GRADERS: dict[str, Callable[..., float | None]] = {"judgment": _judgment, "decision": _decision, "outcome": _outcome}
+
+
+def register(kind: str, grader: Callable[..., float | None]) -> None:
+    """Add (or replace) the mapping of one kind of evidence: ``grader(value, **details)`` -> grade or None.
+
+    The grade must lie in [0, :data:`MAX_GRADE`]; :func:`grade` checks it.
+    """
+    _GRADERS[kind] = grader
+
+
+def kinds() -> tuple[str, ...]:
+    """The kinds of evidence that have a grade."""
+    return tuple(_GRADERS)
+
+
+def grade(kind: str, value: Any, **details: Any) -> float | None:
+    """The grade (0-4, higher is better) of one label of ``kind``; None when it carries no label.
+
+    ``details`` are the kind's extra fields (a decision's ``rating``). Raises :class:`GradeError` for a
+    value the kind does not accept or an unknown kind.
+    """
+    grader = _GRADERS.get(kind)
+    if grader is None:
+        raise GradeError(f"no grade for evidence of kind {kind!r}; known: {', '.join(_GRADERS)}")
+    result = grader(value, **details)
+    if result is not None and not 0.0 <= result <= MAX_GRADE:
+        raise GradeError(f"the {kind} grader gave {result}, outside [0, {MAX_GRADE:g}]")
+    return result
+
+
+def best_grade(labels: Iterable[tuple[str, Any, dict[str, Any]]]) -> float | None:
+    """The highest grade of several labels ``(kind, value, details)`` of one pair (None if none grades)."""
+    found = [g for kind, value, details in labels if (g := grade(kind, value, **details)) is not None]
+    return max(found) if found else None
