@@ -388,6 +388,9 @@ class JudgedReranker(BaseEstimator):
         As :class:`matcher.rerank.Reranker`: the re-ranker never lifts a candidate above one with a
         base score more than this higher (nor one without evidence above one with it). Judgments are
         labels of relevance, not simulated decisions, so the default lets it reorder the whole list.
+    monotone : {"all", "similarities"}
+        Constrain every feature of :data:`MONOTONE` (``all``), or only the matcher's similarities and
+        the base score (the overlap and standing features are then free).
     random_state : int
 
     Attributes
@@ -416,6 +419,7 @@ class JudgedReranker(BaseEstimator):
         min_relevant: int = 5,
         calibration_folds: int = 3,
         evidence_margin: float = 1.0,
+        monotone: str = "all",
         random_state: int = 0,
     ) -> None:
         self.learning_rate = learning_rate
@@ -428,6 +432,7 @@ class JudgedReranker(BaseEstimator):
         self.min_relevant = min_relevant
         self.calibration_folds = calibration_folds
         self.evidence_margin = evidence_margin
+        self.monotone = monotone
         self.random_state = random_state
 
     feature_names = JUDGED_FEATURES
@@ -439,10 +444,15 @@ class JudgedReranker(BaseEstimator):
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
-            monotonic_cst=[MONOTONE[name] for name in JUDGED_FEATURES],
+            monotonic_cst=[self._constraint(name) for name in JUDGED_FEATURES],
             early_stopping=False,
             random_state=self.random_state,
         )
+
+    def _constraint(self, name: str) -> int:
+        if self.monotone == "all" or name in (*SIMILARITIES, "base"):
+            return MONOTONE[name]
+        return 0
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, *, idf: Mapping[str, float] | None = None) -> JudgedReranker:
         """Fit on a :func:`candidate_frame` ``X`` (``target_type``, ``need_id``, features) and grades ``y``."""
