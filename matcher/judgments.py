@@ -39,6 +39,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from matcher import grades
 from matcher.library import TARGET_TYPES
@@ -282,6 +283,23 @@ def standing_features(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _standing_one(base: np.ndarray, cover2: np.ndarray, idf_cover: np.ndarray, common: np.ndarray) -> np.ndarray:
+    """:func:`standing_features` of one need's candidates, all retrieved: (n, 6), the same values."""
+    top = base.max() if len(base) else 0.0
+    rank = np.empty(len(base))
+    rank[np.argsort(-base, kind="stable")] = np.arange(1, len(base) + 1)
+    return np.column_stack(
+        [
+            base / (top if top > 0 else 1.0),
+            top - base,
+            np.log1p(rank),
+            cover2.max(initial=0.0) - cover2 if len(base) else cover2,
+            idf_cover.max(initial=0.0) - idf_cover if len(base) else idf_cover,
+            common.max(initial=0.0) - common if len(base) else common,
+        ]
+    )
+
+
 def pair_frame(
     need_ids: Sequence[str],
     need_docs: Sequence[str],
@@ -492,14 +510,20 @@ class JudgedReranker(BaseEstimator):
         check_is_fitted(self, "models_")
         return tuple(self.models_)
 
+    def _predict(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
+        # one OpenMP thread: on a few hundred rows the per-tree thread start-up costs far more than it
+        # saves, and on a busy machine it made one need's prediction 20 times slower
+        with threadpool_limits(1, user_api="openmp"):
+            return self.models_[target_type].predict(matrix)
+
     def _logits(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         slope, intercept = self.calibration_[target_type]
-        return slope * self.models_[target_type].predict(matrix) + intercept
+        return slope * self._predict(target_type, matrix) + intercept
 
     def predict_grade(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         """The predicted grade (0-4 scale) of rows of the :data:`JUDGED_FEATURES` matrix."""
         check_is_fitted(self, "models_")
-        return self.models_[target_type].predict(matrix)
+        return self._predict(target_type, matrix)
 
     def predict_proba(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         """The probability that each pair is relevant (grade >= :data:`matcher.grades.RELEVANT`)."""
@@ -530,16 +554,20 @@ class JudgedReranker(BaseEstimator):
         """The :data:`JUDGED_FEATURES` of one need's candidates ``rows`` (all retrieved), as in training."""
         index = matcher.index_[target_type]
         target_docs = [index.docs[i] for i in matcher._first_rows(target_type, rows)]
-        frame = pair_frame(
-            [block.ids[need]] * len(rows),
-            [block.docs[need]] * len(rows),
-            target_docs,
-            similarities,
-            base,
-            np.ones(len(rows), dtype=bool),
-            self.idf_,
+        n = len(rows)
+        matrix = np.zeros((n, len(JUDGED_FEATURES)))
+        column = {name: j for j, name in enumerate(JUDGED_FEATURES)}
+        for name in SIMILARITIES:
+            matrix[:, column[name]] = similarities[name]
+        base = np.asarray(base, dtype=float)
+        matrix[:, column["base"]] = base
+        overlap = overlap_features([block.docs[need]] * n, target_docs, self.idf_)
+        names = (*OVERLAP_FEATURES, *LENGTH_FEATURES)
+        matrix[:, [column[c] for c in names]] = overlap
+        matrix[:, [column[c] for c in STANDING_FEATURES]] = _standing_one(
+            base, *(overlap[:, names.index(c)] for c in ("cover2", "idf_cover", "common_need"))
         )
-        return frame[list(JUDGED_FEATURES)].to_numpy(dtype=float)
+        return matrix
 
     def summary(self) -> dict[str, Any]:
         """What was fitted, for the model manifest."""

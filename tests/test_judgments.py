@@ -371,3 +371,17 @@ def test_a_database_version_says_so(tmp_path: Path) -> None:
     assert manifest["source"] == "database" and "inputs" not in manifest
     persist.activate(version, root=tmp_path)  # a database version still activates
     assert persist.active_version(tmp_path) == version
+
+
+def test_serving_standing_equals_the_training_standing() -> None:
+    from matcher.judgments import STANDING_FEATURES, _standing_one, standing_features
+
+    rng = np.random.default_rng(0)
+    base = np.round(rng.random(30), 2)  # ties included
+    frame = pd.DataFrame(
+        {"need_id": "n", "base": base, "retrieved": True, "cover2": rng.random(30), "idf_cover": rng.random(30), "common_need": rng.random(30)}
+    )
+    order = np.argsort(-base, kind="stable")  # the matcher hands candidates over best first
+    expected = standing_features(frame.iloc[order].reset_index(drop=True))[list(STANDING_FEATURES)].to_numpy()
+    served = _standing_one(*(frame.iloc[order][c].to_numpy() for c in ("base", "cover2", "idf_cover", "common_need")))
+    assert np.allclose(served, expected)
