@@ -62,6 +62,7 @@ __all__ = [
     "read_inputs",
     "run_batch",
     "run_batch_db",
+    "run_batch_model",
     "score_table",
     "targets_frame",
     "write_matches",
@@ -819,6 +820,38 @@ def match_to_file(
         resumed=outcome.resumed,
         chunks=outcome.chunks,
     )
+
+
+def run_batch_model(
+    model_dir: str | os.PathLike[str],
+    needs: str | os.PathLike[str],
+    targets: Mapping[str, str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    k: int = 10,
+    **run: Any,
+) -> BatchReport:
+    """``matcher batch --model DIR``: score a needs file with a saved model version (no refit).
+
+    With no target files the version's own targets are scored; with target files the version's index
+    is made to hold exactly those targets, transformed with its fitted vocabulary
+    (:meth:`Matcher.sync_targets`), and its re-ranker applies. ``run``: the options of
+    :func:`match_to_file` (chunk size, engine, workers, resume, progress).
+    """
+    from matcher import persist
+
+    _check_types(targets)
+    inputs = [Path(os.fspath(p)) for p in (needs, *targets.values())]
+    _check_output(Path(os.fspath(out)), inputs)
+    model, manifest = persist.load_folder(Path(os.fspath(model_dir)))
+    need_table = read_table(needs)
+    if targets:
+        tables = {t: read_table(targets[t]) for t in TARGET_TYPES if t in targets}
+        frame = targets_frame(tables)
+        model.sync_targets(frame)
+    report = match_to_file(model, needs_frame(need_table), out, k=k, **run)
+    report.model_version = manifest.get("version")
+    return report
 
 
 def manifest_path(out: Path) -> Path:

@@ -56,11 +56,62 @@ def cli(verbose: bool) -> None:
 @click.option("--params", "params_file", type=click.Path(path_type=Path), help="JSON object of model parameters.")
 @click.option("--no-activate", is_flag=True, help="Save the version without making it active.")
 @click.option("--if-none-active", is_flag=True, help="Do nothing when an active version exists.")
-def train(params_file: Path | None, no_activate: bool, if_none_active: bool) -> None:
-    """Fit the matcher on the libraries and save a new model version in models/."""
-    from matcher import persist
-    from matcher.training import train_version
+@click.option(
+    "--needs", "needs_file", type=click.Path(path_type=Path), help="File mode: needs file (CSV, JSONL or XLSX)."
+)
+@click.option("--experts", type=click.Path(path_type=Path), help="Experts file (required with --needs).")
+@click.option("--resources", type=click.Path(path_type=Path), help="Resources file (with --needs).")
+@click.option("--projects", type=click.Path(path_type=Path), help="Projects file (with --needs).")
+@click.option(
+    "--judgments",
+    type=click.Path(path_type=Path),
+    help="Graded judgments: need_id, target_type, target_id, grade (with --needs).",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="The version folder to write (with --needs).")
+def train(
+    params_file: Path | None,
+    no_activate: bool,
+    if_none_active: bool,
+    needs_file: Path | None,
+    experts: Path | None,
+    resources: Path | None,
+    projects: Path | None,
+    judgments: Path | None,
+    out: Path | None,
+) -> None:
+    """Fit the matcher on the libraries and save a new model version in models/.
 
+    With --needs (file mode), fit on the files instead, without the database, and write the version
+    folder --out (never activated: use it with `matcher batch --model` and `matcher match --model`).
+    """
+    from matcher import persist
+    from matcher.training import train_files, train_version
+
+    if needs_file is not None:
+        if no_activate or if_none_active:
+            flag = "--no-activate" if no_activate else "--if-none-active"
+            raise click.UsageError(f"{flag} does not go with --needs: a version fitted on files is never activated")
+        if experts is None:
+            raise click.UsageError("Missing option '--experts' (required with --needs).")
+        if out is None:
+            raise click.UsageError("Missing option '--out' (required with --needs): the version folder to write.")
+        files = {"expert": experts, "resource": resources, "project": projects}
+        targets = {t: p for t, p in files.items() if p is not None}
+        version = train_files(
+            needs_file,
+            targets,
+            out,
+            judgments=judgments,
+            params=_read_params(params_file),
+            command=["matcher", *sys.argv[1:]] if sys.argv else ["matcher", "train"],
+        )
+        click.echo(f"saved model version {version} in {out} (fitted on files; not activated)")
+        return
+    given = {"--experts": experts, "--resources": resources, "--projects": projects, "--judgments": judgments}
+    given["--out"] = out
+    refused = [name for name, value in given.items() if value is not None]
+    if refused:
+        raise click.UsageError(f"{refused[0]} goes with --needs (file mode)")
     active = persist.active_version()
     if if_none_active and active and (persist.models_dir() / active).is_dir():
         click.echo(f"model version {active} is active; nothing to do")
@@ -75,8 +126,11 @@ def train(params_file: Path | None, no_activate: bool, if_none_active: bool) -> 
 @click.option("--targets", default=None, help="Comma-separated target types: expert,resource,project.")
 @click.option("--county", default=None, help="Keep targets that serve this county.")
 @click.option("--json", "as_json", is_flag=True, help="Print the HTTP response body as JSON.")
-def match(text: str, k: int, targets: str | None, county: str | None, as_json: bool) -> None:
-    """Match a need typed as TEXT with the active model."""
+@click.option(
+    "--model", "model_dir", type=click.Path(path_type=Path), help="A model version folder: rank its own targets."
+)
+def match(text: str, k: int, targets: str | None, county: str | None, as_json: bool, model_dir: Path | None) -> None:
+    """Match a need typed as TEXT with the active model (or the version folder --model)."""
     from pydantic import ValidationError
 
     from matcher import persist
@@ -94,7 +148,10 @@ def match(text: str, k: int, targets: str | None, county: str | None, as_json: b
         first = error.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"]) or "text"
         raise click.UsageError(f"{field}: {first['msg']}") from error
-    body = MatchService(persist.models_dir(), data_dir()).match(request)
+    if model_dir is not None:
+        body = _match_with_folder(model_dir, request)
+    else:
+        body = MatchService(persist.models_dir(), data_dir()).match(request)
     if as_json:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
@@ -105,6 +162,18 @@ def match(text: str, k: int, targets: str | None, county: str | None, as_json: b
             terms = "、".join(t["term"] for t in reasons["terms"]) or "-"
             tags = "、".join(reasons["tags"]) or "-"
             click.echo(f"{rank:>2}. {result['score']:.3f}  {result['id']}  {result['name']}  词: {terms}  标签: {tags}")
+
+
+def _match_with_folder(folder: Path, request: Any) -> dict[str, Any]:
+    """The ``matcher match --json`` body of one need ranked by the version folder's own targets."""
+    from matcher import persist
+
+    model, manifest = persist.load_folder(folder)
+    need = {"id": "", "text": request.text, "tags": request.tags, "counties": [], "org_id": None}
+    county = request.filters.county if request.filters is not None else None
+    types = [t for t in (request.targets or model.target_types_) if t in model.target_types_]
+    results = model.recommend(need, k=request.k, target_types=types, county=county)
+    return {"model_version": manifest.get("version"), "results": results}
 
 
 @cli.command()
@@ -200,6 +269,12 @@ def _check_bind(host: str) -> None:
     type=click.IntRange(min=1),
     help="Learn the vocabulary from this many targets (a seeded sample); bounds memory on huge libraries.",
 )
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    help="Score with this model version folder (no refit); target files, if given, replace its targets.",
+)
 def batch(
     needs_file: Path | None,
     experts: Path | None,
@@ -216,15 +291,32 @@ def batch(
     workers: int,
     scheduler: str | None,
     fit_sample: int | None,
+    model_dir: Path | None,
 ) -> None:
     """Score every need against the experts, resources and projects; write the score table.
 
-    With --needs, the matcher is fitted on the target files given. Without it, every open need of the
-    database is matched with the active model, as the HTTP API matches it.
+    With --needs, the matcher is fitted on the target files given, or, with --model, the saved version
+    scores them (against its own targets, or the target files given, with its fitted vocabulary).
+    Without --needs, every open need of the database is matched with the active model, as the HTTP
+    API matches it.
     """
-    from matcher.batch import check_inputs, run_batch, run_batch_db
+    from matcher.batch import check_inputs, run_batch, run_batch_db, run_batch_model
 
     run = {"resume": resume, "chunk_size": chunk_size, "engine": engine, "workers": workers, "scheduler": scheduler}
+    if model_dir is not None:
+        if needs_file is None:
+            raise click.UsageError("--model goes with --needs: the database's open needs are matched by the active model")
+        refused = [n for n, v in (("--params", params_file), ("--fit-sample", fit_sample)) if v is not None]
+        refused += ["--check"] if check else []
+        refused += ["--skip-invalid"] if rejects_file is not None else []
+        if refused:
+            raise click.UsageError(f"{refused[0]} does not go with --model: the version's parameters and vocabulary are fixed")
+        if out is None:
+            raise click.UsageError("--out is required")
+        files = {"expert": experts, "resource": resources, "project": projects}
+        targets = {t: p for t, p in files.items() if p is not None}
+        click.echo(run_batch_model(model_dir, needs_file, targets, out, k=k, **run).summary())
+        return
     if needs_file is None:
         given = {"--experts": experts, "--resources": resources, "--projects": projects}
         given.update({"--params": params_file, "--skip-invalid": rejects_file, "--fit-sample": fit_sample})

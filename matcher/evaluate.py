@@ -4,8 +4,9 @@
   target histories) is fitted on what was known at the cutoff; each later coordinator session is then
   re-ranked, and the targets the coordinator accepted (graded by rating) are the relevant ones.
 * :func:`evaluate_bench`: a labelled retrieval benchmark in the format of ``../shared/bench/zh``
-  (``experts.jsonl``, ``needs.jsonl``, ``qrels.csv``, ``pairs.csv``); its learned re-ranker is trained
-  and measured by cross-validation over the benchmark's needs only.
+  (``experts.jsonl``, ``needs.jsonl``, ``qrels.csv``, ``pairs.csv``), measured through the product's
+  own commands: ``matcher batch`` zero-shot, and ``matcher train --judgments`` then
+  ``matcher batch --model`` cross-validated over the benchmark's needs.
 * :func:`find_gaps`: needs whose best match is weak, by category and county.
 
 Every method is compared with a plain character TF-IDF baseline measured in the same run, and every
@@ -18,18 +19,14 @@ import csv
 import json
 import logging
 import math
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.model_selection import GroupKFold
 
 from matcher import metrics
 from matcher.library import TARGET_TYPES, Libraries, needs_frame, targets_frame
@@ -43,11 +40,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RESULT_COLUMNS",
     "Bench",
-    "bench_candidates",
     "evaluate_bench",
     "evaluate_history",
     "evaluate_known_items",
     "find_gaps",
+    "judgments_cv_run",
     "load_bench",
     "plot_gaps",
     "plot_ndcg",
@@ -309,6 +306,7 @@ class Bench:
     needs: pd.DataFrame  # id, text
     qrels: dict[str, dict[str, int]]  # need id -> expert id -> label (0 = judged not relevant)
     pairs: list[tuple[str, str, str, int, int]]  # need, expert a, expert b, label a, label b
+    folder: Path | None = None  # where it was loaded from (its experts.jsonl is scored from there)
 
     def subset(self, n_needs: int, seed: int = 0) -> Bench:
         """The first ``n_needs`` judged needs in a seeded random order (every expert kept)."""
@@ -319,6 +317,7 @@ class Bench:
             needs=self.needs.loc[self.needs["id"].isin(chosen)].reset_index(drop=True),
             qrels={n: q for n, q in self.qrels.items() if n in chosen},
             pairs=[p for p in self.pairs if p[0] in chosen],
+            folder=self.folder,
         )
 
     def targets(self) -> pd.DataFrame:
@@ -373,7 +372,9 @@ def load_bench(folder: str | Path, split: str = "dev") -> Bench:
             for row in csv.DictReader(handle):
                 if row["need_id"] in wanted:
                     pairs.append((row["need_id"], row["expert_a"], row["expert_b"], int(row["label_a"]), int(row["label_b"])))
-    return Bench(experts=jsonl("experts.jsonl"), needs=needs.reset_index(drop=True), qrels=qrels, pairs=pairs)
+    return Bench(
+        experts=jsonl("experts.jsonl"), needs=needs.reset_index(drop=True), qrels=qrels, pairs=pairs, folder=folder
+    )
 
 
 def _top_and_judged(score_block: Callable[[pd.DataFrame], np.ndarray], bench: Bench, depth: int) -> pd.DataFrame:
@@ -440,169 +441,56 @@ def bench_metrics(
     return rows
 
 
-def bench_candidates(model: Matcher, bench: Bench, depth: int = 100) -> pd.DataFrame:
-    """The model's ``depth`` best experts of each need plus its judged experts, with the re-ranker's
-    features (:data:`BENCH_FEATURES`: the matcher's similarities, lexical overlap, each candidate's
-    standing among its need's retrieved candidates and the form of its title), the label and the base score."""
-    run = _top_and_judged(lambda chunk: model.score(chunk, "expert"), bench, depth)
-    pairs = run.rename(columns={"expert_id": "target_id"}).assign(target_type="expert")
-    features = model.pair_features(bench.need_frame(), pairs[["need_id", "target_type", "target_id"]])
-    preprocess = model.vectorizer_.preprocessor
-    need_text = {n: preprocess(t) for n, t in zip(bench.needs["id"], bench.needs["text"], strict=True)}
-    expert_text = {e: preprocess(t) for e, t in zip(bench.experts["id"], bench.experts["text"], strict=True)}
-    overlap = overlap_features(
-        [need_text[n] for n in run["need_id"]],
-        [expert_text[e] for e in run["expert_id"]],
-        idf=gram_idf(expert_text.values()),
-    )
-    label = [bench.qrels.get(n, {}).get(e, 0) for n, e in zip(run["need_id"], run["expert_id"], strict=True)]
-    frame = pd.concat([run, features[["text", "char", "word", "semantic"]], overlap], axis=1)
-    titles = title_features(bench.experts["text"].tolist()).set_index(bench.experts["id"])
-    form = titles.loc[run["expert_id"]].reset_index(drop=True)
-    return pd.concat([frame, context_features(frame), form], axis=1).assign(label=label)
+def _write_jsonl(path: Path, frame: pd.DataFrame) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for need_id, text in zip(frame["id"], frame["text"], strict=True):
+            handle.write(json.dumps({"id": need_id, "text": text}, ensure_ascii=False) + "\n")
 
 
-OVERLAP_FEATURES = (
-    "cover1",
-    "cover2",
-    "cover3",
-    "contained",
-    "need_length",
-    "target_length",
-    "first_hit",
-    "target_cover2",
-    "idf_cover",
-    "common_need",
-    "common_target",
-)
+def _read_run(path: Path) -> pd.DataFrame:
+    run = pd.read_csv(path, encoding="utf-8-sig", dtype={"need_id": str, "target_id": str})
+    return run.rename(columns={"target_id": "expert_id"})[["need_id", "expert_id", "score"]]
 
 
-def gram_idf(documents: Iterable[str]) -> dict[str, float]:
-    """Smoothed idf, ``ln((n + 1) / (df + 1)) + 1``, of the character 1- and 2-grams of ``documents``;
-    the key ``""`` holds the idf of a gram that occurs nowhere."""
-    df: Counter[str] = Counter()
-    n = 0
-    for doc in documents:
-        n += 1
-        df.update({doc[i : i + k] for k in (1, 2) for i in range(len(doc) - k + 1)})
-    return {gram: math.log((n + 1) / (count + 1)) + 1.0 for gram, count in df.items()} | {"": math.log(n + 1) + 1.0}
+def judgments_cv_run(
+    bench: Bench,
+    params: dict[str, Any] | None,
+    work: Path,
+    *,
+    n_splits: int = 5,
+    depth: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The product path cross-validated: per fold, ``matcher train --judgments`` on the other folds'
+    needs and judgments, then ``matcher batch --model … --k depth`` on the fold's needs (files in ``work``).
 
-
-def overlap_features(needs: Sequence[str], targets: Sequence[str], idf: dict[str, float] | None = None) -> pd.DataFrame:
-    """Lexical overlap of (need, target) text pairs.
-
-    The share of the need's character 1-, 2- and 3-grams found in the target, whether the whole need
-    occurs in it, both lengths, where the need's first two characters first occur in the target (-1
-    if nowhere), the share of the target's 2-grams found in the need, the idf-weighted share of the
-    need's 1- and 2-grams found in the target (``idf``: :func:`gram_idf` of the targets; unseen grams
-    weigh as a gram seen nowhere), and the longest common substring over each text's length.
+    Folds are needs (shuffled with ``seed``); a need's judgments are used only to train the folds it
+    is not in. Returns the concatenated run: ``need_id, expert_id, score``.
     """
-    unseen = (idf or {}).get("", 1.0)
-    rows = []
-    for need, target in zip(needs, targets, strict=True):
-        row = []
-        for n in (1, 2, 3):
-            grams = {need[i : i + n] for i in range(len(need) - n + 1)}
-            row.append(sum(g in target for g in grams) / len(grams) if grams else 0.0)
-        row += [float(bool(need) and need in target), float(len(need)), float(len(target)), float(target.find(need[:2]))]
-        target_grams = {target[i : i + 2] for i in range(len(target) - 1)}
-        row.append(sum(g in need for g in target_grams) / len(target_grams) if target_grams else 0.0)
-        weights = {g: (idf or {}).get(g, unseen) for k in (1, 2) for g in (need[i : i + k] for i in range(len(need) - k + 1))}
-        total = sum(weights.values())
-        row.append(sum(w for g, w in weights.items() if g in target) / total if total else 0.0)
-        common = SequenceMatcher(None, need, target, autojunk=False).find_longest_match(0, len(need), 0, len(target)).size
-        row += [common / len(need) if need else 0.0, common / len(target) if target else 0.0]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(OVERLAP_FEATURES))
+    from matcher.batch import run_batch_model
+    from matcher.training import train_files
 
-
-CONTEXT_FEATURES = ("score_gap", "score_ratio", "log_rank", "cover2_gap", "idf_cover_gap", "common_gap")
-
-
-def context_features(candidates: pd.DataFrame) -> pd.DataFrame:
-    """Each candidate against its need's retrieved candidates: the gap to the best base score, the
-    ratio to it, log(1 + rank by base score), and the gaps to the best ``cover2``, ``idf_cover`` and
-    ``common_need``. Only retrieved candidates set the need's best and the ranks, so the judged experts
-    the retrieval missed (added for training and PAIR) change nothing for the others."""
-    retrieved = candidates["retrieved"].to_numpy(dtype=bool)
-    need = candidates["need_id"]
-
-    def best(column: str) -> pd.Series:
-        return candidates[column].where(retrieved).groupby(need).transform("max").fillna(candidates[column])
-
-    top = best("score")
-    rank = candidates["score"].where(retrieved).groupby(need).rank(ascending=False, method="first")
-    rank = rank.fillna(pd.Series(retrieved, index=candidates.index).groupby(need).transform("sum") + 1)  # missed: last
-    return pd.DataFrame(
-        {
-            "score_gap": top - candidates["score"],
-            "score_ratio": candidates["score"] / top.where(top > 0, 1.0),
-            "log_rank": np.log1p(rank),
-            "cover2_gap": best("cover2") - candidates["cover2"],
-            "idf_cover_gap": best("idf_cover") - candidates["idf_cover"],
-            "common_gap": best("common_need") - candidates["common_need"],
-        },
-        index=candidates.index,
-    )
-
-
-TITLE_FEATURES = ("site", "truncated", "question")
-SITE_CATEGORIES = 200
-_SITE_SEPARATORS = re.compile(r"[_\-|—–]")
-
-
-def title_site(title: str) -> str:
-    """The site a title names at its end: the part after its last ``_ - | — –`` (trailing dots and
-    ellipses dropped), if 1 to 12 characters long; ``""`` otherwise."""
-    parts = _SITE_SEPARATORS.split(title.rstrip(". …"))
-    site = parts[-1].strip() if len(parts) > 1 else ""
-    return site if 0 < len(site) <= 12 else ""
-
-
-def title_features(titles: Sequence[str], n_sites: int = SITE_CATEGORIES) -> pd.DataFrame:
-    """The form of each target title, from the titles alone (no judgements): ``site``, a category
-    code of its :func:`title_site` (1 to ``n_sites`` for the most frequent sites among ``titles``,
-    most frequent first, ties by name; 0 for any other or none), whether it is cut short (ends in
-    ``...`` or ``…``) and whether it is a question (holds ``?``, ``？`` or ``吗``)."""
-    sites = [title_site(t) for t in titles]
-    counts = Counter(s for s in sites if s)
-    code = {s: i + 1 for i, (s, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n_sites])}
-    return pd.DataFrame(
-        {
-            "site": [float(code.get(s, 0)) for s in sites],
-            "truncated": [float(t.endswith(("...", "…"))) for t in titles],
-            "question": [float(any(c in t for c in "?？吗")) for t in titles],
-        }
-    )
-
-
-BENCH_FEATURES = ("score", "text", "char", "word", "semantic", *OVERLAP_FEATURES, *CONTEXT_FEATURES, *TITLE_FEATURES)
-
-
-def bench_reranker(**params: Any) -> Any:
-    """The benchmark's learned re-ranker: gradient-boosted regression of the graded label over
-    :data:`BENCH_FEATURES`, the title's ``site`` code as a categorical feature."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    settings = {
-        "learning_rate": 0.05,
-        "max_iter": 300,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 40,
-        "categorical_features": [BENCH_FEATURES.index("site")],
-    }
-    settings.update(params)
-    return HistGradientBoostingRegressor(early_stopping=False, random_state=0, **settings)
-
-
-def cross_validated_scores(candidates: pd.DataFrame, *, n_splits: int = 5, **params: Any) -> np.ndarray:
-    """Out-of-fold re-ranker scores: each need is scored by a model that never saw its judgements."""
-    X = candidates[list(BENCH_FEATURES)].to_numpy(dtype=float)
-    y = candidates["label"].to_numpy(dtype=float)
-    scores = np.zeros(len(candidates))
-    for train, test in GroupKFold(n_splits=n_splits).split(X, y, groups=candidates["need_id"]):
-        scores[test] = bench_reranker(**params).fit(X[train], y[train]).predict(X[test])
-    return scores
+    if bench.folder is None:
+        raise ValueError("this benchmark has no folder: load it with load_bench")
+    experts = bench.folder / "experts.jsonl"
+    needs = bench.need_frame()
+    folds = np.random.default_rng(seed).permutation(len(needs)) % n_splits
+    runs = []
+    for fold in range(n_splits):
+        train, test = needs.loc[folds != fold], needs.loc[folds == fold]
+        _write_jsonl(work / f"train{fold}.jsonl", train)
+        _write_jsonl(work / f"test{fold}.jsonl", test)
+        wanted = set(train["id"])
+        judged = [(n, e, g) for n, q in bench.qrels.items() if n in wanted for e, g in q.items()]
+        pd.DataFrame(judged, columns=["need_id", "expert_id", "relevance"]).to_csv(work / f"judgments{fold}.csv", index=False)
+        folder = work / f"model{fold}"
+        train_files(
+            work / f"train{fold}.jsonl", {"expert": experts}, folder, judgments=work / f"judgments{fold}.csv", params=params
+        )
+        run_batch_model(folder, work / f"test{fold}.jsonl", {}, work / f"run{fold}.csv", k=depth, progress=False)
+        runs.append(_read_run(work / f"run{fold}.csv"))
+        logger.info("fold %d of %d scored", fold + 1, n_splits)
+    return pd.concat(runs, ignore_index=True)
 
 
 def evaluate_bench(
@@ -611,27 +499,34 @@ def evaluate_bench(
     *,
     depth: int = 100,
     n_splits: int = 5,
-    reranker_params: dict[str, Any] | None = None,
     n_resamples: int = 1000,
+    work: Path | None = None,
 ) -> tuple[list[dict], dict[str, pd.DataFrame]]:
-    """The plain char TF-IDF baseline, the matcher with ``params`` and its cross-validated learned
-    re-ranker on one benchmark, in one run. Returns the table rows and each method's run."""
-    needs = bench.need_frame()
+    """The plain char TF-IDF baseline, the zero-shot matcher (``matcher batch`` on the files) and the
+    judgments path cross-validated (:func:`judgments_cv_run`) on one benchmark, in one run.
+
+    Every method's run is its top ``depth`` experts per need. Returns the table rows and each run.
+    """
+    import tempfile
+
+    from matcher.batch import run_batch
+
     baseline = plain_char_tfidf(bench.experts["text"].tolist())
     experts = baseline.transform(bench.experts["text"].tolist()).T.tocsr()
     runs = {"char_tfidf": _top_and_judged(lambda chunk: (baseline.transform(chunk["text"]) @ experts).toarray(), bench, depth)}
-    model = build_matcher(params).fit(bench.targets())
-    candidates = bench_candidates(model, bench, depth)
-    runs["matcher"] = candidates[["need_id", "expert_id", "score"]]
-    oof = cross_validated_scores(candidates, n_splits=n_splits, **(reranker_params or {}))
-    # judged experts the retrieval missed are scored (for PAIR) but ranked below every retrieved one:
-    # the re-ranker may not pull in candidates that only the judgements knew of
-    oof = np.where(candidates["retrieved"], oof, oof - 1000.0)
-    runs["matcher+reranker(cv)"] = candidates[["need_id", "expert_id"]].assign(score=oof)
+    runs["char_tfidf"] = runs["char_tfidf"].loc[runs["char_tfidf"]["retrieved"]]
+    with tempfile.TemporaryDirectory(prefix="bench.", dir=work) as folder:
+        work_dir = Path(folder)
+        _write_jsonl(work_dir / "needs.jsonl", bench.need_frame())
+        run_batch(
+            work_dir / "needs.jsonl", {"expert": bench.folder / "experts.jsonl"}, work_dir / "zero_shot.csv",
+            k=depth, params=params, progress=False,
+        )
+        runs["matcher"] = _read_run(work_dir / "zero_shot.csv")
+        runs["matcher+judgments(cv)"] = judgments_cv_run(bench, params, work_dir, n_splits=n_splits, depth=depth)
     rows = []
     for method, run in runs.items():
         rows += bench_metrics(run, bench, method, n_resamples=n_resamples)
-    del needs
     return rows, runs
 
 

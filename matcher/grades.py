@@ -1,65 +1,165 @@
-"""Graded training labels: how strongly each piece of evidence says a target suits a need (0–4).
+"""One grade for every label: each kind of evidence mapped to a relevance grade from 0 to 4.
 
-:func:`grade` is the one mapping from evidence to a grade; every learner that uses graded labels
-goes through it (the table is in docs/quality.md). Evidence comes in two kinds:
+The re-ranker learns graded relevance from whatever evidence there is. This module is the one place
+that says what each kind of evidence is worth (the table is in docs/quality.md, "Grades"):
 
-* a coordinator's **decision** on a recommended target: ``rejected`` 0, ``cancelled`` 1,
-  ``accepted`` 2, ``completed`` 3;
-* an organisation's **attendance** at a held event, for each of the event's experts: ``attended``
-  with a rating 5 → 4, 4 → 3, 3 → 2, 2 → 1, 1 → 0; ``attended`` without a rating → 2; ``absent`` → 1
-  (it was invited for the need but did not come: weak evidence, below a plain acceptance).
+===============  ==========================================  =====
+kind             value                                       grade
+===============  ==========================================  =====
+``judgment``     a number (higher is better)                 clipped to [0, 4]
+``judgment``     ``accepted`` / ``rejected`` (接受 / 拒绝)     2 / 0
+``decision``     ``rejected``                                0
+``decision``     ``accepted``                                2
+``decision``     ``completed`` (no rating, or rating 3)      3
+``decision``     ``completed`` with rating >= 4               4
+``decision``     ``completed`` with rating <= 2               1
+``decision``     ``cancelled``, ``shown``                    None (no label)
+``outcome``      an outcome rating 1-5                       rating - 1
+``attendance``   ``attended`` with the event's rating 1-5    rating - 1
+``attendance``   ``attended`` without a rating               2
+``attendance``   ``absent`` (invited for the need, not come)  1
+===============  ==========================================  =====
 
-:func:`event_labels` derives ``(need_id or org_id, target_type, target_id, grade)`` labels from the
-attendance and ratings of held events. They are labels, never rows of ``decisions`` (a decision
-row opens engagements and counts in acceptance rates); nothing here writes to the database.
+Event attendance (:func:`event_labels`: each attendee of a held event, for each of its experts) and
+other kinds registered with :func:`register` (organisation-file outcomes) are derived training labels,
+never rows of ``decisions`` (a decision row opens engagements and counts in acceptance rates). A pair
+with several labels takes its highest grade (:func:`best_grade`).
 """
 
 from __future__ import annotations
 
+import math
+import unicodedata
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["DECISION_GRADES", "LABEL_COLUMNS", "RATING_GRADES", "event_labels", "event_labels_db", "grade"]
+__all__ = [
+    "LABEL_COLUMNS",
+    "MAX_GRADE",
+    "RELEVANT",
+    "GradeError",
+    "best_grade",
+    "event_labels",
+    "event_labels_db",
+    "grade",
+    "kinds",
+    "register",
+]
 
-DECISION_GRADES = {"rejected": 0, "cancelled": 1, "accepted": 2, "completed": 3}
-#: An attendee's rating (1–5) of a held event → the grade for each of its experts.
-RATING_GRADES = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
-_UNRATED_ATTENDANCE = 2
-_ABSENT = 1
-LABEL_COLUMNS = ("need_id", "org_id", "target_type", "target_id", "grade", "source", "event_id", "at")
+#: The highest grade.
+MAX_GRADE = 4.0
+#: The grade from which a pair counts as relevant: the served score is the probability of it.
+RELEVANT = 1.0
+ACCEPTED, REJECTED, COMPLETED = 2.0, 0.0, 3.0
+_WORDS = {
+    "accepted": ACCEPTED,
+    "accept": ACCEPTED,
+    "接受": ACCEPTED,
+    "采纳": ACCEPTED,
+    "rejected": REJECTED,
+    "reject": REJECTED,
+    "拒绝": REJECTED,
+}
 
 
-def grade(kind: str, value: str, rating: int | None = None) -> int:
-    """The grade (0–4) of one piece of evidence.
+class GradeError(ValueError):
+    """A label that no grade can be given to; the message says what is accepted."""
 
-    Parameters
-    ----------
-    kind : ``"decision"`` or ``"attendance"``.
-    value : the decision (rejected, cancelled, accepted, completed) or the attendee's status
-        (attended, absent) at a held event.
-    rating : the attendee's rating of the event (1–5), for ``attended``; ignored otherwise.
 
-    Raises
-    ------
-    ValueError
-        For anything that is not evidence (an invited attendee, an unknown decision, a rating out of range).
+def _judgment(value: Any, **_: Any) -> float:
+    if isinstance(value, str):
+        word = unicodedata.normalize("NFKC", value).strip().casefold()
+        if word in _WORDS:
+            return _WORDS[word]
+        try:
+            value = float(word)
+        except ValueError:
+            raise GradeError(f"grade must be a number (higher is better) or accepted/rejected, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise GradeError(f"grade must be a number (higher is better) or accepted/rejected, not {value!r}")
+    return float(min(max(value, 0.0), MAX_GRADE))
+
+
+def _decision(value: Any, *, rating: float | None = None, **_: Any) -> float | None:
+    if value == "rejected":
+        return REJECTED
+    if value == "accepted":
+        return ACCEPTED
+    if value == "completed":
+        if rating is None or (isinstance(rating, float) and math.isnan(rating)):
+            return COMPLETED
+        return 4.0 if rating >= 4 else 1.0 if rating <= 2 else COMPLETED
+    if value in ("cancelled", "shown"):
+        return None
+    raise GradeError(f"unknown decision {value!r}")
+
+
+def _outcome(value: Any, **_: Any) -> float:
+    try:
+        rating = float(value)
+    except (TypeError, ValueError):
+        raise GradeError(f"an outcome rating must be a number from 1 to 5, not {value!r}") from None
+    if not 1 <= rating <= 5:
+        raise GradeError(f"an outcome rating must be a number from 1 to 5, not {value!r}")
+    return rating - 1.0
+
+
+def _attendance(value: Any, *, rating: float | None = None, **_: Any) -> float:
+    if value == "absent":
+        return 1.0  # invited for the need but did not come: weak evidence, below an acceptance
+    if value != "attended":
+        raise GradeError(f"attendance: {value!r} is no evidence (only attended or absent at a held event)")
+    if rating is None or (isinstance(rating, float) and math.isnan(rating)):
+        return ACCEPTED
+    return _outcome(rating)
+
+
+_GRADERS: dict[str, Callable[..., float | None]] = {
+    "judgment": _judgment,
+    "decision": _decision,
+    "outcome": _outcome,
+    "attendance": _attendance,
+}
+
+
+def register(kind: str, grader: Callable[..., float | None]) -> None:
+    """Add (or replace) the mapping of one kind of evidence: ``grader(value, **details)`` -> grade or None.
+
+    The grade must lie in [0, :data:`MAX_GRADE`]; :func:`grade` checks it.
     """
-    if kind == "decision":
-        if value not in DECISION_GRADES:
-            raise ValueError(f"decision: {value!r} is not one of {', '.join(DECISION_GRADES)}")
-        return DECISION_GRADES[value]
-    if kind == "attendance":
-        if value == "absent":
-            return _ABSENT
-        if value != "attended":
-            raise ValueError(f"attendance: {value!r} is no evidence (only attended or absent at a held event)")
-        if rating is None or (isinstance(rating, float) and pd.isna(rating)):
-            return _UNRATED_ATTENDANCE
-        if int(rating) not in RATING_GRADES:
-            raise ValueError(f"rating: must be from 1 to 5, got {rating!r}")
-        return RATING_GRADES[int(rating)]
-    raise ValueError(f"kind: {kind!r} is not decision or attendance")
+    _GRADERS[kind] = grader
+
+
+def kinds() -> tuple[str, ...]:
+    """The kinds of evidence that have a grade."""
+    return tuple(_GRADERS)
+
+
+def grade(kind: str, value: Any, **details: Any) -> float | None:
+    """The grade (0-4, higher is better) of one label of ``kind``; None when it carries no label.
+
+    ``details`` are the kind's extra fields (a decision's ``rating``). Raises :class:`GradeError` for a
+    value the kind does not accept or an unknown kind.
+    """
+    grader = _GRADERS.get(kind)
+    if grader is None:
+        raise GradeError(f"no grade for evidence of kind {kind!r}; known: {', '.join(_GRADERS)}")
+    result = grader(value, **details)
+    if result is not None and not 0.0 <= result <= MAX_GRADE:
+        raise GradeError(f"the {kind} grader gave {result}, outside [0, {MAX_GRADE:g}]")
+    return result
+
+
+def best_grade(labels: Iterable[tuple[str, Any, dict[str, Any]]]) -> float | None:
+    """The highest grade of several labels ``(kind, value, details)`` of one pair (None if none grades)."""
+    found = [g for kind, value, details in labels if (g := grade(kind, value, **details)) is not None]
+    return max(found) if found else None
+
+
+#: The columns of :func:`event_labels`.
+LABEL_COLUMNS = ("need_id", "org_id", "target_type", "target_id", "grade", "source", "event_id", "at")
 
 
 def event_labels(events: pd.DataFrame, attendees: pd.DataFrame) -> pd.DataFrame:
@@ -77,7 +177,7 @@ def event_labels(events: pd.DataFrame, attendees: pd.DataFrame) -> pd.DataFrame:
         if attendee.event_id not in held.index or attendee.status not in ("attended", "absent"):
             continue
         event = held.loc[attendee.event_id]
-        value = grade("attendance", attendee.status, attendee.rating)
+        value = grade("attendance", attendee.status, rating=None if pd.isna(attendee.rating) else float(attendee.rating))
         for expert_id in event["expert_ids"]:
             rows.append(
                 {
@@ -92,7 +192,7 @@ def event_labels(events: pd.DataFrame, attendees: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     frame = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
-    frame["grade"] = frame["grade"].astype("int64")
+    frame["grade"] = frame["grade"].astype("float64")
     return frame.sort_values(["at", "event_id", "need_id", "org_id", "target_id"], kind="stable").reset_index(drop=True)
 
 

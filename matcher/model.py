@@ -22,6 +22,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
+from matcher.judgments import FEATURE_LABELS as JUDGED_LABELS
+from matcher.judgments import JudgedReranker, candidate_frame, target_idf
 from matcher.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
 from matcher.names import NameIndex, mask_organisation
 from matcher.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
@@ -33,7 +35,6 @@ from matcher.rerank import (
     cap_to_evidence,
     evidence,
     feature_label,
-    feature_matrix,
 )
 from matcher.tagging import TagClassifier, taxonomy_documents
 from matcher.text import normalise, normalise_many
@@ -220,6 +221,9 @@ class Matcher(BaseEstimator):
     tagger : TagClassifier or None
         The tag classifier's parameters; fitted by :meth:`fit_tagger`, never by :meth:`fit`. A need
         whose ``tags`` are absent (None) gets the tags it infers; a list, even empty, is used as given.
+    judged : JudgedReranker or None
+        The parameters of the re-ranker learnt from labelled judgments; fitted by :meth:`fit_judgments`
+        (``matcher train --judgments``), never by :meth:`fit`. It then takes the place of ``reranker_``.
 
     Attributes
     ----------
@@ -259,6 +263,7 @@ class Matcher(BaseEstimator):
         diversity: float = 0.0,
         tagger: TagClassifier | None = None,
         name_weight: float = 0.5,
+        judged: JudgedReranker | None = None,
     ) -> None:
         self.vectorizer = vectorizer
         self.aggregation = aggregation
@@ -273,6 +278,7 @@ class Matcher(BaseEstimator):
         self.diversity = diversity
         self.tagger = tagger
         self.name_weight = name_weight
+        self.judged = judged
 
     def __setstate__(self, state: dict) -> None:
         """Artefacts saved before a parameter existed load with that parameter's default."""
@@ -287,6 +293,7 @@ class Matcher(BaseEstimator):
             "tagger": None,
             "tagger_": None,
             "name_weight": 0.0,  # saved before names were a field: scored as they were
+            "judged": None,
         }
         super().__setstate__({**defaults, **state})
         if "feature_terms_" in self.__dict__ and "evidence_columns_" not in self.__dict__:
@@ -800,11 +807,7 @@ class Matcher(BaseEstimator):
             scores, features = row[rows], None
             if reranker is not None and len(rows):
                 similarities = self._similarities(block, need, target_type, rows, components)
-                index = self.index_[target_type]
-                frame = reranker.serving_frame(
-                    target_type, similarities, index.ids[rows], index.load_fraction[rows], block.org_ids[need]
-                )
-                features = feature_matrix(frame, rank=False)
+                features = reranker.serving_matrix(self, block, need, target_type, rows, row[rows], similarities)
                 scores = np.round(reranker.predict_proba(target_type, features), SCORE_DECIMALS)
                 scores = cap_to_evidence(scores, row[rows], evidence(similarities), reranker.evidence_margin)
                 order = np.lexsort((rows, -scores))
@@ -998,6 +1001,21 @@ class Matcher(BaseEstimator):
         self.reranker_ = fit_reranker(self, libraries, until)
         return self
 
+    def fit_judgments(self, needs: pd.DataFrame, judgments: pd.DataFrame) -> Matcher:
+        """Fit the re-ranker on graded judgments (``need_id, target_type, target_id, grade``) of ``needs``.
+
+        Candidates: each judged need's ``judged.depth`` best targets by the base score plus its judged
+        targets, unjudged ones graded 0 (:func:`matcher.judgments.candidate_frame`). The fitted
+        :class:`~matcher.judgments.JudgedReranker` becomes ``reranker_``: it serves the types it learnt.
+        """
+        check_is_fitted(self, "index_")
+        template = self.judged if self.judged is not None else JudgedReranker()
+        judged_needs = needs.loc[needs["id"].isin(set(judgments["need_id"]))]
+        idf = target_idf(self)
+        frame = candidate_frame(self, judged_needs, judgments, template.depth, idf)
+        self.reranker_ = clone(template).fit(frame, frame["grade"].to_numpy(dtype=float), idf=idf)
+        return self
+
     def match(
         self,
         needs: pd.DataFrame,
@@ -1142,23 +1160,24 @@ class Matcher(BaseEstimator):
         the counties differ), its ``value`` and its ``effect`` on the log-odds.
         """
         effects, values = ranking.effects[position], ranking.features[position]
+        names = list(getattr(self.reranker_, "feature_names", FEATURES))
         factors: dict[str, list[float]] = {}  # feature -> [value, effect]
-        for j, name in enumerate(FEATURES):
+        for j, name in enumerate(names):
             if name == POSITION:
                 continue
             if name.startswith(("kind:", "stage×")):
                 kind = name.split(":", 1)[1] if name.startswith("kind:") else name.split("×", 1)[1]
-                if not values[FEATURES.index(f"kind:{kind}")]:
+                if not values[names.index(f"kind:{kind}")]:
                     continue
                 entry = factors.setdefault(f"kind:{kind}", [1.0, 0.0])
                 entry[1] += float(effects[j])
                 continue
             factors[name] = [float(values[j]), float(effects[j])]
-        order = sorted(factors, key=lambda name: (-abs(factors[name][1]), FEATURES.index(name)))
+        order = sorted(factors, key=lambda name: (-abs(factors[name][1]), names.index(name)))
         listed = [
             {
                 "feature": name,
-                "label": feature_label(name, factors[name][0]),
+                "label": JUDGED_LABELS.get(name) or feature_label(name, factors[name][0]),
                 "value": round(factors[name][0], 4),
                 "effect": round(factors[name][1], 4),
             }
@@ -1407,7 +1426,9 @@ def build_matcher(params: dict[str, Any] | None = None) -> Matcher:
     ValueError
         Naming an unknown parameter and listing the valid ones.
     """
-    matcher = Matcher(vectorizer=TextVectorizer(), reranker=Reranker(), tagger=TagClassifier()).set_params(
+    matcher = Matcher(
+        vectorizer=TextVectorizer(), reranker=Reranker(), tagger=TagClassifier(), judged=JudgedReranker()
+    ).set_params(
         **DEFAULT_PARAMS
     )
     params = dict(params or {})

@@ -43,10 +43,12 @@ __all__ = [
     "history",
     "list_versions",
     "load",
+    "load_folder",
     "models_dir",
     "read_manifest",
     "rollback",
     "save",
+    "save_folder",
     "sign",
     "signing_key",
     "verify",
@@ -123,13 +125,67 @@ def save(
     """Write ``model`` as a new version and return the version string.
 
     The manifest records the version, creation time, parameters, library sizes and content hash,
-    package versions and the artefact's sha256, and, with a signing key (``key`` or
-    ``$MATCHER_SIGNING_KEY``), ``artefact_hmac``. The version folder appears whole or not at all.
+    package versions and the artefact's sha256, ``source`` ``database``, and, with a signing key
+    (``key`` or ``$MATCHER_SIGNING_KEY``), ``artefact_hmac``. The version folder appears whole or not at all.
     """
     root = root or models_dir()
     root.mkdir(parents=True, exist_ok=True)
     version = _new_version(root)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    _write_version(
+        model, root / version, version, params=params, libraries=libraries, metrics=metrics, key=key,
+        extra={"source": "database"},
+    )
+    logger.info("saved model version %s", version)
+    if activate_version:
+        activate(version, root=root, key=key)
+    return version
+
+
+def save_folder(
+    model: Any,
+    folder: Path,
+    *,
+    libraries: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    command: list[str] | None = None,
+    inputs: dict[str, Path] | None = None,
+    key: str | None = None,
+) -> str:
+    """Write a model fitted on files as the version folder ``folder`` (``model.joblib`` + ``manifest.json``).
+
+    The folder must not exist or be empty; it appears whole or not at all and is never activated. The
+    manifest records ``source`` ``files``, the ``command`` and each input file's path and sha256
+    (``inputs``: role -> path). Returns the version string (a UTC timestamp, as :func:`save`).
+    """
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ModelError(f"{folder}: already exists and is not an empty folder; choose a new --out")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    files = {role: {"path": str(path), "sha256": _sha256(Path(path))} for role, path in (inputs or {}).items()}
+    if folder.exists():
+        folder.rmdir()
+    _write_version(
+        model, folder, version, libraries=libraries, metrics=metrics, key=key,
+        extra={"source": "files", "command": list(command or []), "inputs": files},
+    )
+    logger.info("saved model version %s in %s (fitted on files, not activated)", version, folder)
+    return version
+
+
+def _write_version(
+    model: Any,
+    folder: Path,
+    version: str,
+    *,
+    params: dict[str, Any] | None = None,
+    libraries: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    key: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Stage the artefact and manifest beside ``folder``, then move them into place in one rename."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=folder.parent))
     artefact = staging / ARTEFACT
     joblib.dump(model, artefact, compress=3)
     manifest = {
@@ -142,16 +198,21 @@ def save(
         "packages": _package_versions(),
         "artefact": ARTEFACT,
         "sha256": _sha256(artefact),
+        **(extra or {}),
     }
     key = signing_key(key)
     if key:
         manifest["artefact_hmac"] = _hmac(key, manifest["sha256"])
     (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(staging, root / version)
-    logger.info("saved model version %s", version)
-    if activate_version:
-        activate(version, root=root, key=key)
-    return version
+    os.replace(staging, folder)
+
+
+def load_folder(folder: Path, *, key: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Load the version folder ``folder`` (as :func:`load`: only after its sha256, and HMAC, check)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise NotFoundError(f"{folder}: not a model version folder (no {MANIFEST})")
+    return load(folder.name, root=folder.parent, key=key)
 
 
 def _jsonable(value: Any) -> Any:
@@ -228,6 +289,11 @@ def activate(
     """
     root = root or models_dir()
     _check_exists(version, root)
+    if read_manifest(version, root=root).get("source") == "files":
+        raise ModelError(
+            f"model version {version} was fitted on files (matcher train --needs): its vocabulary and targets "
+            "are not the database's, so it cannot serve; use it with matcher batch --model"
+        )
     if check:
         verify(version, root=root, key=key)
     with _locked(root):

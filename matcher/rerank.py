@@ -722,6 +722,25 @@ class Reranker(BaseEstimator):
             }
         )
 
+    feature_names = FEATURES
+
+    def serving_matrix(
+        self,
+        matcher: Matcher,
+        block: Any,
+        need: int,
+        target_type: str,
+        rows: np.ndarray,
+        base: np.ndarray,
+        similarities: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """The ``FEATURES`` matrix of one need's candidate target rows ``rows``, each taken as shown first."""
+        index = matcher.index_[target_type]
+        frame = self.serving_frame(
+            target_type, similarities, index.ids[rows], index.load_fraction[rows], block.org_ids[need]
+        )
+        return feature_matrix(frame, rank=False)
+
     def summary(self) -> dict[str, Any]:
         """What was fitted, for the model manifest: which types are re-ranked, and why the others are not."""
         check_is_fitted(self, "models_")

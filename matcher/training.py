@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from matcher.model import build_matcher
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["stored_libraries", "train_version"]
+__all__ = ["stored_libraries", "train_files", "train_version"]
 
 
 def stored_libraries(database_url: str | None = None, data: Path | None = None) -> Libraries:
@@ -75,3 +77,60 @@ def _held_out(libs: Libraries, params: dict[str, Any] | None) -> dict[str, Any]:
             figures[f"ndcg@5_{row['method']}"] = [row["value"], row["ci_low"], row["ci_high"]]
             figures["sessions"] = row["n"]
     return figures
+
+
+def train_files(
+    needs: str | os.PathLike[str],
+    targets: Mapping[str, str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    judgments: str | os.PathLike[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    command: list[str] | None = None,
+) -> str:
+    """``matcher train --needs``: fit a model version on files, without the database; never activated.
+
+    The matcher is fitted on the target files (as ``matcher batch`` fits it), the tag classifier as
+    batch file mode fits it (:func:`matcher.batch.fit_tagger`), and with ``judgments`` the re-ranker on
+    the graded judgments (:meth:`Matcher.fit_judgments`). The version folder ``out`` holds
+    ``model.joblib`` and ``manifest.json`` (``source`` ``files``, the command, the inputs' sha256).
+    Nothing is written when any input is invalid.
+
+    Raises
+    ------
+    TableError
+        An input file is invalid (naming the file, row and column).
+    BatchError, ModelError
+        Bad parameters or output folder.
+    """
+    from matcher.batch import BatchError, fit_matcher, fit_tagger, needs_frame, read_inputs, targets_frame
+    from matcher.batch import _matcher as check_params
+    from matcher.judgments import read_judgments
+
+    out = Path(os.fspath(out))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BatchError(f"{out}: already exists and is not an empty folder; choose a new --out")
+    if not targets:
+        raise BatchError("no target files: give at least one of experts, resources and projects")
+    check_params(params)
+    need_table, tables = read_inputs(needs, targets)
+    need_rows = needs_frame(need_table)
+    judged = None
+    if judgments is not None:
+        judged = read_judgments(
+            judgments, needs=need_rows["id"], targets={t: table.frame["id"] for t, table in tables.items()}
+        )
+    model = fit_matcher(targets_frame(tables), params)
+    fit_tagger(model, need_rows)
+    metrics: dict[str, Any] = {}
+    if judged is not None:
+        model.fit_judgments(need_rows, judged)
+        metrics["reranker"] = model.reranker_.summary()
+        metrics["judgments"] = {"pairs": len(judged), "needs": int(judged["need_id"].nunique())}
+    inputs = {"needs": Path(os.fspath(needs)), **{f"{t}s": Path(os.fspath(p)) for t, p in targets.items()}}
+    if judgments is not None:
+        inputs["judgments"] = Path(os.fspath(judgments))
+    sizes = {"needs": len(need_rows), **{f"{t}s": len(table.frame) for t, table in tables.items()}}
+    return persist.save_folder(
+        model, out, libraries={"sizes": sizes}, metrics=metrics, command=command, inputs=inputs
+    )

@@ -1,10 +1,14 @@
 """Hyper-parameter search on a labelled benchmark, with scikit-learn's search tools and an nDCG scorer.
 
-:class:`BenchRanker` wraps a matcher (its vectoriser and fusion parameters) and the benchmark's learned
-re-ranker as one estimator whose rows are the benchmark's needs, so ``GridSearchCV`` cross-validates it
-over needs: the re-ranker of each fold is trained on the other folds' judgements only. The matcher
-itself learns nothing from the judgements (it is fitted on the targets), so its fitted index and the
-candidates' features are computed once per parameter setting and shared between folds.
+:class:`BenchRanker` wraps a matcher (its vectoriser, fusion and ``judged__`` re-ranker parameters: the
+``--params`` keys) and the re-ranker learnt from judgments (:class:`matcher.judgments.JudgedReranker`,
+as ``matcher train --judgments`` fits it) as one estimator whose rows are the benchmark's needs, so
+``GridSearchCV`` cross-validates it over needs: the re-ranker of each fold is trained on the other
+folds' judgements only. The matcher itself learns nothing from the judgements (it is fitted on the
+targets), so its fitted index and the candidates' features are computed once per setting of the
+matcher's own parameters and shared between folds and re-ranker settings. Each fold is scored as
+``matcher batch --model`` serves it: the base score's best ``depth`` candidates, re-scored, capped to
+the evidence.
 """
 
 from __future__ import annotations
@@ -14,28 +18,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV, KFold
 
 from matcher import metrics
-from matcher.evaluate import BENCH_FEATURES, Bench, bench_candidates, bench_reranker
+from matcher.evaluate import Bench
+from matcher.judgments import JUDGED_FEATURES, candidate_frame, target_idf
 from matcher.model import Matcher, build_matcher
+from matcher.rerank import cap_to_evidence, evidence
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_GRID", "BenchRanker", "ndcg_scorer", "tune"]
 
 # What `matcher tune` searches by default: vectoriser, fusion and re-ranker parameters.
-DEFAULT_GRID: dict[str, list[Any]] = {
-    "matcher__vectorizer__weighting": ["tfidf", "bm25"],
-    "matcher__vectorizer__char_weight": [0.5, 0.8, 1.0],
-    "matcher__vectorizer__char_ngram_range": [(1, 2), (1, 3)],
-    "rerank": [False, True],
-}
+DEFAULT_GRID: list[dict[str, list[Any]]] = [
+    {"matcher__vectorizer__char_weight": [1.0, 3.0], "rerank": [False]},
+    {
+        "matcher__vectorizer__char_weight": [1.0, 3.0],
+        "matcher__judged__max_leaf_nodes": [15, 31],
+        "matcher__judged__min_samples_leaf": [20, 40],
+        "matcher__judged__evidence_margin": [0.05, 1.0],
+        "rerank": [True],
+    },
+]
 
 
 class BenchRanker(BaseEstimator):
-    """A matcher, optionally followed by the benchmark's learned re-ranker, as one estimator.
+    """A matcher, optionally followed by the re-ranker learnt from judgments, as one estimator.
 
     ``fit(X)`` and ``score(X)`` take an array of shape (n_needs, 1) of need ids of ``bench``.
 
@@ -44,12 +54,12 @@ class BenchRanker(BaseEstimator):
     bench : Bench
         The benchmark (shared, never copied).
     matcher : Matcher or None
-        Its parameters are searched as ``matcher__...`` (the ``--params`` keys); None = the default.
+        Its parameters are searched as ``matcher__...`` (the ``--params`` keys, ``matcher__judged__…``
+        for the re-ranker's); None = the default.
     rerank : bool
-        Re-rank the candidates with the learned model.
+        Re-rank the candidates with the re-ranker learnt from the training folds' judgments.
     depth : int
-        Candidates per need (the matcher's best, plus the judged ones when training).
-    learning_rate, max_iter, max_leaf_nodes, min_samples_leaf : the re-ranker's gradient boosting.
+        Candidates per need scored (``matcher batch --k``); training adds the judged ones.
     k : int
         The k of the nDCG@k this estimator's ``score`` reports.
     """
@@ -61,57 +71,53 @@ class BenchRanker(BaseEstimator):
         matcher: Matcher | None = None,
         rerank: bool = True,
         depth: int = 100,
-        learning_rate: float = 0.05,
-        max_iter: int = 300,
-        max_leaf_nodes: int = 31,
-        min_samples_leaf: int = 40,
         k: int = 10,
     ) -> None:
         self.bench = bench
         self.matcher = matcher
         self.rerank = rerank
         self.depth = depth
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
         self.k = k
 
+    def _matcher(self) -> Matcher:
+        return self.matcher if self.matcher is not None else build_matcher()
+
     def _candidates(self) -> pd.DataFrame:
-        """The candidates of every need with their features, computed once per matcher setting."""
-        matcher = self.matcher if self.matcher is not None else build_matcher()
-        key = (repr(sorted(matcher.get_params(deep=True).items(), key=str)), self.depth)
+        """The candidates of every need with their features, once per setting of the matcher's own parameters."""
+        matcher = self._matcher()
+        own = {k: v for k, v in matcher.get_params(deep=True).items() if not k.startswith("judged")}
+        key = (repr(sorted(own.items(), key=str)), self.depth)
         cache = self.bench.__dict__.setdefault("_candidates", {})
         if key not in cache:
             model = matcher.fit(self.bench.targets())
-            cache[key] = bench_candidates(model, self.bench, self.depth)
+            judged = [(n, "expert", e, float(g)) for n, q in self.bench.qrels.items() for e, g in q.items()]
+            judgments = pd.DataFrame(judged, columns=["need_id", "target_type", "target_id", "grade"])
+            idf = target_idf(model)
+            cache[key] = (candidate_frame(model, self.bench.need_frame(), judgments, self.depth, idf), idf)
         return cache[key]
 
     def fit(self, X: np.ndarray, y: object = None) -> BenchRanker:
         """Fit the re-ranker on the candidates of the needs ``X`` (their judgements only)."""
-        candidates = self._candidates()
+        candidates, idf = self._candidates()
         train = candidates.loc[candidates["need_id"].isin(set(np.asarray(X).ravel()))]
         self.model_ = None
         if self.rerank:
-            params = dict(
-                learning_rate=self.learning_rate,
-                max_iter=self.max_iter,
-                max_leaf_nodes=self.max_leaf_nodes,
-                min_samples_leaf=self.min_samples_leaf,
-            )
-            features = train[list(BENCH_FEATURES)].to_numpy(dtype=float)
-            self.model_ = bench_reranker(**params).fit(features, train["label"].to_numpy(dtype=float))
+            self.model_ = clone(self._matcher().judged).fit(train, train["grade"].to_numpy(dtype=float), idf=idf)
         return self
 
     def run(self, X: np.ndarray) -> pd.DataFrame:
-        """Scores of the candidates of the needs ``X``: ``need_id, expert_id, score``."""
-        candidates = self._candidates()
-        part = candidates.loc[candidates["need_id"].isin(set(np.asarray(X).ravel()))]
-        scores = part["score"].to_numpy(dtype=float)
-        if self.model_ is not None:
-            scores = self.model_.predict(part[list(BENCH_FEATURES)].to_numpy(dtype=float))
-        scores = np.where(part["retrieved"], scores, scores - 1000.0)  # judged-only extras rank last
-        return part[["need_id", "expert_id"]].assign(score=scores)
+        """Scores of the retrieved candidates of the needs ``X``, as served: ``need_id, expert_id, score``."""
+        candidates, _ = self._candidates()
+        part = candidates.loc[candidates["need_id"].isin(set(np.asarray(X).ravel())) & candidates["retrieved"]]
+        scores = part["base"].to_numpy(dtype=float)
+        if self.model_ is not None and "expert" in self.model_.models_:
+            matrix = part[list(JUDGED_FEATURES)].to_numpy(dtype=float)
+            served = np.round(self.model_.predict_proba("expert", matrix), 6)
+            found = evidence({c: part[c].to_numpy() for c in ("words", "tags", "text")})
+            for rows in part.groupby("need_id", sort=False).indices.values():
+                served[rows] = cap_to_evidence(served[rows], scores[rows], found[rows], self.model_.evidence_margin)
+            scores = served
+        return part[["need_id", "target_id"]].rename(columns={"target_id": "expert_id"}).assign(score=scores)
 
     def score(self, X: np.ndarray, y: object = None) -> float:
         """Mean nDCG@k over the needs ``X`` that have a relevant expert."""
@@ -134,7 +140,7 @@ def ndcg_scorer(estimator: BenchRanker, X: np.ndarray, y: object = None) -> floa
 
 def tune(
     bench: Bench,
-    grid: dict[str, list[Any]] | None = None,
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None,
     *,
     n_splits: int = 5,
     depth: int = 100,
@@ -142,10 +148,11 @@ def tune(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Grid search over ``grid`` (default :data:`DEFAULT_GRID`) with ``n_splits``-fold CV over needs.
 
-    Returns the best matcher parameters in the ``--params`` format (flat ``get_params`` keys; the
-    re-ranker's are kept apart, under ``"bench_reranker"``) and the full results table.
+    Returns the best parameters in the ``--params`` format (flat ``get_params`` keys, the re-ranker's as
+    ``judged__…``; ``rerank`` is dropped: whether judgments are given is the user's choice) and the
+    full results table.
     """
-    grid = dict(grid or DEFAULT_GRID)
+    grid = grid or DEFAULT_GRID
     needs = np.asarray(bench.needs["id"], dtype=object).reshape(-1, 1)
     search = GridSearchCV(
         BenchRanker(bench=bench, matcher=build_matcher(), depth=depth),
@@ -162,9 +169,8 @@ def tune(
         for key, value in best.items()
         if key.startswith("matcher__")
     }
-    reranker = {key: value for key, value in best.items() if not key.startswith("matcher__")}
     table = pd.DataFrame(search.cv_results_)
     table["params"] = [repr(p) for p in table["params"]]
     keep = [c for c in table.columns if c.startswith(("param_", "mean_test", "std_test", "rank_test", "split"))]
     table = table[["params", *keep]].sort_values("rank_test_score", kind="stable")
-    return {**params, "bench_reranker": reranker}, table.reset_index(drop=True)
+    return params, table.reset_index(drop=True)

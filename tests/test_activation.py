@@ -182,3 +182,16 @@ def test_models_cli(models_copy, trained, tmp_path, monkeypatch) -> None:
     refused = runner.invoke(cli, ["models", "activate", new])
     assert refused.exit_code != 0 and "sha256" in str(refused.exception)
     assert persist.active_version(models_copy) == trained["version"]
+
+
+def test_a_version_fitted_on_files_is_refused_over_http(admin_app, trained) -> None:
+    app, tokens, models = admin_app
+    client = app.test_client()
+    files = _copy_version(models, trained["version"], "20990104T000000Z")
+    manifest = json.loads((models / files / "manifest.json").read_text(encoding="utf-8"))
+    manifest["source"] = "files"
+    (models / files / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    refused = client.post("/v1/admin/model/activate", json={"version": files}, headers=bearer(tokens["admin"]))
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    assert "fitted on files" in refused.get_json()["detail"]
+    assert persist.active_version(models) == trained["version"]

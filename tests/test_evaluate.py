@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from matcher import evaluate as evaluation
+from matcher import judgments
 from matcher.library import load_libraries
 from matcher.model import build_matcher
 from tests.conftest import ROOT, SHARED, requires_shared
@@ -104,59 +105,50 @@ def test_gaps_by_category_and_county(libs, tmp_path) -> None:
     assert (tmp_path / "gaps.png").stat().st_size > 1000
 
 
+def _overlap(needs: list[str], targets: list[str], idf: dict[str, float] | None = None) -> pd.DataFrame:
+    columns = [*judgments.OVERLAP_FEATURES, *judgments.LENGTH_FEATURES]
+    return pd.DataFrame(judgments.overlap_features(needs, targets, idf), columns=columns)
+
+
 def test_overlap_features_by_hand() -> None:
-    frame = evaluation.overlap_features(["头痛", "ab"], ["偏头痛怎么办", "xyz"])
-    assert frame.loc[0, ["cover1", "cover2", "contained", "first_hit"]].tolist() == [1.0, 1.0, 1.0, 1.0]
-    assert frame.loc[1, ["cover1", "contained", "first_hit"]].tolist() == [0.0, 0.0, -1.0]
+    frame = _overlap(["头痛", "ab"], ["偏头痛怎么办", "xyz"])
+    assert frame.loc[0, ["cover1", "cover2", "contained"]].tolist() == [1.0, 1.0, 1.0]
+    assert frame.loc[1, ["cover1", "contained"]].tolist() == [0.0, 0.0]
     # 偏头 头痛 痛怎 怎么 么办: one of the target's five 2-grams is in the need; 头痛 is the longest common run
     assert frame.loc[0, ["target_cover2", "idf_cover", "common_need"]].tolist() == [0.2, 1.0, 1.0]
     assert frame.loc[0, "common_target"] == pytest.approx(2 / 6)
     assert frame.loc[1, ["target_cover2", "idf_cover", "common_need", "common_target"]].tolist() == [0.0] * 4
+    assert frame.loc[0, ["need_length", "target_length"]].tolist() == pytest.approx([math.log(3), math.log(7)])
 
 
 def test_idf_weighted_cover_by_hand() -> None:
-    idf = evaluation.gram_idf(["头痛", "头晕", "头"])  # 头 in all three documents, 痛 in one
+    idf = judgments.gram_idf(["头痛", "头晕", "头"])  # 头 in all three documents, 痛 in one
     assert idf["头"] == pytest.approx(1.0) and idf["痛"] == pytest.approx(math.log(2) + 1)
     assert idf[""] == pytest.approx(math.log(4) + 1)  # a gram seen nowhere
-    frame = evaluation.overlap_features(["头痛"], ["头晕"], idf=idf)
+    frame = _overlap(["头痛"], ["头晕"], idf=idf)
     # the need's grams 头 (1.0), 痛 (ln 2 + 1), 头痛 (ln 2 + 1): only 头 is found
     assert frame.loc[0, "idf_cover"] == pytest.approx(1.0 / (1.0 + 2 * (math.log(2) + 1)))
 
 
-def test_title_site_by_hand() -> None:
-    assert evaluation.title_site("胆汁反流性胃炎_百度百科") == "百度百科"
-    assert evaluation.title_site("糖尿病会遗传吗-周旭升-民福康") == "民福康"  # the last part
-    assert evaluation.title_site("脾胃湿热吃什么药_寻医问药网_xywy.com") == "xywy.com"
-    assert evaluation.title_site("喉咙堵_吃完饭以后就觉得喉咙里有东西...") == ""  # 14 characters: not a site
-    assert evaluation.title_site("喉咙堵_吃完饭以后就觉得喉咙里有...") == "吃完饭以后就觉得喉咙里有"  # 12: kept
-    assert evaluation.title_site("首页-秦皇岛市第一医院") == "秦皇岛市第一医院"
-    assert evaluation.title_site("脾胃湿热,吃什么药好?") == ""  # no separator
+def test_no_feature_of_one_data_set() -> None:
+    """The benchmark-only re-ranker and its title features (a web site's name) are gone for good."""
+    for name in ("title_site", "title_features", "bench_reranker", "BENCH_FEATURES", "cross_validated_scores"):
+        assert not hasattr(evaluation, name)
+    assert not {"site", "truncated", "question"} & set(judgments.JUDGED_FEATURES)
 
 
-def test_title_features_by_hand() -> None:
-    titles = ["甲_百度百科", "乙_百度百科", "丙_好大夫", "丁_有问必答", "戊_好大夫", "痛吗_知乎...", "头痛？"]
-    frame = evaluation.title_features(titles, n_sites=2)
-    # 百度百科 and 好大夫 twice each (tie by name: 好 U+597D before 百 U+767E); 有问必答 and 知乎 once: not kept
-    assert frame["site"].tolist() == [2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 0.0]
-    assert frame["truncated"].tolist() == [0.0] * 5 + [1.0, 0.0]
-    assert frame["question"].tolist() == [0.0] * 5 + [1.0, 1.0]
-    assert evaluation.BENCH_FEATURES[-3:] == evaluation.TITLE_FEATURES
-    model = evaluation.bench_reranker()
-    assert model.categorical_features == [evaluation.BENCH_FEATURES.index("site")]
-
-
-def test_context_features_ignore_the_judged_experts_the_retrieval_missed() -> None:
+def test_standing_ignores_the_judged_experts_the_retrieval_missed() -> None:
     candidates = pd.DataFrame(
         {
             "need_id": ["n1", "n1", "n1", "n2"],
-            "score": [0.8, 0.4, 0.1, 0.5],
+            "base": [0.8, 0.4, 0.1, 0.5],
             "retrieved": [True, True, False, True],
             "cover2": [0.5, 1.0, 1.0, 0.0],
             "idf_cover": [0.5, 0.25, 0.9, 0.0],
             "common_need": [0.5, 0.5, 1.0, 0.0],
         }
     )
-    frame = evaluation.context_features(candidates)
+    frame = judgments.standing_features(candidates)
     assert frame["score_gap"].tolist() == pytest.approx([0.0, 0.4, 0.7, 0.0])
     assert frame["score_ratio"].tolist() == pytest.approx([1.0, 0.5, 0.125, 1.0])
     assert frame["log_rank"].tolist() == pytest.approx(np.log1p([1, 2, 3, 1]).tolist())
@@ -167,14 +159,19 @@ def test_context_features_ignore_the_judged_experts_the_retrieval_missed() -> No
 
 @pytest.mark.shared
 @requires_shared("bench/zh")
-def test_bench_subset_baseline_and_cross_validated_reranker() -> None:
+def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> None:
     bench = evaluation.load_bench(BENCH).subset(150, seed=1)
-    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=3, n_resamples=100)
-    assert set(runs) == {"char_tfidf", "matcher", "matcher+reranker(cv)"}
+    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=3, n_resamples=100, work=tmp_path)
+    assert set(runs) == {"char_tfidf", "matcher", "matcher+judgments(cv)"}
     for method in runs:
         row = _value(rows, method, "nDCG", 10)
         assert 0.4 < row["value"] <= 1 and row["n"] == 150
+        assert runs[method].groupby("need_id").size().max() <= 30  # each run is its top 30 per need
         assert _value(rows, method, "PAIR")["value"] > 0.8
+    # each need scored once, by the one fold's version that never saw its judgments
+    cv = runs["matcher+judgments(cv)"]
+    assert set(cv["need_id"]) == set(runs["matcher"]["need_id"]) and not cv.duplicated(["need_id", "expert_id"]).any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the work files are temporary
     # the plain baseline agrees with the benchmark's own evaluate.py on the same run
     sys.path.insert(0, str(BENCH))
     try:
@@ -195,10 +192,10 @@ def test_tune_writes_params_in_the_params_format(tmp_path) -> None:
     from matcher.tune import tune
 
     bench = evaluation.load_bench(BENCH).subset(80, seed=2)
-    grid = {"matcher__vectorizer__weighting": ["tfidf", "bm25"], "rerank": [False]}
+    grid = {"matcher__judged__evidence_margin": [0.05, 1.0], "matcher__judged__max_iter": [30], "rerank": [True]}
     best, table = tune(bench, grid, n_splits=2, depth=20)
-    assert best["vectorizer__weighting"] in ("tfidf", "bm25") and best["bench_reranker"] == {"rerank": False}
-    build_matcher({k: v for k, v in best.items() if k != "bench_reranker"})  # valid --params keys
+    assert best["judged__evidence_margin"] in (0.05, 1.0) and best["judged__max_iter"] == 30
+    build_matcher(best)  # valid --params keys
     assert len(table) == 2 and table["rank_test_score"].iloc[0] == 1
 
 

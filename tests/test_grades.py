@@ -12,9 +12,11 @@ from matcher.grades import LABEL_COLUMNS, event_labels, grade
     ("kind", "value", "rating", "expected"),
     [
         ("decision", "rejected", None, 0),
-        ("decision", "cancelled", None, 1),
+        ("decision", "cancelled", None, None),  # no label
         ("decision", "accepted", None, 2),
-        ("decision", "completed", 5, 3),  # a decision's grade does not take the rating
+        ("decision", "completed", None, 3),
+        ("decision", "completed", 5, 4),
+        ("decision", "completed", 2, 1),
         ("attendance", "attended", 5, 4),
         ("attendance", "attended", 4, 3),
         ("attendance", "attended", 3, 2),
@@ -25,7 +27,7 @@ from matcher.grades import LABEL_COLUMNS, event_labels, grade
     ],
 )
 def test_the_grade_table(kind, value, rating, expected) -> None:
-    assert grade(kind, value, rating) == expected
+    assert grade(kind, value, rating=rating) == expected
 
 
 @pytest.mark.parametrize(
@@ -34,7 +36,7 @@ def test_the_grade_table(kind, value, rating, expected) -> None:
 )
 def test_what_is_not_evidence_is_refused(kind, value, rating) -> None:
     with pytest.raises(ValueError):
-        grade(kind, value, rating)
+        grade(kind, value, rating=rating)
 
 
 def test_labels_come_from_held_events_only_for_each_expert() -> None:
