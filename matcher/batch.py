@@ -522,10 +522,11 @@ def _count(n: int, noun: str) -> str:
 def fit_tagger(model: Matcher, needs: pd.DataFrame) -> Matcher:
     """Fit ``model``'s tag classifier on the tagged needs of ``needs`` and the taxonomy of ``data/``.
 
-    Only when some need has no tags (its ``tags`` are None). Without a taxonomy (no ``taxonomy.csv`` in
+    Only when some need has no tags (its ``tags`` are None) and some target has tags (else the tag part of
+    every score is 0 whatever the need's tags). Without a taxonomy (no ``taxonomy.csv`` in
     :func:`matcher.library.data_dir`) nothing is fitted and those needs are matched without tags (logged).
     """
-    if not needs["tags"].isna().any():
+    if not needs["tags"].isna().any() or not model.tag_vocabulary_:  # nothing to infer, or no target has tags
         return model
     taxonomy = load_taxonomy()
     if taxonomy is None:
