@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matcher.planning import PlanInputs, PlanOptions, check_plan, commit_plan, eligibility, plan_inputs, solve  # noqa: E402
+from matcher.rank import WEAK_SCORE  # noqa: E402
 
 logger = logging.getLogger("benchmarks.events")
 
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="Write the results as JSON here.")
     parser.add_argument("--from", dest="starts", default="2026-11-02")
     parser.add_argument("--to", dest="ends", default="2026-11-27")
-    parser.add_argument("--threshold", type=float, default=0.3)
+    parser.add_argument("--threshold", type=float, default=WEAK_SCORE)
     parser.add_argument("--time-limit", type=float, default=30.0)
     parser.add_argument("--skip-scale", action="store_true", help="Only the embedded libraries.")
     args = parser.parse_args()
