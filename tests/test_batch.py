@@ -829,19 +829,13 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
-    """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
-    from matcher.library import needs_frame as stored_needs
-    from matcher.library import targets_frame as stored_targets
-    from matcher.training import stored_libraries
-
-    libs = stored_libraries(trained["database"], trained["data"])
-    targets = stored_targets(libs)
+def _target_files(targets: pd.DataFrame, folder: Path) -> dict[str, Path]:
+    """The service's targets as batch files, one JSONL per type, with what the service sees of each."""
     files = {}
     for target_type in ("expert", "resource", "project"):
         rows = targets[targets["target_type"] == target_type]
         files[target_type] = _jsonl(
-            tmp_path / f"{target_type}.jsonl",
+            folder / f"{target_type}.jsonl",
             [
                 {
                     "id": row.id,
@@ -856,6 +850,17 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
                 for row in rows.itertuples()
             ],
         )
+    return files
+
+
+def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
+    """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
+    from matcher.library import needs_frame as stored_needs
+    from matcher.library import targets_frame as stored_targets
+    from matcher.training import stored_libraries
+
+    libs = stored_libraries(trained["database"], trained["data"])
+    files = _target_files(stored_targets(libs), tmp_path)
     needs = stored_needs(libs).head(12)
     needs_file = _jsonl(tmp_path / "needs.jsonl", needs.to_dict("records"))
     out = tmp_path / "out.parquet"
@@ -880,26 +885,7 @@ def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monk
 
     monkeypatch.setenv("MATCHER_DATA_DIR", str(trained["data"]))
     libs = stored_libraries(trained["database"], trained["data"])
-    targets = stored_targets(libs)
-    files = {}
-    for target_type in ("expert", "resource", "project"):
-        rows = targets[targets["target_type"] == target_type]
-        files[target_type] = _jsonl(
-            tmp_path / f"{target_type}.jsonl",
-            [
-                {
-                    "id": row.id,
-                    "name": row.name,  # names are a field of the score
-                    "text": "\n".join(t for t in row.texts if t),
-                    "tags": list(row.tags),
-                    "counties": list(row.counties),
-                    **({"org_id": row.org_id} if row.org_id else {}),
-                    **({} if pd.isna(row.capacity) else {"capacity": int(row.capacity) - int(row.load)}),
-                    "available": bool(row.available),
-                }
-                for row in rows.itertuples()
-            ],
-        )
+    files = _target_files(stored_targets(libs), tmp_path)
     typed = ["我们机构刚成立，分不清个案工作和个案管理，想请专家指导转介流程", "心语小屋", "留守儿童心理辅导怎么做"]
     stored = stored_needs(libs).to_dict("records")  # the tagged needs the tag classifier learns from, as in train
     needs_file = _jsonl(
