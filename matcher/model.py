@@ -163,6 +163,7 @@ class _NeedBlock:
     latent: np.ndarray | None = None  # (n_needs, n_components) unit-norm latent vectors
     org_names: list[str | None] | None = None  # each need's own organisation's name (never matched as a name)
     named: dict[int, sp.csr_matrix] | None = None  # per type index (by id): (n_needs, n_targets) names found
+    expanded: dict[int, sp.csr_matrix] | None = None  # per type index (by id): vectors after feedback
     surfaces: dict[str, tuple[str, list[list[int]]]] | None = None  # the first need's terms as written
 
 
@@ -224,6 +225,15 @@ class Matcher(BaseEstimator):
     judged : JudgedReranker or None
         The parameters of the re-ranker learnt from labelled judgments; fitted by :meth:`fit_judgments`
         (``matcher train --judgments``), never by :meth:`fit`. It then takes the place of ``reranker_``.
+    feedback_docs : int
+        Pseudo-relevance feedback (RM3-style): each need is expanded, per target type, with the terms
+        of its ``feedback_docs`` best-scoring texts of that type, then scored again; 0 (the default)
+        expands nothing. It costs one more scoring pass over every text of the type.
+    feedback_terms : int
+        How many of the feedback texts' heaviest terms expand the need.
+    feedback_weight : float
+        Share of the expansion in the expanded need, in [0, 1): ``(1 - w) * need + w * expansion``,
+        the expansion scaled to the need's L1 norm (so it keeps the need's score range).
 
     Attributes
     ----------
@@ -264,6 +274,9 @@ class Matcher(BaseEstimator):
         tagger: TagClassifier | None = None,
         name_weight: float = 0.5,
         judged: JudgedReranker | None = None,
+        feedback_docs: int = 0,
+        feedback_terms: int = 20,
+        feedback_weight: float = 0.3,
     ) -> None:
         self.vectorizer = vectorizer
         self.aggregation = aggregation
@@ -279,6 +292,9 @@ class Matcher(BaseEstimator):
         self.tagger = tagger
         self.name_weight = name_weight
         self.judged = judged
+        self.feedback_docs = feedback_docs
+        self.feedback_terms = feedback_terms
+        self.feedback_weight = feedback_weight
 
     def __setstate__(self, state: dict) -> None:
         """Artefacts saved before a parameter existed load with that parameter's default."""
@@ -294,6 +310,9 @@ class Matcher(BaseEstimator):
             "tagger_": None,
             "name_weight": 0.0,  # saved before names were a field: scored as they were
             "judged": None,
+            "feedback_docs": 0,
+            "feedback_terms": 20,
+            "feedback_weight": 0.3,
         }
         super().__setstate__({**defaults, **state})
         if "feature_terms_" in self.__dict__ and "evidence_columns_" not in self.__dict__:
@@ -324,6 +343,13 @@ class Matcher(BaseEstimator):
             raise ValueError(f"rerank_depth must be positive, got {self.rerank_depth}")
         if not 0 <= self.name_weight <= 1:
             raise ValueError(f"name_weight must be in [0, 1], got {self.name_weight}")
+        if self.feedback_docs < 0 or self.feedback_terms < 1:
+            raise ValueError(
+                "feedback_docs must be 0 or more and feedback_terms 1 or more, "
+                f"got {self.feedback_docs} and {self.feedback_terms}"
+            )
+        if not 0 <= self.feedback_weight < 1:
+            raise ValueError(f"feedback_weight must be in [0, 1), got {self.feedback_weight}")
 
     def fit(self, X: pd.DataFrame, y: object = None) -> Matcher:
         """Fit the vocabulary on the targets ``X`` and index them.
@@ -558,7 +584,7 @@ class Matcher(BaseEstimator):
     def _text_component(self, block: _NeedBlock, index: _TypeIndex, *, names: bool = True) -> np.ndarray:
         """The text component (n_needs, n_targets): similarity, fused with the latent one, best text, plus
         ``name_weight`` where the need names the target, in [0, 1]."""
-        text = index.text_scores(block.vectors)
+        text = index.text_scores(self._query(block, index))
         if index.latent is not None and block.latent is not None:
             semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
             text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
@@ -570,6 +596,55 @@ class Matcher(BaseEstimator):
                 text[named.row, named.col] += text.dtype.type(self.name_weight) * named.data.astype(text.dtype)
         np.clip(text, 0.0, 1.0, out=text)
         return text
+
+    def _query(self, block: _NeedBlock, index: _TypeIndex) -> sp.csr_matrix:
+        """The need vectors scored against ``index``: as vectorised, or expanded by feedback (cached)."""
+        if not self.feedback_docs or not self.feedback_weight:
+            return block.vectors
+        if block.expanded is None:
+            block.expanded = {}
+        found = block.expanded.get(id(index))
+        if found is None:
+            found = block.expanded[id(index)] = self._expand(block.vectors, index)
+        return found
+
+    def _expand(self, vectors: sp.csr_matrix, index: _TypeIndex) -> sp.csr_matrix:
+        """Pseudo-relevance feedback: each need plus the heaviest terms of its best texts.
+
+        The first pass scores every text; the ``feedback_docs`` best (by score, then row) with a positive
+        score are averaged, weighted by their scores; the ``feedback_terms`` heaviest terms of that
+        average, scaled to the need's L1 norm, make the expansion. Row by row, so a need expands the
+        same alone or in a block.
+        """
+        first = index.text_scores(vectors)
+        n_needs, n_texts = first.shape
+        depth = min(self.feedback_docs, n_texts)
+        rows, columns, weights = [], [], []
+        for need in range(n_needs):
+            best = np.lexsort((np.arange(n_texts), -first[need]))[:depth]
+            best = best[first[need, best] > 0]
+            rows.append(np.full(len(best), need))
+            columns.append(best)
+            weights.append(first[need, best] / first[need, best].sum() if len(best) else best.astype(float))
+        mix = sp.csr_matrix(
+            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(n_needs, n_texts)
+        )
+        feedback = (mix @ index.texts).tocsr()
+        expanded = []
+        for need in range(n_needs):
+            row = feedback.getrow(need)
+            query = vectors.getrow(need)
+            if row.nnz:
+                keep = np.lexsort((row.indices, -row.data))[: self.feedback_terms]
+                scale = np.abs(query.data).sum() / np.abs(row.data[keep]).sum()
+                row = sp.csr_matrix(
+                    (row.data[keep] * scale, (np.zeros(len(keep), dtype=int), row.indices[keep])), shape=row.shape
+                )
+                query = (1.0 - self.feedback_weight) * query + self.feedback_weight * row
+            expanded.append(query)
+        result = sp.vstack(expanded, format="csr").astype(vectors.dtype)
+        result.sort_indices()
+        return result
 
     def _named(self, block: _NeedBlock, index: _TypeIndex) -> sp.csr_matrix:
         """Which targets of ``index`` each need of the block names: binary (n_needs, n_targets), cached."""
@@ -652,7 +727,7 @@ class Matcher(BaseEstimator):
         ``min_score``; :meth:`_top` ranks them.
         """
         index = self.index_[target_type]
-        vectors = block.vectors
+        vectors = self._query(block, index)
         n_needs, n_texts = len(block.ids), index.postings.shape[1]
         text_weight = 1.0 - self.tag_weight - self.region_weight
         position, dense = index.dense_common()
@@ -708,7 +783,7 @@ class Matcher(BaseEstimator):
         text's weights (what gathering the need's postings computes); features of the text that the
         need lacks add +0, which changes nothing.
         """
-        vectors, texts = block.vectors, index.texts
+        vectors, texts = self._query(block, index), index.texts
         text_weight = 1.0 - self.tag_weight - self.region_weight
         dense = np.zeros(vectors.shape, dtype=np.float32)
         dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), vectors.indices] = vectors.data

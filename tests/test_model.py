@@ -193,6 +193,9 @@ def test_sklearn_contract(toy_targets) -> None:
         ({"aggregation": "mean"}, "aggregation"),
         ({"tag_weight": 0.9, "region_weight": 0.2}, "sum below 1"),
         ({"tag_weight": -0.1}, "non-negative"),
+        ({"feedback_docs": -1}, "feedback_docs"),
+        ({"feedback_terms": 0}, "feedback_terms"),
+        ({"feedback_weight": 1.0}, "feedback_weight"),
     ],
 )
 def test_invalid_parameters(toy_targets, params, message) -> None:
@@ -312,7 +315,10 @@ def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
     return experts, needs
 
 
-@pytest.mark.parametrize("params", [{}, {"vectorizer__weighting": "bm25", "tag_weight": 0.1, "min_score": 0.05}])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"vectorizer__weighting": "bm25", "tag_weight": 0.1, "min_score": 0.05}, {"feedback_docs": 5}],
+)
 @pytest.mark.parametrize(("k", "county"), [(10, None), (1, None), (3, "雄县")])
 def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, k, county) -> None:
     """Approximate dense scores, then the candidates re-scored exactly: the same rows as scoring all."""
@@ -343,3 +349,46 @@ def test_the_dense_copy_is_not_pickled(generated) -> None:
     model.index_["expert"].dense_common()
     assert "_dense" not in pickle.loads(pickle.dumps(model)).index_["expert"].__dict__
     assert model_module.PRUNE_MIN_TEXTS > 0
+
+
+# ------------------------------------------------------------- pseudo-relevance feedback
+def _feedback_library() -> pd.DataFrame:
+    """Two profiles say 个案管理 with 督导 and 评估; a third says only 督导评估 and never 个案管理."""
+    rows = [
+        ("E1", "个案管理的督导与评估，个案管理流程"),
+        ("E2", "个案管理与督导评估实务"),
+        ("E3", "督导评估的方法与工具"),
+        ("E4", "乡村振兴产业发展"),
+    ]
+    return pd.DataFrame(
+        [target("expert", i, i, [text], [], []) for i, text in rows]
+    )
+
+
+def test_feedback_expands_a_need_with_its_best_profiles_terms() -> None:
+    """Known answer: 个案管理 shares nothing with E3's text; the feedback from E1 and E2 (督导, 评估)
+    gives E3 a score, and never E4, which shares nothing with either."""
+    library = _feedback_library()
+    need = {"id": "N1", "text": "个案管理"}
+    plain = build_matcher({"min_score": 0.0}).fit(library).recommend(need, k=4)["expert"]
+    expanded = build_matcher({"feedback_docs": 2, "feedback_weight": 0.5}).fit(library).recommend(need, k=4)["expert"]
+    assert "E3" not in ids(plain)
+    assert ids(expanded)[:2] == ids(plain)[:2] and "E3" in ids(expanded) and "E4" not in ids(expanded)
+    for result in expanded:  # reasons list the need's own words only, never the expansion's
+        assert all(term["spans"] for term in result["reasons"]["terms"])
+
+
+def test_feedback_off_changes_nothing(toy_targets) -> None:
+    needs = pd.DataFrame({"id": ["N1", "N2"], "text": ["个案管理转介", "校园欺凌"]})
+    off = build_matcher({"feedback_docs": 0, "feedback_weight": 0.9}).fit(toy_targets).match(needs)
+    pd.testing.assert_frame_equal(off, build_matcher().fit(toy_targets).match(needs))
+
+
+def test_feedback_scores_a_need_alone_as_in_a_block(toy_targets) -> None:
+    model = build_matcher({"feedback_docs": 3}).fit(toy_targets)
+    needs = pd.DataFrame({"id": ["N1", "N2", "N3"], "text": ["个案管理转介", "校园欺凌", "小组工作坊"]})
+    rows = model.match(needs, k=3)
+    for need in needs.to_dict("records"):
+        for target_type, results in model.recommend(need, k=3).items():
+            got = rows[(rows["need_id"] == need["id"]) & (rows["target_type"] == target_type)]
+            assert got["score"].tolist() == [r["score"] for r in results]
