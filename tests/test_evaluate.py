@@ -161,7 +161,7 @@ def test_standing_ignores_the_judged_experts_the_retrieval_missed() -> None:
 @requires_shared("bench/zh")
 def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> None:
     bench = evaluation.load_bench(BENCH).subset(150, seed=1)
-    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=3, n_resamples=100, work=tmp_path)
+    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=2, n_resamples=100, work=tmp_path)
     assert set(runs) == {"char_tfidf", "matcher", "matcher+judgments(cv)"}
     for method in runs:
         row = _value(rows, method, "nDCG", 10)
