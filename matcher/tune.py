@@ -33,7 +33,12 @@ __all__ = ["DEFAULT_GRID", "BenchRanker", "ndcg_scorer", "tune"]
 
 # What `matcher tune` searches by default: vectoriser, fusion and re-ranker parameters.
 DEFAULT_GRID: list[dict[str, list[Any]]] = [
-    {"matcher__vectorizer__char_weight": [1.0, 3.0], "rerank": [False]},
+    {
+        "matcher__vectorizer__char_weight": [1.0, 3.0],
+        "matcher__vectorizer__k1": [0.3, 1.2],
+        "matcher__feedback_docs": [0, 5],
+        "rerank": [False],
+    },
     {
         "matcher__vectorizer__char_weight": [1.0, 3.0],
         "matcher__judged__max_leaf_nodes": [15, 31],
