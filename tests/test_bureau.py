@@ -276,7 +276,7 @@ def test_bad_periods_name_the_option(text) -> None:
 
 
 def test_unknown_county_is_refused(url) -> None:
-    with repo.transaction(url) as session, pytest.raises(PeriodError, match="^county: '北京市'"):
+    with repo.transaction(url) as session, pytest.raises(PeriodError, match=r"^county: '北京市'"):
         bureau_report(session, "2026Q3", "北京市")
 
 
