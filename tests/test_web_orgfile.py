@@ -4,6 +4,7 @@ file and download it, make and download the report, at phone width and with the 
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from datetime import date
@@ -83,7 +84,7 @@ def test_phone_width_complete_with_outcome_open_the_file_and_download_it_and_the
     with page.expect_download() as download:
         page.click("#file-download")
     assert download.value.suggested_filename == "file-O003.xlsx"
-    book = load_workbook(download.value.path())
+    book = load_workbook(io.BytesIO(download.value.path().read_bytes()))
     assert "建立了个案转介流程" in [row[10] for row in book["合作与成效"].iter_rows(values_only=True)]
 
     page.goto(page.url.split("#")[0] + "#report")
@@ -97,7 +98,7 @@ def test_phone_width_complete_with_outcome_open_the_file_and_download_it_and_the
     with page.expect_download() as download:
         page.click("#report-download")
     assert download.value.suggested_filename == f"report-{quarter}.xlsx"
-    sheets = load_workbook(download.value.path()).sheetnames
+    sheets = load_workbook(io.BytesIO(download.value.path().read_bytes())).sheetnames
     assert sheets[0] == "封面" and "合作与成效" in sheets
     assert page.errors == []
 
