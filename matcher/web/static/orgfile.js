@@ -270,7 +270,11 @@
       section.append(el("h3", t.title));
       const totals = t.rows.filter((r) => r.county === "合计" && (["needs", "engagements"].includes(t.name) ? r.group === "全部" : true));
       if (totals.length) section.append(chart(totals, t.title));
-      section.append(table(`report-${t.name}`, report.headers, t.rows.map((r) => [r.county, r.group, r.item, r.current, r.previous, r.change]), "本期和上期都没有记录。"));
+      const details = el("details");
+      details.append(el("summary", `明细：按县区和类别（${t.rows.length} 行）`));
+      details.append(table(`report-${t.name}`, report.headers, t.rows.map((r) => [r.county, r.group, r.item, r.current, r.previous, r.change]), "本期和上期都没有记录。"));
+      details.open = t.rows.length <= 12;
+      section.append(details);
       parts.push(section);
     }
     box.replaceChildren(...parts);
