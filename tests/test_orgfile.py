@@ -276,3 +276,48 @@ def test_organisations_import_and_export_with_the_file_columns(client, db_url, t
         "id,name,stage,county,township,founded_year,staff_count,kind,status,admitted_on,left_on,licensed_social_workers"
     )
     assert repo.export_file("milestones", tmp_path / "m.csv", url=db_url) == 0
+
+
+def test_migration_0005_keeps_organisations_resident_and_links_closed_engagements(db_url) -> None:
+    from sqlalchemy import text
+
+    from matcher.store.db import engine_for, upgrade
+    from matcher.store.schema import Engagement, Organisation
+
+    upgrade(db_url, "0004")
+    when = "2026-03-05 02:00:00+00:00"
+    with engine_for(db_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO organisations (id, name, stage, county, township, updated_at)"
+                " VALUES ('O1', '测试机构', '初创期', '雄县', '', :t)"
+            ),
+            {"t": when},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO needs (id, org_id, title, description, tags, urgency, status, created_at, updated_at)"
+                " VALUES ('N1', 'O1', '标题', '描述', '[]', 'medium', 'closed', :t, :t)"
+            ),
+            {"t": when},
+        )
+        for id_, decision, at in (("D1", "accepted", "2026-03-01 02:00:00+00:00"), ("D2", "completed", when)):
+            connection.execute(
+                text(
+                    "INSERT INTO decisions (id, need_id, target_type, target_id, decision, comment, decided_at)"
+                    " VALUES (:id, 'N1', 'expert', 'E1', :d, '', :t)"
+                ),
+                {"id": id_, "d": decision, "t": at},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO engagements (need_id, target_type, target_id, status, opened_at, closed_at, decision_id)"
+                " VALUES ('N1', 'expert', 'E1', 'completed', '2026-03-01 02:00:00+00:00', :t, 'D1')"
+            ),
+            {"t": when},
+        )
+    upgrade(db_url)
+    with repo.transaction(db_url) as session:
+        org = session.get(Organisation, "O1")
+        assert (org.kind, org.status, org.admitted_on) == ("agency", "resident", None)
+        assert session.scalars(select(Engagement)).one().closed_decision_id == "D2"
