@@ -321,3 +321,18 @@ def test_migration_0005_keeps_organisations_resident_and_links_closed_engagement
         org = session.get(Organisation, "O1")
         assert (org.kind, org.status, org.admitted_on) == ("agency", "resident", None)
         assert session.scalars(select(Engagement)).one().closed_decision_id == "D2"
+
+
+def test_an_outcome_goes_with_a_completion_only(client) -> None:
+    engagement = open_engagement(client)
+    cancel = {
+        "need_id": engagement["need_id"],
+        "target_type": "expert",
+        "target_id": engagement["target_id"],
+        "decision": "cancelled",
+        "outcome": OUTCOME,
+    }
+    refused = client.post("/v1/feedback", json=cancel, headers=AS_COORDINATOR)
+    assert refused.status_code == 400 and refused.get_json()["errors"][0]["field"] == "outcome"
+    items = client.get(f"/v1/engagements?need_id={engagement['need_id']}", headers=AS_COORDINATOR).get_json()["items"]
+    assert [e["status"] for e in items] == ["open"]
