@@ -333,3 +333,25 @@ def test_http_report_roles_and_errors(make_app, url) -> None:
     xlsx = client.get("/v1/report.xlsx?period=2026-08&county=雄县")
     assert xlsx.status_code == 200 and "report-2026-08" in xlsx.headers["Content-Disposition"]
     assert load_workbook(io.BytesIO(xlsx.data)).sheetnames[0] == "封面"
+
+
+def test_seeded_frames_equal_the_files_with_the_file_columns(url) -> None:
+    import pandas as pd
+
+    from matcher.library import load_libraries
+
+    files = load_libraries(FIXTURE)
+    with repo.transaction(url) as session:
+        stored = repo.load_libraries_db(session)
+        sizes = repo.counts(session)
+    for kind in ("organisations", "resources", "needs", "decisions"):
+        expected = getattr(files, kind).sort_values("id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(getattr(stored, kind), expected, obj=kind)
+    assert list(stored.organisations.columns[-5:]) == [
+        "kind",
+        "status",
+        "admitted_on",
+        "left_on",
+        "licensed_social_workers",
+    ]
+    assert (sizes["stages"], sizes["milestones"]) == (5, 2)
