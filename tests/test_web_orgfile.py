@@ -81,6 +81,13 @@ def test_phone_width_complete_with_outcome_open_the_file_and_download_it_and_the
     assert "目标达成" in page.inner_text("#file-summary") or "目标达成 " in page.inner_text("#file-summary")
     assert no_overflow(page, "orgfile") == []
     shot(page, "orgfile-02-file-phone")
+    page.select_option("#file-status-form select[name=status]", "graduated")
+    page.fill("#file-status-form input[name=left_on]", "2026-11-30")
+    page.fill("#file-status-form input[name=licensed_social_workers]", "2")
+    page.click("#file-status-form button[type=submit]")
+    wait_for_function(page, "document.querySelector('#status').textContent.includes('已出壳')")
+    org = call(base, coordinator, "GET", "/v1/organisations/O003")
+    assert (org["status"], org["left_on"], org["licensed_social_workers"]) == ("graduated", "2026-11-30", 2)
     with page.expect_download() as download:
         page.click("#file-download")
     assert download.value.suggested_filename == "file-O003.xlsx"

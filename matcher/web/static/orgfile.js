@@ -107,6 +107,7 @@
     download.download = `file-${org.id}.xlsx`;
     download.id = "file-download";
     head.append(name, facts, summary, download);
+    if (CAN_EDIT) head.append(statusForm(org));
 
     const stages = el("section", null, "panel");
     stages.append(el("h3", "阶段历史"));
@@ -159,6 +160,51 @@
     ]), "还没有使用资源。"));
     box.replaceChildren(head, stages, plan, work, events, resources);
     say(`已打开 ${org.name} 的档案`);
+  }
+
+  // Admission, graduation (出壳) or leaving, and the staff figures: a PUT of the organisation as a whole.
+  function statusForm(org) {
+    const form = el("form", null, "filters");
+    form.id = "file-status-form";
+    form.setAttribute("aria-label", "修改入驻状态和人员");
+    const status = el("select");
+    status.name = "status";
+    for (const [value, text] of Object.entries(STATUS)) status.append(new Option(text, value, false, value === org.status));
+    const dateInput = (name, value) => {
+      const node = el("input");
+      Object.assign(node, { type: "date", name, value: value || "" });
+      return node;
+    };
+    const number = (name, value) => {
+      const node = el("input");
+      Object.assign(node, { type: "number", name, min: 0, value: value ?? "" });
+      return node;
+    };
+    const admitted = dateInput("admitted_on", org.admitted_on);
+    const left = dateInput("left_on", org.left_on);
+    const staff = number("staff_count", org.staff_count);
+    const licensed = number("licensed_social_workers", org.licensed_social_workers);
+    const save = el("button", "保存", "small");
+    save.type = "submit";
+    form.append(field("状态", status), field("入驻日期", admitted), field("出壳/离开日期", left), field("工作人员", staff),
+      field("持证社工", licensed), save);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const { updated_at: _, ...record } = org;
+      const value = (input) => (input.value === "" ? null : input.value);
+      try {
+        await api("PUT", `/v1/organisations/${encodeURIComponent(org.id)}`, {
+          ...record, status: status.value, admitted_on: value(admitted), left_on: value(left),
+          staff_count: value(staff) === null ? null : Number(staff.value),
+          licensed_social_workers: value(licensed) === null ? null : Number(licensed.value),
+        });
+        await renderFile(org.id);
+        say(`已保存 ${org.name}：${STATUS[status.value]}`);
+      } catch (error) {
+        fail(error);
+      }
+    });
+    return form;
   }
 
   function milestoneForm(org) {
