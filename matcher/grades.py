@@ -50,6 +50,7 @@ __all__ = [
     "event_labels",
     "event_labels_db",
     "grade",
+    "judgment_rows",
     "kinds",
     "outcome_labels",
     "outcome_labels_db",
@@ -282,3 +283,32 @@ def outcome_labels_db(session: Any) -> pd.DataFrame:
     )
     columns = ["need_id", "org_id", "target_type", "target_id", "goal_met", "closed_at"]
     return outcome_labels(pd.DataFrame([tuple(r) for r in session.execute(query)], columns=columns))
+
+
+#: Columns of :func:`judgment_rows`: a judgments file ``matcher train --judgments`` reads.
+JUDGMENT_COLUMNS = ("need_id", "target_type", "target_id", "grade", "source", "at")
+
+
+def judgment_rows(labels: Iterable[pd.DataFrame]) -> list[dict[str, Any]]:
+    """Derived labels (frames of :data:`LABEL_COLUMNS`) as judgment rows: one per (need, target), its best grade.
+
+    Labels about an organisation without a stored need are left out (a judgment is about a need).
+    Rows are ordered by need, target type and target id; ``at`` is ISO 8601 UTC.
+    """
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for frame in labels:
+        for row in frame.itertuples(index=False):
+            if not isinstance(row.need_id, str) or not row.need_id:
+                continue
+            key = (row.need_id, row.target_type, row.target_id)
+            if key not in best or row.grade > best[key]["grade"]:
+                at = pd.Timestamp(row.at)
+                best[key] = {
+                    "need_id": row.need_id,
+                    "target_type": row.target_type,
+                    "target_id": row.target_id,
+                    "grade": float(row.grade),
+                    "source": row.source,
+                    "at": at.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ") if at.tzinfo else at.isoformat(),
+                }
+    return [best[key] for key in sorted(best)]

@@ -355,3 +355,25 @@ def test_seeded_frames_equal_the_files_with_the_file_columns(url) -> None:
         "licensed_social_workers",
     ]
     assert (sizes["stages"], sizes["milestones"]) == (5, 2)
+
+
+def test_cli_labels_write_a_judgments_file_of_outcomes_and_attendance(tmp_path) -> None:
+    from matcher.judgments import read_judgments
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'labels.sqlite3'}", "MATCHER_DATA_DIR": str(FIXTURE), "PATH": ""}
+    command = [sys.executable, "-m", "matcher.cli", "labels"]
+    out = tmp_path / "judgments.csv"
+    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    judged = read_judgments(out, needs=["N1", "N2", "N3", "N4"], targets={"expert": ["E1", "E2"]})
+    pairs = {(r.need_id, r.target_id): r.grade for r in judged.itertuples(index=False)}
+    # D02 goal met (4) beats N2's attendance at V2 rated 4 (3); D04 partly (3); D08 not met (1)
+    assert pairs == {("N1", "E2"): 3.0, ("N2", "E1"): 4.0, ("N4", "E2"): 1.0}
+    only = tmp_path / "attendance.csv"
+    done = subprocess.run(
+        [*command, "--out", str(only), "--sources", "attendance"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert only.read_text(encoding="utf-8-sig").splitlines()[1].startswith("N2,expert,E1,3.0,attendance,")
+    bad = subprocess.run([*command, "--out", str(out), "--sources", "gossip"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--sources" in bad.stderr
