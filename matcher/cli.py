@@ -492,6 +492,70 @@ def assign(
 
 
 @cli.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The judgments file (.csv or .xlsx).")
+@click.option(
+    "--sources",
+    default="follow_up,attendance",
+    show_default=True,
+    help="Comma-separated: follow_up (engagements' outcomes), attendance (held events).",
+)
+def labels(out: Path, sources: str) -> None:
+    """Derived labels of the database as a judgments file for ``matcher train --judgments``.
+
+    One row per (need, target) with its best grade (matcher.grades): outcomes of completed engagements
+    (completed with the goal met 4, partly 3, not met 1) and attendance at held events. They are never
+    written as decisions.
+    """
+    from matcher import grades
+    from matcher.output import write_table
+    from matcher.store.repository import transaction
+
+    wanted = [s.strip() for s in sources.replace("，", ",").split(",") if s.strip()]
+    unknown = sorted(set(wanted) - {"follow_up", "attendance"})
+    if unknown or not wanted:
+        raise click.UsageError(f"--sources: use follow_up and/or attendance, not {', '.join(unknown) or 'nothing'}")
+    if out.suffix.lower() not in (".csv", ".xlsx"):
+        raise click.UsageError(f"--out {out}: use a .csv or .xlsx file name")
+    with transaction(_store_url()) as session:
+        frames = []
+        if "follow_up" in wanted:
+            frames.append(grades.outcome_labels_db(session))
+        if "attendance" in wanted:
+            frames.append(grades.event_labels_db(session))
+    rows = grades.judgment_rows(frames)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_table(rows, grades.JUDGMENT_COLUMNS, out, sheet="judgments")
+    click.echo(f"wrote {len(rows)} judged pairs ({', '.join(wanted)}) to {out}")
+
+
+@cli.command()
+@click.option("--period", required=True, help="A quarter (2026Q3), a month (2026-07) or a year (2026).")
+@click.option("--county", default=None, help="Only this county's organisations (e.g. 雄县).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The workbook to write (.xlsx).")
+def report(period: str, county: str | None, out: Path) -> None:
+    """The bureau report (工作报表) of a period, with the previous period beside it, as XLSX."""
+    from matcher.bureau import bureau_report, parse_period, report_workbook
+    from matcher.output import atomic_file
+    from matcher.store.repository import transaction
+
+    if out.suffix.lower() != ".xlsx":
+        raise click.UsageError(f"--out {out}: the report is a workbook; use a .xlsx file name")
+    parse_period(period)  # a bad period is refused before the database is opened
+    url = _store_url()
+    with transaction(url) as session:
+        body = bureau_report(session, period, county)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as tmp:
+        tmp.write_bytes(report_workbook(body))
+    figures = sum(len(t["rows"]) for t in body["tables"])
+    where = body["county"] or "all counties"
+    click.echo(
+        f"report {body['period']['label']} ({body['period']['start']} to {body['period']['end']}, {where}), "
+        f"previous {body['previous']['label']}: {len(body['tables'])} tables, {figures} figures; wrote {out}"
+    )
+
+
+@cli.command()
 @click.option(
     "--out",
     "out_dir",
@@ -638,7 +702,18 @@ def tune(
     click.echo(f"wrote {out_dir / 'best_params.json'} and {out_dir / 'tune_results.csv'}")
 
 
-_STORE_KINDS = ("organisations", "needs", "experts", "resources", "projects", "decisions", "events", "attendees")
+_STORE_KINDS = (
+    "organisations",
+    "needs",
+    "experts",
+    "resources",
+    "projects",
+    "decisions",
+    "events",
+    "attendees",
+    "stages",
+    "milestones",
+)
 
 
 def _safe_url(url: str) -> str:

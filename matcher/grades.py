@@ -15,11 +15,17 @@ kind             value                                       grade
 ``decision``     ``completed`` with rating <= 2               1
 ``decision``     ``cancelled``, ``shown``                    None (no label)
 ``outcome``      an outcome rating 1-5                       rating - 1
+``follow_up``    goal met ``yes`` (目标达成)                   4
+``follow_up``    goal met ``partly`` (部分达成)                3 (as completed)
+``follow_up``    goal met ``no`` (未达成)                      1
 ``attendance``   ``attended`` with the event's rating 1-5    rating - 1
 ``attendance``   ``attended`` without a rating               2
 ``attendance``   ``absent`` (invited for the need, not come)  1
 ===============  ==========================================  =====
 
+A completed engagement's follow-up (:func:`outcome_labels`: one label per outcome of the
+``outcomes`` table) ranks completed with the goal met above completed, above accepted, above
+rejected: 4 > 3 > 2 > 0; a goal not met is weak evidence (1), as a completion rated 2 or less.
 Event attendance (:func:`event_labels`: each attendee of a held event, for each of its experts) and
 other kinds registered with :func:`register` (organisation-file outcomes) are derived training labels,
 never rows of ``decisions`` (a decision row opens engagements and counts in acceptance rates). A pair
@@ -44,7 +50,10 @@ __all__ = [
     "event_labels",
     "event_labels_db",
     "grade",
+    "judgment_rows",
     "kinds",
+    "outcome_labels",
+    "outcome_labels_db",
     "register",
 ]
 
@@ -116,11 +125,22 @@ def _attendance(value: Any, *, rating: float | None = None, **_: Any) -> float:
     return _outcome(rating)
 
 
+_GOAL_WORDS = {"yes": 4.0, "是": 4.0, "达成": 4.0, "partly": COMPLETED, "部分": COMPLETED, "no": 1.0, "否": 1.0}
+
+
+def _follow_up(value: Any, **_: Any) -> float:
+    word = unicodedata.normalize("NFKC", str(value)).strip().casefold() if value is not None else ""
+    if word not in _GOAL_WORDS:
+        raise GradeError(f"follow_up: goal met must be yes, partly or no, not {value!r}")
+    return _GOAL_WORDS[word]
+
+
 _GRADERS: dict[str, Callable[..., float | None]] = {
     "judgment": _judgment,
     "decision": _decision,
     "outcome": _outcome,
     "attendance": _attendance,
+    "follow_up": _follow_up,
 }
 
 
@@ -177,7 +197,9 @@ def event_labels(events: pd.DataFrame, attendees: pd.DataFrame) -> pd.DataFrame:
         if attendee.event_id not in held.index or attendee.status not in ("attended", "absent"):
             continue
         event = held.loc[attendee.event_id]
-        value = grade("attendance", attendee.status, rating=None if pd.isna(attendee.rating) else float(attendee.rating))
+        value = grade(
+            "attendance", attendee.status, rating=None if pd.isna(attendee.rating) else float(attendee.rating)
+        )
         for expert_id in event["expert_ids"]:
             rows.append(
                 {
@@ -217,3 +239,76 @@ def event_labels_db(session: Any) -> pd.DataFrame:
         columns=["event_id", "org_id", "need_id", "status", "rating"],
     )
     return event_labels(events, attendees)
+
+
+def outcome_labels(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Graded labels from engagements' follow-ups: one row per outcome (derived, never a decision row).
+
+    outcomes : DataFrame with ``need_id, org_id, target_type, target_id, goal_met, closed_at``
+
+    Returns a DataFrame of :data:`LABEL_COLUMNS` (``source`` ``follow_up``, ``event_id`` empty,
+    ``at`` the engagement's completion), ordered by time, need and target.
+    """
+    rows = [
+        {
+            "need_id": row.need_id,
+            "org_id": row.org_id,
+            "target_type": row.target_type,
+            "target_id": row.target_id,
+            "grade": grade("follow_up", row.goal_met),
+            "source": "follow_up",
+            "event_id": "",
+            "at": row.closed_at,
+        }
+        for row in outcomes.itertuples(index=False)
+    ]
+    frame = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+    frame["grade"] = frame["grade"].astype("float64")
+    return frame.sort_values(["at", "need_id", "target_type", "target_id"], kind="stable").reset_index(drop=True)
+
+
+def outcome_labels_db(session: Any) -> pd.DataFrame:
+    """:func:`outcome_labels` of the outcomes stored in the database (read only; live needs only)."""
+    from sqlalchemy import select
+
+    from matcher.store.schema import Engagement, Need, Outcome
+
+    query = (
+        select(
+            Need.id, Need.org_id, Engagement.target_type, Engagement.target_id, Outcome.goal_met, Engagement.closed_at
+        )
+        .join(Engagement, Engagement.id == Outcome.engagement_id)
+        .join(Need, Need.id == Engagement.need_id)
+        .where(Need.deleted_at.is_(None))
+    )
+    columns = ["need_id", "org_id", "target_type", "target_id", "goal_met", "closed_at"]
+    return outcome_labels(pd.DataFrame([tuple(r) for r in session.execute(query)], columns=columns))
+
+
+#: Columns of :func:`judgment_rows`: a judgments file ``matcher train --judgments`` reads.
+JUDGMENT_COLUMNS = ("need_id", "target_type", "target_id", "grade", "source", "at")
+
+
+def judgment_rows(labels: Iterable[pd.DataFrame]) -> list[dict[str, Any]]:
+    """Derived labels (frames of :data:`LABEL_COLUMNS`) as judgment rows: one per (need, target), its best grade.
+
+    Labels about an organisation without a stored need are left out (a judgment is about a need).
+    Rows are ordered by need, target type and target id; ``at`` is ISO 8601 UTC.
+    """
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for frame in labels:
+        for row in frame.itertuples(index=False):
+            if not isinstance(row.need_id, str) or not row.need_id:
+                continue
+            key = (row.need_id, row.target_type, row.target_id)
+            if key not in best or row.grade > best[key]["grade"]:
+                at = pd.Timestamp(row.at)
+                best[key] = {
+                    "need_id": row.need_id,
+                    "target_type": row.target_type,
+                    "target_id": row.target_id,
+                    "grade": float(row.grade),
+                    "source": row.source,
+                    "at": at.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ") if at.tzinfo else at.isoformat(),
+                }
+    return [best[key] for key in sorted(best)]

@@ -69,6 +69,17 @@ FILES: dict[str, tuple[str, ...]] = {
     "projects": ("id", "name", "org_id", "tags", "description", "outcomes"),
     "decisions": ("id", "need_id", "target_type", "target_id", "decision", "rating", "decided_at", "rank"),
 }
+#: Columns a file may lack (files written before the organisation file): name -> value when absent.
+OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
+    "organisations": {
+        "kind": "agency",
+        "status": "resident",
+        "admitted_on": "",
+        "left_on": "",
+        "licensed_social_workers": "",
+    },
+    "resources": {"seats": "", "amount_yuan": ""},
+}
 LIST_COLUMNS = {"tags", "specialties", "counties", "courses", "keywords"}
 STAGES = ("初创期", "成长期", "成熟期")
 
@@ -92,7 +103,9 @@ def check_data_dir(directory: str | os.PathLike | None = None) -> Path:
     missing = [f"{name}.csv" for name in FILES if not (root / f"{name}.csv").is_file()]
     if missing:
         looked = root.resolve()
-        what = f"the library folder {looked} does not exist" if not root.is_dir() else f"{looked / missing[0]}: not found"
+        what = (
+            f"the library folder {looked} does not exist" if not root.is_dir() else f"{looked / missing[0]}: not found"
+        )
         raise LibraryError(
             f"{what}: run matcher in the project folder, or set {DATA_DIR_ENV} to the folder that holds "
             "taxonomy.csv and the other library files"
@@ -269,9 +282,15 @@ def load_libraries(directory: str | os.PathLike | None = None) -> Libraries:
     experts["capacity"] = _parse_int(experts, "capacity", paths["experts"])
     experts["available"] = _parse_bool(experts, "available", paths["experts"])
     frames["resources"]["quantity"] = _parse_int(frames["resources"], "quantity", paths["resources"])
-    if "seats" not in frames["resources"].columns:  # venues' seats: an optional column (files before events)
-        frames["resources"]["seats"] = ""
-    frames["resources"]["seats"] = _parse_int(frames["resources"], "seats", paths["resources"])
+    for name, optional in OPTIONAL_COLUMNS.items():  # files before events or the organisation file lack them
+        frame = frames[name]
+        for column, default in optional.items():
+            if column not in frame.columns:
+                frame[column] = default
+            elif default:
+                frame[column] = frame[column].where(frame[column].astype(str).str.strip() != "", default)
+    for column in ("seats", "amount_yuan"):
+        frames["resources"][column] = _parse_int(frames["resources"], column, paths["resources"])
     decisions = frames["decisions"]
     decisions["rating"] = _parse_int(decisions, "rating", paths["decisions"], minimum=1)
     decisions["rank"] = _parse_int(decisions, "rank", paths["decisions"], minimum=1)

@@ -11,7 +11,7 @@ from matcher.auth import KeyRing, parse_env_keys
 from tests.access_support import ROLES, bearer, copy_database, make_keys
 
 PROBLEM = "application/problem+json"
-KINDS = ("organisations", "needs", "experts", "resources", "projects", "events", "attendees")
+KINDS = ("organisations", "needs", "experts", "resources", "projects", "events", "attendees", "stages", "milestones")
 READERS = {"coordinator", "analyst"}
 #: Who may call each route (the issue's matrix); "public" routes need no key.
 MATRIX: dict[tuple[str, str], set[str] | str] = {
@@ -38,6 +38,11 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("get", "/v1/admin/audit"): {"admin"},
     ("post", "/v1/events/plan"): {"coordinator"},
     ("get", "/v1/events/{event_id}/signin.xlsx"): READERS,
+    ("get", "/v1/organisations/{org_id}/file"): READERS,
+    ("get", "/v1/organisations/{org_id}/file.xlsx"): READERS,
+    ("put", "/v1/engagements/{engagement_id}/outcome"): {"coordinator"},
+    ("get", "/v1/report"): READERS,
+    ("get", "/v1/report.xlsx"): READERS,
     **{("get", f"/v1/{kind}"): READERS for kind in KINDS},
     **{("get", f"/v1/{kind}/{{record_id}}"): READERS for kind in KINDS},
     **{("post", f"/v1/{kind}"): {"coordinator"} for kind in KINDS},
@@ -58,7 +63,9 @@ def keyed(make_app, trained, models_copy, tmp_path):
 def _request(client, method: str, path: str, headers: dict[str, str]):
     """A request that passes authorisation and then fails harmlessly (404/400) or reads."""
     path = path.replace("{need_id}", "N0001").replace("{record_id}", "ZZ-missing").replace("{key_id}", "k_missing")
-    path = path.replace("{event_id}", "ZZ-missing")
+    path = (
+        path.replace("{event_id}", "ZZ-missing").replace("{org_id}", "ZZ-missing").replace("{engagement_id}", "999999")
+    )
     body = None
     if method in ("post", "put"):
         body = {"text": "个案管理"} if path in ("/v1/match", "/v1/match/export") else {}

@@ -109,9 +109,11 @@ def test_documented_routes_are_the_routes(client) -> None:
             continue
         path = rule.rule.replace("<record_id>", "{record_id}").replace("<need_id>", "{need_id}")
         path = path.replace("<key_id>", "{key_id}").replace(
-            "<any(organisations, needs, experts, resources, projects, events, attendees):kind>", "experts"
+            "<any(organisations, needs, experts, resources, projects, events, attendees, stages, milestones):kind>",
+            "experts",
         )
-        path = path.replace("<event_id>", "{event_id}")
+        path = path.replace("<event_id>", "{event_id}").replace("<org_id>", "{org_id}")
+        path = path.replace("<int:engagement_id>", "{engagement_id}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in doc["paths"][path], (method, path)
 

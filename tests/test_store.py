@@ -100,7 +100,7 @@ def write_csv(path: Path, header: list[str], rows: list[list], encoding: str = "
 def test_migrations_create_the_schema_and_concurrent_seeding_fills_once(db_url, files) -> None:
     upgrade(db_url)
     assert current_revision(db_url) == ScriptDirectory.from_config(_alembic_config(db_url)).get_current_head()
-    assert current_revision(db_url) == "0004"  # the migrations of this checkout, the events migration the newest
+    assert current_revision(db_url) == "0005"  # the migrations of this checkout, the organisation file the newest
     with engine_for(db_url).connect() as connection:
         tables = set(inspect(connection).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables

@@ -247,6 +247,8 @@ def test_coordinator_finds_matches_justifies_accepts_and_completes(browser, site
     # complete it from the need's page
     open_match(page, need_id)
     page.click(f"#need-engagements li:has-text('{expert_id}') button:has-text('完成')")
+    # 完成 asks for the follow-up; completing now leaves it waiting (issue 17)
+    page.click(f"#need-engagements li:has-text('{expert_id}') form.outcome-form button:has-text('先完成，稍后回访')")
     page.wait_for_function("document.querySelector('#status').textContent.includes('已记录：完成')")
     page.wait_for_selector(f"#need-engagements li:has-text('{expert_id}') .state.completed")
     after = api(base, tokens["coordinator"], f"/v1/engagements?need_id={need_id}&expert_id={expert_id}")

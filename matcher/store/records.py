@@ -28,7 +28,9 @@ kind               header aliases → field
 all kinds          编号, ID, 代码 → ``id``
 organisations      名称, 机构名称, 机构 → name; 阶段, 发展阶段 → stage; 县区, 区县, 地区, 所在县区 →
                    county; 乡镇, 街道, 乡镇街道 → township; 成立年份, 成立时间 → founded_year;
-                   人数, 员工人数, 工作人员数 → staff_count
+                   人数, 员工人数, 工作人员数 → staff_count; 类型, 机构类型 → kind; 状态, 入驻状态 →
+                   status; 入驻日期, 入驻时间 → admitted_on; 离开日期, 出壳日期 → left_on;
+                   持证社工, 持证社工人数 → licensed_social_workers
 needs              机构编号, 机构ID → org_id; 标题, 名称, 需求标题 → title; 描述, 内容, 简介, 需求描述,
                    详情 → description; 标签, 类别 → tags; 紧急程度, 紧急度 → urgency; 状态 → status;
                    创建时间, 提交时间 → created_at
@@ -39,7 +41,8 @@ experts            名称, 姓名 → name; 单位, 工作单位, 所在单位 �
                    电子邮箱 → email; 课程, 授课课程 → courses
 resources          类型, 资源类型 → type; 名称, 资源名称 → name; 描述, 内容, 简介 → description;
                    提供方, 提供者, 提供单位 → provider; 地区, 县区, 区县 → county; 数量, 容量 →
-                   quantity; 标签 → tags; 座位, 座位数 → seats (venues)
+                   quantity; 标签 → tags; 座位, 座位数 → seats (venues); 金额, 资金金额 →
+                   amount_yuan (funding)
 projects           名称, 项目名称 → name; 机构编号 → org_id; 标签 → tags; 描述, 内容, 简介 →
                    description; 成效, 成果, 项目成效 → outcomes
 decisions          需求编号 → need_id; 对象类型, 目标类型 → target_type; 对象编号, 目标编号 →
@@ -52,7 +55,14 @@ events             类型, 活动类型 → kind; 标题, 名称 → title; 描�
                    状态 → status
 attendees          活动编号 → event_id; 机构编号 → org_id; 需求编号 → need_id; 状态, 出席 → status;
                    评分 → rating; 评语, 备注 → comment
+stages             机构编号 → org_id; 阶段, 发展阶段 → stage; 起始日期, 日期 → since
+milestones         机构编号 → org_id; 阶段 → stage; 目标, 阶段目标 → goal; 里程碑, 节点 → milestone;
+                   截止日期, 到期日 → due_on; 状态 → status
 =================  ==========================================================================
+
+Organisation-file fields are dates (``YYYY-MM-DD``, also ``2026/7/1``); an organisation's
+``left_on`` is set only once it has graduated (出壳) or left, and never before ``admitted_on``;
+its licensed social workers are never more than its staff.
 """
 
 from __future__ import annotations
@@ -82,9 +92,14 @@ __all__ = [
     "EVENT_KINDS",
     "EVENT_STATUSES",
     "EVENT_TYPES",
+    "FILE_KINDS",
+    "GOAL_MET",
     "KINDS",
+    "MILESTONE_STATUSES",
     "MODELS",
     "NEED_STATUSES",
+    "ORG_KINDS",
+    "ORG_STATUSES",
     "RESOURCE_TYPES",
     "STAGES",
     "TARGET_TYPES",
@@ -94,16 +109,20 @@ __all__ = [
     "EventIn",
     "ExpertIn",
     "FeedbackIn",
+    "MilestoneIn",
     "NeedIn",
     "NewNeedIn",
     "OrganisationIn",
+    "OutcomeIn",
     "ProjectIn",
     "ResourceIn",
+    "StageIn",
     "canonical_value",
     "clean_text",
     "field_errors",
     "header_key",
     "header_map",
+    "parse_day",
     "parse_timestamp",
     "to_local_iso",
     "to_utc_iso",
@@ -137,6 +156,12 @@ EVENT_KINDS: tuple[str, ...] = ("events", "attendees")
 EVENT_TYPES = ("training", "workshop", "supervision")
 EVENT_STATUSES = ("planned", "confirmed", "held", "cancelled")
 ATTENDEE_STATUSES = ("invited", "confirmed", "attended", "absent")
+#: The organisation file (机构档案): stage history and the incubation plan, records of their own.
+FILE_KINDS: tuple[str, ...] = ("stages", "milestones")
+ORG_KINDS = ("agency", "station", "centre")
+ORG_STATUSES = ("applicant", "resident", "graduated", "left")
+MILESTONE_STATUSES = ("planned", "done", "missed")
+GOAL_MET = ("yes", "partly", "no")
 
 _VALUE_ALIASES: dict[str, dict[str, str]] = {
     "stage": {
@@ -187,6 +212,35 @@ _VALUE_ALIASES: dict[str, dict[str, str]] = {
         "已举办": "held",
         "已取消": "cancelled",
     },
+    "org_kind": {
+        "社工机构": "agency",
+        "机构": "agency",
+        "乡镇社工站": "station",
+        "社工站": "station",
+        "县级指导中心": "centre",
+        "指导中心": "centre",
+        "center": "centre",
+    },
+    "org_status": {
+        "申请中": "applicant",
+        "申请": "applicant",
+        "在孵": "resident",
+        "入驻": "resident",
+        "已入驻": "resident",
+        "出壳": "graduated",
+        "已出壳": "graduated",
+        "离开": "left",
+        "已离开": "left",
+    },
+    "milestone_status": {
+        "计划": "planned",
+        "计划中": "planned",
+        "完成": "done",
+        "已完成": "done",
+        "未完成": "missed",
+        "逾期": "missed",
+    },
+    "goal_met": {"是": "yes", "达成": "yes", "部分": "partly", "部分达成": "partly", "否": "no", "未达成": "no"},
     "attendee_status": {
         "已邀请": "invited",
         "邀请": "invited",
@@ -355,6 +409,32 @@ def parse_timestamp(value: Any) -> datetime:
     return moment
 
 
+def parse_day(value: Any) -> date:
+    """A calendar date from ``2026-07-01``, ``2026/7/1``, a date or a datetime (its local day)."""
+    if isinstance(value, datetime):
+        return value.astimezone(LOCAL_TZ).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        text = unicodedata.normalize("NFKC", value).strip().replace("/", "-").replace(".", "-")
+        parts = text.split("-")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            try:
+                return date(int(parts[0]), int(parts[1]), int(parts[2]))
+            except ValueError:
+                pass
+        raise ValueError(f"expected a date such as 2026-07-01, got {value!r}")
+    raise ValueError(f"expected a date such as 2026-07-01, got {type(value).__name__}")
+
+
+def _day(value: Any) -> Any:
+    if _blank(value):
+        return None
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    return parse_day(value)
+
+
 def _timestamp(value: Any) -> Any:
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
         value = value.to_pydatetime()
@@ -448,6 +528,13 @@ AttendeeStatus = _choice("attendee_status", ATTENDEE_STATUSES)
 Ids = Annotated[list[Annotated[str, Field(max_length=64)]], BeforeValidator(_items), Field(min_length=1, max_length=10)]
 OptionalIds = _list(10, 64)
 Seats = _whole(1, 100_000)
+Day = Annotated[date, BeforeValidator(_day)]
+OptionalDay = Annotated[date | None, BeforeValidator(_day)]
+OrgKind = _choice("org_kind", ORG_KINDS)
+OrgStatus = _choice("org_status", ORG_STATUSES)
+MilestoneStatus = _choice("milestone_status", MILESTONE_STATUSES)
+GoalMet = _choice("goal_met", GOAL_MET)
+Hours = Annotated[Annotated[float, Field(allow_inf_nan=False, ge=0, le=10_000)] | None, BeforeValidator(_number)]
 
 
 class _Record(BaseModel):
@@ -478,6 +565,36 @@ class OrganisationIn(_Record):
     township: Text50 = ""
     founded_year: Year = None
     staff_count: Count = None
+    kind: OrgKind = "agency"
+    status: OrgStatus = "resident"
+    admitted_on: OptionalDay = None
+    left_on: OptionalDay = None
+    licensed_social_workers: Count = None
+
+    @field_validator("admitted_on")
+    @classmethod
+    def _admitted(cls, value: date | None, info: ValidationInfo) -> date | None:
+        if value is not None and info.data.get("status") == "applicant":
+            raise ValueError("an applicant has not been admitted yet (leave it empty)")
+        return value
+
+    @field_validator("left_on")
+    @classmethod
+    def _left(cls, value: date | None, info: ValidationInfo) -> date | None:
+        if value is not None and info.data.get("status", "resident") not in ("graduated", "left"):
+            raise ValueError("only an organisation that graduated or left has a leaving date")
+        admitted = info.data.get("admitted_on")
+        if value is not None and admitted is not None and value < admitted:
+            raise ValueError(f"must not be before admitted_on ({admitted.isoformat()})")
+        return value
+
+    @field_validator("licensed_social_workers")
+    @classmethod
+    def _licensed(cls, value: int | None, info: ValidationInfo) -> int | None:
+        staff = info.data.get("staff_count")
+        if value is not None and staff is not None and value > staff:
+            raise ValueError(f"{value} licensed social workers is more than the staff ({staff})")
+        return value
 
 
 class NeedIn(_Record):
@@ -529,6 +646,14 @@ class ResourceIn(_Record):
     quantity: Count = None
     tags: Tags = []
     seats: Count = None  # venues: how many people it seats (events need seats >= attendees)
+    amount_yuan: Count = None  # funding: the amount in yuan (its funder is ``provider``)
+
+    @field_validator("amount_yuan")
+    @classmethod
+    def _funding_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("type") not in (None, "funding"):
+            raise ValueError("only a funding resource (资金) has an amount")
+        return value
 
 
 class ProjectIn(_Record):
@@ -608,6 +733,37 @@ class AttendeeIn(_Record):
         return value
 
 
+class StageIn(_Record):
+    """One step of an organisation's stage history: the stage it has been in ``since`` that day."""
+
+    id: Id
+    org_id: Id
+    stage: Stage
+    since: Day
+
+
+class MilestoneIn(_Record):
+    """A milestone of an organisation's incubation plan: the stage's goal, what is due when, and its status."""
+
+    id: Id
+    org_id: Id
+    stage: Stage
+    goal: Name200
+    milestone: Name200
+    due_on: Day
+    status: MilestoneStatus = "planned"
+
+
+class OutcomeIn(_Record):
+    """The follow-up of a completed engagement (回访): was its goal met, how it went, the expert's hours."""
+
+    goal_met: GoalMet
+    rating: _whole(1, 5)  # type: ignore[valid-type]
+    hours: Hours = None
+    changed: Text2000 = ""
+    follow_up_on: OptionalDay = None
+
+
 MODELS: dict[str, type[_Record]] = {
     "organisations": OrganisationIn,
     "needs": NeedIn,
@@ -617,6 +773,8 @@ MODELS: dict[str, type[_Record]] = {
     "decisions": DecisionIn,
     "events": EventIn,
     "attendees": AttendeeIn,
+    "stages": StageIn,
+    "milestones": MilestoneIn,
 }
 
 # --------------------------------------------------------------------------- import headers
@@ -641,6 +799,16 @@ _HEADER_ALIASES: dict[str, dict[str, str]] = {
         "人数": "staff_count",
         "员工人数": "staff_count",
         "工作人员数": "staff_count",
+        "类型": "kind",
+        "机构类型": "kind",
+        "状态": "status",
+        "入驻状态": "status",
+        "入驻日期": "admitted_on",
+        "入驻时间": "admitted_on",
+        "离开日期": "left_on",
+        "出壳日期": "left_on",
+        "持证社工": "licensed_social_workers",
+        "持证社工人数": "licensed_social_workers",
     },
     "needs": {
         "机构编号": "org_id",
@@ -715,6 +883,9 @@ _HEADER_ALIASES: dict[str, dict[str, str]] = {
         "标签": "tags",
         "座位": "seats",
         "座位数": "seats",
+        "金额": "amount_yuan",
+        "金额元": "amount_yuan",
+        "资金金额": "amount_yuan",
     },
     "projects": {
         "名称": "name",
@@ -777,6 +948,26 @@ _HEADER_ALIASES: dict[str, dict[str, str]] = {
         "评分": "rating",
         "评语": "comment",
         "备注": "comment",
+    },
+    "stages": {
+        "机构编号": "org_id",
+        "机构id": "org_id",
+        "阶段": "stage",
+        "发展阶段": "stage",
+        "起始日期": "since",
+        "日期": "since",
+    },
+    "milestones": {
+        "机构编号": "org_id",
+        "机构id": "org_id",
+        "阶段": "stage",
+        "目标": "goal",
+        "阶段目标": "goal",
+        "里程碑": "milestone",
+        "节点": "milestone",
+        "截止日期": "due_on",
+        "到期日": "due_on",
+        "状态": "status",
     },
 }
 

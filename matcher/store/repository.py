@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
-from matcher.library import FILES, Libraries, check_data_dir, load_libraries, load_places
+from matcher.library import FILES, OPTIONAL_COLUMNS, Libraries, check_data_dir, load_libraries, load_places
 from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.privacy import index_text
 from matcher.store import audit
@@ -54,12 +54,16 @@ from matcher.store.records import (
     ATTENDEE_STATUSES,
     EVENT_KINDS,
     EVENT_STATUSES,
+    FILE_KINDS,
     KINDS,
+    MILESTONE_STATUSES,
     MODELS,
     NEED_STATUSES,
+    ORG_STATUSES,
     STAGES,
     URGENCIES,
     FeedbackIn,
+    OutcomeIn,
     canonical_value,
     field_errors,
     header_key,
@@ -74,11 +78,14 @@ from matcher.store.schema import (
     Engagement,
     Event,
     Expert,
+    Milestone,
     Need,
     Organisation,
+    Outcome,
     Project,
     Resource,
     Revision,
+    StageStep,
     Tag,
     utcnow,
 )
@@ -110,6 +117,7 @@ __all__ = [
     "record_feedback",
     "replace_record",
     "revision",
+    "set_outcome",
     "transaction",
     "translate_db_errors",
     "update_engagement_status",
@@ -139,10 +147,18 @@ class _Kind:
 
 
 _KINDS: dict[str, _Kind] = {
-    "organisations": _Kind("organisations", Organisation, "organisation", FILES["organisations"], None),
+    "organisations": _Kind(
+        "organisations",
+        Organisation,
+        "organisation",
+        (*FILES["organisations"], *OPTIONAL_COLUMNS["organisations"]),
+        None,
+    ),
     "needs": _Kind("needs", Need, "need", FILES["needs"], "tags"),
     "experts": _Kind("experts", Expert, "expert", FILES["experts"], "specialties"),
-    "resources": _Kind("resources", Resource, "resource", (*FILES["resources"], "seats"), "tags"),
+    "resources": _Kind(
+        "resources", Resource, "resource", (*FILES["resources"], *OPTIONAL_COLUMNS["resources"]), "tags"
+    ),
     "projects": _Kind("projects", Project, "project", FILES["projects"], "tags"),
     "decisions": _Kind(
         "decisions",
@@ -168,11 +184,13 @@ _KINDS: dict[str, _Kind] = {
         None,
         check=event_rules.check_attendee,
     ),
+    "stages": _Kind("stages", StageStep, "stage step", tuple(MODELS["stages"].model_fields), None),
+    "milestones": _Kind("milestones", Milestone, "milestone", tuple(MODELS["milestones"].model_fields), None),
 }
 _TARGETS: dict[str, type[Base]] = {"expert": Expert, "resource": Resource, "project": Project}
 _TARGET_KIND = {"expert": "experts", "resource": "resources", "project": "projects"}
 _TIME_FIELDS = frozenset({"created_at", "decided_at"})
-_ALL_KINDS = (*KINDS, *EVENT_KINDS)
+_ALL_KINDS = (*KINDS, *EVENT_KINDS, *FILE_KINDS)
 
 
 # =========================================================================== errors
@@ -336,6 +354,7 @@ def ensure_database(url: str | None = None, data_dir: str | os.PathLike | None =
         libraries = load_libraries(check_data_dir(data_dir))
         _seed(session, libraries)
         _seed_events(session, data_dir)
+        _seed_file(session, data_dir)
         bump_revision(session)
         logger.info("filled the database from the sample libraries in %.2f s", time.perf_counter() - started)
         return True
@@ -412,6 +431,62 @@ def _seed_events(session: Session, directory: str | os.PathLike | None) -> None:
     session.flush()
 
 
+def _seed_file(session: Session, directory: str | os.PathLike | None) -> None:
+    """The organisation file of ``data/`` when present: ``stages.csv`` (``org_id,stage,since``; ids
+    ``S00001``… in file order), ``milestones.csv`` and ``outcomes.csv`` (keyed by the id of the
+    ``completed`` decision that closed the engagement). Each row is validated as the API validates it."""
+    from matcher.library import data_dir as default_data_dir
+
+    root = Path(directory) if directory is not None else default_data_dir()
+    now = utcnow()
+    for kind in FILE_KINDS:
+        path = root / f"{kind}.csv"
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        rows = []
+        for number, record in enumerate(frame.to_dict("records"), start=1):
+            if kind == "stages" and not record.get("id"):
+                record = {**record, "id": f"S{number:05d}"}
+            try:
+                rows.append({**_validated(kind, record), "updated_at": now})
+            except RecordError as error:
+                raise LibraryError(f"{path}: row {number}: {error}") from error
+        if rows:
+            session.execute(insert(_KINDS[kind].table), rows)
+    path = root / "outcomes.csv"
+    if path.is_file():
+        closing = {
+            e.closed_decision_id: e
+            for e in session.scalars(select(Engagement).where(Engagement.status == "completed"))
+            if e.closed_decision_id
+        }
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        rows = []
+        for number, record in enumerate(frame.to_dict("records"), start=1):
+            decision_id = record.pop("decision_id", "")
+            engagement = closing.get(decision_id)
+            if engagement is None:
+                raise LibraryError(
+                    f"{path}: row {number}: decision_id {decision_id!r} is not a completed decision that closed an engagement"
+                )
+            try:
+                values = OutcomeIn.model_validate(record).model_dump()
+            except ValidationError as error:
+                raise LibraryError(f"{path}: row {number}: {RecordError(field_errors(error))}") from error
+            rows.append(
+                {
+                    **values,
+                    "decision_id": decision_id,
+                    "engagement_id": engagement.id,
+                    "recorded_at": engagement.closed_at,
+                }
+            )
+        if rows:
+            session.execute(insert(Outcome), rows)
+    session.flush()
+
+
 def _validated(kind: str, values: dict[str, Any]) -> dict[str, Any]:
     try:
         return MODELS[kind].model_validate(values).model_dump()
@@ -435,6 +510,7 @@ def _derive_engagements(decisions: pd.DataFrame) -> list[dict[str, Any]]:
                 "opened_at": when,
                 "closed_at": None,
                 "decision_id": row.id,
+                "closed_decision_id": None,
             }
             open_[key] = engagement
             result.append(engagement)
@@ -442,6 +518,7 @@ def _derive_engagements(decisions: pd.DataFrame) -> list[dict[str, Any]]:
             engagement = open_.pop(key)
             engagement["status"] = row.decision
             engagement["closed_at"] = when
+            engagement["closed_decision_id"] = row.id
     return result
 
 
@@ -463,10 +540,10 @@ def counts(session: Session) -> dict[str, int]:
 
 _STR, _LIST, _INT, _BOOL, _TIME, _INTSTR, _INT64 = "str", "list", "Int64", "bool", "time", "intstr", "int64"
 _FRAME_TYPES: dict[str, dict[str, str]] = {
-    "organisations": {"founded_year": _INTSTR, "staff_count": _INTSTR},
+    "organisations": {"founded_year": _INTSTR, "staff_count": _INTSTR, "licensed_social_workers": _INTSTR},
     "needs": {"tags": _LIST, "created_at": _TIME},
     "experts": {"specialties": _LIST, "counties": _LIST, "courses": _LIST, "capacity": _INT, "available": _BOOL},
-    "resources": {"quantity": _INT, "tags": _LIST, "seats": _INT},
+    "resources": {"quantity": _INT, "tags": _LIST, "seats": _INT, "amount_yuan": _INT},
     "projects": {"tags": _LIST},
     "decisions": {"rating": _INT, "rank": _INT, "decided_at": _TIME},
 }
@@ -519,7 +596,8 @@ def load_libraries_db(session: Session) -> Libraries:
         if kind == "decisions":
             live_needs = set(frames["needs"]["id"])
             rows = [r for r in rows if r["need_id"] in live_needs]
-        frames[kind] = _frame(rows, _KINDS[kind].columns if kind == "resources" else FILES[kind], _FRAME_TYPES[kind])
+        columns = _KINDS[kind].columns if kind in OPTIONAL_COLUMNS else FILES[kind]
+        frames[kind] = _frame(rows, columns, _FRAME_TYPES[kind])
     live_needs = set(frames["needs"]["id"])
     engagement_rows = [
         dict(r._mapping)
@@ -615,7 +693,7 @@ class _Checker:
             values[field] = canonical
         errors += self.check_places(kind, values)
         references: list[tuple[str, str, str | None, bool]] = []
-        if kind in ("needs", "experts", "projects"):
+        if kind in ("needs", "experts", "projects", *FILE_KINDS):
             references.append(("org_id", "organisations", values.get("org_id"), True))
         if kind == "decisions":
             references.append(("need_id", "needs", values.get("need_id"), False))
@@ -675,6 +753,8 @@ def _kind(kind: str) -> _Kind:
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return to_local_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, list):
         return list(value)
     return value
@@ -711,7 +791,7 @@ def _items(session: Session, kind: str, rows: list[dict[str, Any]]) -> list[dict
 # =========================================================================== listing and search
 
 _FILTERS: dict[str, frozenset[str]] = {
-    "organisations": frozenset({"county", "stage"}),
+    "organisations": frozenset({"county", "stage", "status"}),
     "needs": frozenset({"tag", "county", "stage", "status", "urgency", "org_id"}),
     "experts": frozenset({"tag", "county", "org_id"}),
     "resources": frozenset({"tag", "county"}),
@@ -719,6 +799,8 @@ _FILTERS: dict[str, frozenset[str]] = {
     "decisions": frozenset(),
     "events": frozenset({"tag", "county", "status"}),
     "attendees": frozenset({"status", "org_id", "event_id"}),
+    "stages": frozenset({"org_id", "stage"}),
+    "milestones": frozenset({"org_id", "status"}),
 }
 _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "organisations": ("name", "county", "township", "stage"),
@@ -729,6 +811,8 @@ _SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "decisions": ("id", "need_id", "target_id", "decision", "comment"),
     "events": ("title", "description", "tags", "county"),
     "attendees": ("id", "event_id", "org_id", "need_id", "comment"),
+    "stages": ("id", "org_id", "stage"),
+    "milestones": ("goal", "milestone", "stage"),
 }
 _search_cache: OrderedDict[tuple[str, str, int], tuple[list[str], Any, Any, list[str]]] = OrderedDict()
 _search_lock = threading.Lock()
@@ -789,10 +873,21 @@ def _filter_value(kind: str, name: str, value: str | None, errors: list[dict[str
         allowed = ", ".join(sorted(_FILTERS[kind] | {"q"}))
         errors.append({"field": name, "message": f"{name}: not a filter of {kind} (filters: {allowed})"})
         return None
-    statuses = {"events": EVENT_STATUSES, "attendees": ATTENDEE_STATUSES}.get(kind, NEED_STATUSES)
+    statuses = {
+        "events": EVENT_STATUSES,
+        "attendees": ATTENDEE_STATUSES,
+        "organisations": ORG_STATUSES,
+        "milestones": MILESTONE_STATUSES,
+    }.get(kind, NEED_STATUSES)
     allowed_values = {"stage": STAGES, "status": statuses, "urgency": URGENCIES}.get(name)
     if allowed_values is not None:
-        field = {"events": "event_status", "attendees": "attendee_status"}.get(kind, name) if name == "status" else name
+        status_field = {
+            "events": "event_status",
+            "attendees": "attendee_status",
+            "organisations": "org_status",
+            "milestones": "milestone_status",
+        }
+        field = status_field.get(kind, name) if name == "status" else name
         converted = canonical_value(field, value)
         if converted not in allowed_values:
             errors.append(
@@ -866,7 +961,7 @@ def list_records(
         else:
             rows = [r for r in rows if normalise(org(r).get("county") or "") == place]
     if wanted["stage"]:
-        rows = [r for r in rows if org(r).get("stage") == wanted["stage"]]
+        rows = [r for r in rows if (r if kind == "stages" else org(r)).get("stage") == wanted["stage"]]
     for name in ("status", "urgency", "org_id", "event_id"):
         if wanted.get(name):
             rows = [r for r in rows if r.get(name) == wanted[name]]
@@ -929,8 +1024,42 @@ def create_record(session: Session, kind: str, data: dict[str, Any]) -> dict[str
         row.updated_at = utcnow()
     session.add(row)
     session.flush()
+    if kind == "organisations":
+        note_stage(session, values["id"], values["stage"], values.get("admitted_on"))
     bump_revision(session)
     return get_record(session, kind, values["id"])
+
+
+def _today() -> date:
+    from matcher.store.records import LOCAL_TZ
+
+    return utcnow().astimezone(LOCAL_TZ).date()
+
+
+def next_stage_id(session: Session) -> str:
+    """The number after the highest ``S<digits>`` stage-step id (deleted ones included)."""
+    ids = session.scalars(select(StageStep.id).where(StageStep.id.like("S%")))
+    numbers = [int(i[1:]) for i in ids if i[1:].isascii() and i[1:].isdigit()]
+    return f"S{max(numbers, default=0) + 1:05d}"
+
+
+def note_stage(session: Session, org_id: str, stage: str, since: date | None = None) -> None:
+    """Add a step to ``org_id``'s stage history when ``stage`` differs from its latest step.
+
+    ``since`` defaults to today (Asia/Shanghai); a step is never dated before the latest one.
+    """
+    latest = session.scalars(
+        select(StageStep)
+        .where(StageStep.org_id == org_id, StageStep.deleted_at.is_(None))
+        .order_by(StageStep.since.desc(), StageStep.id.desc())
+    ).first()
+    if latest is not None and latest.stage == stage:
+        return
+    when = since or _today()
+    if latest is not None and when < latest.since:
+        when = max(_today(), latest.since)
+    session.add(StageStep(id=next_stage_id(session), org_id=org_id, stage=stage, since=when, updated_at=utcnow()))
+    session.flush()
 
 
 def next_need_id(session: Session) -> str:
@@ -967,6 +1096,8 @@ def replace_record(session: Session, kind: str, record_id: str, data: dict[str, 
         if spec.soft_delete:
             row.updated_at = utcnow()
         session.flush()
+        if kind == "organisations" and "stage" in changed:
+            note_stage(session, record_id, values["stage"])
         bump_revision(session)
     return get_record(session, kind, record_id)
 
@@ -1052,7 +1183,35 @@ def new_decision_id(now: datetime) -> str:
     return f"D{now.strftime('%Y%m%d%H%M%S%f')}{secrets.token_hex(3)}"
 
 
-def _engagement_item(engagement: Engagement, need_title: str | None = None, target_name: str | None = None) -> dict:
+def outcome_item(outcome: Outcome | None) -> dict[str, Any] | None:
+    """An outcome as a JSON-ready dict (dates ISO 8601), or None."""
+    if outcome is None:
+        return None
+    return {
+        "decision_id": outcome.decision_id,
+        "engagement_id": outcome.engagement_id,
+        "goal_met": outcome.goal_met,
+        "rating": outcome.rating,
+        "hours": outcome.hours,
+        "changed": outcome.changed,
+        "follow_up_on": outcome.follow_up_on.isoformat() if outcome.follow_up_on else None,
+        "recorded_at": to_local_iso(outcome.recorded_at),
+    }
+
+
+def _outcomes(session: Session, engagement_ids: Iterable[int]) -> dict[int, Outcome]:
+    ids = list(engagement_ids)
+    if not ids:
+        return {}
+    return {o.engagement_id: o for o in session.scalars(select(Outcome).where(Outcome.engagement_id.in_(ids)))}
+
+
+def _engagement_item(
+    engagement: Engagement,
+    need_title: str | None = None,
+    target_name: str | None = None,
+    outcome: Outcome | None = None,
+) -> dict:
     item = {
         "id": engagement.id,
         "need_id": engagement.need_id,
@@ -1062,6 +1221,7 @@ def _engagement_item(engagement: Engagement, need_title: str | None = None, targ
         "opened_at": to_local_iso(engagement.opened_at),
         "closed_at": to_local_iso(engagement.closed_at),
         "decision_id": engagement.decision_id,
+        "outcome": outcome_item(outcome),
     }
     if need_title is not None:
         item["need_title"] = need_title
@@ -1085,7 +1245,9 @@ def _open_engagement(session: Session, need_id: str, target_type: str, target_id
     return session.execute(query.execution_options(populate_existing=True)).scalars().first()
 
 
-def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> dict[str, Any]:
+def record_feedback(
+    session: Session, feedback: FeedbackIn | dict[str, Any], outcome: OutcomeIn | dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Record a coordinator's decision; returns ``{"decision": {...}, "engagement": {...} or None}``.
 
     * ``accepted`` opens an engagement: :class:`ConflictError` when the target is already engaged on
@@ -1100,12 +1262,25 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
     Accepting a target for a closed need is :class:`ConflictError` (so is completing or cancelling
     on it: it has no open engagement); a rejection may still be recorded. A missing need or target
     is :class:`NotFoundError`; a deleted target is ConflictError.
+
+    ``outcome`` (:class:`~matcher.store.records.OutcomeIn`, only with ``completed``) is the
+    engagement's follow-up, stored with it; the decision's rating is the outcome's (a different
+    rating given with both is a RecordError). The result then carries ``outcome``.
     """
     if not isinstance(feedback, FeedbackIn):
         try:
             feedback = FeedbackIn.model_validate(feedback)
         except ValidationError as error:
             raise RecordError(field_errors(error)) from error
+    if outcome is not None:
+        outcome = _outcome_in(outcome)
+        if feedback.decision != "completed":
+            message = f"outcome: only a completed engagement has an outcome, not a {feedback.decision} one"
+            raise RecordError([{"field": "outcome", "message": message}])
+        if feedback.rating is not None and feedback.rating != outcome.rating:
+            message = f"rating: {feedback.rating} differs from the outcome's rating {outcome.rating}; give one"
+            raise RecordError([{"field": "rating", "message": message}])
+        feedback = feedback.model_copy(update={"rating": outcome.rating})
     need = session.get(Need, feedback.need_id)
     if need is None or need.deleted_at is not None:
         raise NotFoundError(f"there is no need with id {feedback.need_id!r}")
@@ -1162,6 +1337,7 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
     elif feedback.decision in ("completed", "cancelled"):
         engagement.status = feedback.decision
         engagement.closed_at = now
+        engagement.closed_decision_id = decision.id
         session.flush()
         remaining = session.scalar(
             select(func.count())
@@ -1180,12 +1356,59 @@ def record_feedback(session: Session, feedback: FeedbackIn | dict[str, Any]) -> 
                 need.updated_at = now
     else:
         engagement = None
+    stored = None
+    if outcome is not None:
+        stored = Outcome(decision_id=decision.id, engagement_id=engagement.id, recorded_at=now, **outcome.model_dump())
+        session.add(stored)
     session.flush()
     bump_revision(session)
     return {
         "decision": _item("decisions", decision),
-        "engagement": _engagement_item(engagement) if engagement is not None else None,
+        "engagement": _engagement_item(engagement, outcome=stored) if engagement is not None else None,
     }
+
+
+def _outcome_in(data: OutcomeIn | dict[str, Any] | Any) -> OutcomeIn:
+    if isinstance(data, OutcomeIn):
+        return data
+    if not isinstance(data, dict):
+        raise RecordError([{"field": "outcome", "message": "outcome: expected an object of the outcome's fields"}])
+    try:
+        return OutcomeIn.model_validate(data)
+    except ValidationError as error:
+        raise RecordError(field_errors(error)) from error
+
+
+def set_outcome(session: Session, engagement_id: int, data: OutcomeIn | dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Record (or correct) the outcome of a completed engagement; returns ``(engagement item, created)``.
+
+    :class:`NotFoundError` for no such engagement; :class:`ConflictError` when it is not completed.
+    The completing decision is left as it was recorded (decisions are the history).
+    """
+    values = _outcome_in(data)
+    engagement = session.get(Engagement, engagement_id, with_for_update=True)
+    if engagement is None:
+        raise NotFoundError(f"there is no engagement with id {engagement_id!r}")
+    if engagement.status != "completed":
+        raise ConflictError(
+            f"engagement {engagement_id} is {engagement.status}: only a completed engagement has an outcome"
+        )
+    if engagement.closed_decision_id is None:
+        raise ConflictError(f"engagement {engagement_id} has no recorded completing decision to attach an outcome to")
+    stored = session.get(Outcome, engagement.closed_decision_id)
+    created = stored is None
+    if created:
+        stored = Outcome(decision_id=engagement.closed_decision_id, engagement_id=engagement.id)
+        session.add(stored)
+    for key, value in values.model_dump().items():
+        setattr(stored, key, value)
+    stored.recorded_at = utcnow()
+    session.flush()
+    bump_revision(session)
+    need_title = session.scalar(select(Need.title).where(Need.id == engagement.need_id))
+    target = _TARGETS[engagement.target_type]
+    name = session.scalar(select(target.name).where(target.id == engagement.target_id)) or ""
+    return _engagement_item(engagement, need_title, name, stored), created
 
 
 _ENGAGEMENT_STATUSES = ("open", "completed", "cancelled")
@@ -1200,9 +1423,11 @@ def list_engagements(
     status: str | None = None,
     page: int = 1,
     per_page: int = 20,
+    awaiting_outcome: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of engagements (ordered by id) and their total, filtered by need, the need's
-    organisation, expert or status (open/completed/cancelled); items carry ``need_title`` and ``target_name``."""
+    organisation, expert or status (open/completed/cancelled); ``awaiting_outcome`` keeps the completed
+    engagements that have no outcome yet. Items carry ``need_title``, ``target_name`` and ``outcome``."""
     errors = []
     if status is not None and status not in _ENGAGEMENT_STATUSES:
         errors.append(
@@ -1225,6 +1450,9 @@ def list_engagements(
         query = query.where(Engagement.target_type == "expert", Engagement.target_id == expert_id)
     if status:
         query = query.where(Engagement.status == status)
+    if awaiting_outcome:
+        recorded = select(Outcome.engagement_id).where(Outcome.engagement_id.is_not(None))
+        query = query.where(Engagement.status == "completed", Engagement.id.not_in(recorded))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.execute(query.order_by(Engagement.id).offset((page - 1) * per_page).limit(per_page)).all()
     names: dict[tuple[str, str], str] = {}
@@ -1233,12 +1461,21 @@ def list_engagements(
         if ids:
             for target_id, name in session.execute(select(model.id, model.name).where(model.id.in_(ids))):
                 names[(target_type, target_id)] = name
-    items = [_engagement_item(e, title, names.get((e.target_type, e.target_id), "")) for e, title in rows]
+    outcomes = _outcomes(session, [e.id for e, _ in rows])
+    items = [
+        _engagement_item(e, title, names.get((e.target_type, e.target_id), ""), outcomes.get(e.id)) for e, title in rows
+    ]
     return items, total
 
 
 def update_engagement_status(
-    session: Session, engagement_id: int, status: str, *, rating: int | None = None, comment: str = ""
+    session: Session,
+    engagement_id: int,
+    status: str,
+    *,
+    rating: int | None = None,
+    comment: str = "",
+    outcome: OutcomeIn | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Complete or cancel an open engagement, recording the decision as :func:`record_feedback` does."""
     if status not in ("completed", "cancelled"):
@@ -1256,9 +1493,9 @@ def update_engagement_status(
         "rating": rating,
         "comment": comment,
     }
-    record_feedback(session, feedback)
+    result = record_feedback(session, feedback, outcome)
     session.refresh(engagement)
-    return _engagement_item(engagement)
+    return result["engagement"] or _engagement_item(engagement)
 
 
 # =========================================================================== import
@@ -1412,6 +1649,12 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None, a
         creates.sort(key=lambda v: v["id"])
         updates.sort(key=lambda v: v["id"])
         _write_import(session, spec, creates, updates, file, seen, header_of)
+        if kind == "organisations":  # the stage history follows imported stages too
+            for values in creates:
+                note_stage(session, values["id"], values["stage"], values.get("admitted_on"))
+            for values in updates:
+                if existing[values["id"]]["stage"] != values["stage"]:
+                    note_stage(session, values["id"], values["stage"])
         if creates or updates:  # an import that changes nothing is no edit
             bump_revision(session)
             audit.record(
@@ -1509,6 +1752,8 @@ def _export_rows(session: Session, kind: str) -> list[dict[str, Any]]:
 def _cell(value: Any, *, lists_as_text: bool) -> Any:
     if isinstance(value, datetime):
         return to_utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, list):
         return ";".join(value) if lists_as_text else list(value)
     return value

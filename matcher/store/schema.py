@@ -7,10 +7,10 @@ All timestamps are stored in UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -22,11 +22,14 @@ __all__ = [
     "Engagement",
     "Event",
     "Expert",
+    "Milestone",
     "Need",
     "Organisation",
+    "Outcome",
     "Project",
     "Resource",
     "Revision",
+    "StageStep",
     "Tag",
     "WebSession",
     "utcnow",
@@ -90,6 +93,12 @@ class Organisation(_Record, Base):
     township: Mapped[str] = mapped_column(String(50), default="")
     founded_year: Mapped[int | None] = mapped_column(Integer)
     staff_count: Mapped[int | None] = mapped_column(Integer)
+    # the organisation file (migration 0005)
+    kind: Mapped[str] = mapped_column(String(16), default="agency")
+    status: Mapped[str] = mapped_column(String(16), default="resident")
+    admitted_on: Mapped[date | None] = mapped_column(Date, default=None)
+    left_on: Mapped[date | None] = mapped_column(Date, default=None)
+    licensed_social_workers: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Need(_Record, Base):
@@ -128,7 +137,8 @@ class Resource(_Record, Base):
     county: Mapped[str] = mapped_column(String(50), default="")
     quantity: Mapped[int | None] = mapped_column(Integer)
     tags: Mapped[list] = mapped_column(default=list)
-    seats: Mapped[int | None] = mapped_column(Integer, default=None)  # venues: people it seats (migration 0003)
+    seats: Mapped[int | None] = mapped_column(Integer, default=None)  # venues: people it seats (migration 0004)
+    amount_yuan: Mapped[int | None] = mapped_column(Integer, default=None)  # funding: yuan (migration 0005)
 
 
 class Project(_Record, Base):
@@ -170,6 +180,8 @@ class Engagement(Base):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
     decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), default=None)
+    # the completed or cancelled decision that closed it (migration 0005)
+    closed_decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), default=None)
 
 
 class Revision(Base):
@@ -260,3 +272,44 @@ class Attendee(_Record, Base):
     status: Mapped[str] = mapped_column(String(16), default="invited")
     rating: Mapped[int | None] = mapped_column(Integer, default=None)
     comment: Mapped[str] = mapped_column(Text, default="")
+
+
+# --------------------------------------------------------------------------- the organisation file (migration 0005)
+
+
+class StageStep(_Record, Base):
+    """One step of an organisation's stage history: in ``stage`` since ``since``."""
+
+    __tablename__ = "stages"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    since: Mapped[date] = mapped_column(Date)
+
+
+class Milestone(_Record, Base):
+    """A milestone of an organisation's incubation plan (goal per stage, due date, status)."""
+
+    __tablename__ = "milestones"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    goal: Mapped[str] = mapped_column(String(200))
+    milestone: Mapped[str] = mapped_column(String(200))
+    due_on: Mapped[date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+
+
+class Outcome(Base):
+    """The follow-up of a completed engagement, keyed by the ``completed`` decision that closed it.
+
+    A derived label for learning (:mod:`matcher.grades`), never a row of ``decisions``.
+    """
+
+    __tablename__ = "outcomes"
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), primary_key=True)
+    engagement_id: Mapped[int | None] = mapped_column(ForeignKey("engagements.id"), unique=True, default=None)
+    goal_met: Mapped[str] = mapped_column(String(8))
+    rating: Mapped[int] = mapped_column(Integer)
+    hours: Mapped[float | None] = mapped_column(Float, default=None)
+    changed: Mapped[str] = mapped_column(Text, default="")
+    follow_up_on: Mapped[date | None] = mapped_column(Date, default=None)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -59,7 +59,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         signing_key=str(signing_key) if signing_key else None,
     )
 
-    from matcher.web import access, admin, api, events, export, monitoring, openapi, overview, payload, records, ui
+    from matcher.web import (
+        access,
+        admin,
+        api,
+        bureau,
+        events,
+        export,
+        monitoring,
+        openapi,
+        orgfile,
+        overview,
+        payload,
+        records,
+        ui,
+    )
 
     monitoring.install(app)  # first: the request id and timer exist for every later hook
     payload.install(app)
@@ -67,6 +81,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(orgfile.bp)
+    app.register_blueprint(bureau.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(overview.bp)
     app.register_blueprint(admin.bp)

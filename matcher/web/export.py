@@ -33,9 +33,7 @@ def _xlsx(request: MatchRequest) -> Response:
         org_name = libraries.organisations.set_index("id")["name"].get(need["org_id"])
     data = recommendations_workbook(body, title=title, org_name=org_name)
     name = f"matches-{re.sub(r'[^A-Za-z0-9_.-]', '_', request.need_id)}.xlsx" if request.need_id else "matches.xlsx"
-    return Response(
-        data, mimetype=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return Response(data, mimetype=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.get("/needs/<need_id>/matches.xlsx")

@@ -17,18 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from matcher.service import MAX_K, MatchRequest, MatchResponse, MatchService
-from matcher.store.records import MODELS, FeedbackIn, NewNeedIn
+from matcher.store.records import MODELS, FeedbackIn, NewNeedIn, OutcomeIn
 from matcher.web.access import audit, present
 from matcher.web.api import match_and_time
 from matcher.web.errors import BadRequestError
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, respond
 from matcher.web.payload import query as _query
-from matcher.web.schemas import FeedbackOut, item_model, page_model
+from matcher.web.schemas import EngagementItem, FeedbackOut, FeedbackWithOutcomeIn, item_model, page_model
 
 bp = Blueprint("records", __name__, url_prefix="/v1")
 
-KIND = "<any(organisations, needs, experts, resources, projects, events, attendees):kind>"
+KIND = "<any(organisations, needs, experts, resources, projects, events, attendees, stages, milestones):kind>"
 
 
 class Page(BaseModel):
@@ -59,6 +59,7 @@ class EngagementQuery(BaseModel):
     org_id: str | None = Field(default=None, max_length=64)
     expert_id: str | None = Field(default=None, max_length=64)
     status: str | None = Field(default=None, max_length=16)
+    awaiting_outcome: bool = Field(default=False, description="Only completed engagements without an outcome yet.")
 
 
 class MatchQuery(BaseModel):
@@ -186,26 +187,60 @@ def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
 @operation(
     "feedback",
     "Record a decision",
-    body=FeedbackIn,
+    body=FeedbackWithOutcomeIn,
     responses={201: FeedbackOut},
-    description="Accepting an expert opens an engagement and uses one unit of capacity (409 when fully booked).",
+    description=(
+        "Accepting an expert opens an engagement and uses one unit of capacity (409 when fully booked). "
+        "Completing may carry the engagement's `outcome` (goal met, rating 1-5, hours, what changed, follow-up date)."
+    ),
     tag="records",
 )
 def feedback() -> ResponseReturnValue:
     """Record a coordinator's decision; accepting an expert opens an engagement (409 when fully booked)."""
     from matcher.store import repository
 
-    decision = FeedbackIn.model_validate(_body())
+    given = FeedbackWithOutcomeIn.model_validate(_body())
+    decision = FeedbackIn.model_validate(given.model_dump(exclude={"outcome"}))
     with _session() as session:
-        result = repository.record_feedback(session, decision)
+        result = repository.record_feedback(session, decision, given.outcome)
         detail = {
             "need_id": decision.need_id,
             "target_type": decision.target_type,
             "target_id": decision.target_id,
             "decision": decision.decision,
         }
+        if given.outcome is not None:
+            detail["outcome"] = sorted(given.outcome.model_fields_set)
         audit("feedback", "decisions", result["decision"]["id"], detail, session=session)
     return respond(result, FeedbackOut, 201)
+
+
+@bp.put("/engagements/<int:engagement_id>/outcome")
+@operation(
+    "feedback",
+    "Record the outcome of a completed engagement",
+    body=OutcomeIn,
+    responses={200: EngagementItem, 201: EngagementItem},
+    description="201 when the engagement had no outcome yet, 200 when it replaces one; 409 when it is not completed.",
+    tag="records",
+)
+def engagement_outcome(engagement_id: int) -> ResponseReturnValue:
+    """Add (or correct) the follow-up of a completed engagement."""
+    from matcher.store import repository
+
+    outcome = OutcomeIn.model_validate(_body())
+    with _session() as session:
+        item, created = repository.set_outcome(session, engagement_id, outcome)
+        action = "create" if created else "replace"
+        fields = {"fields": sorted(outcome.model_fields_set)}
+        audit(
+            action,
+            "outcomes",
+            item["outcome"]["decision_id"],
+            {"engagement_id": engagement_id, **fields},
+            session=session,
+        )
+    return respond(item, EngagementItem, 201 if created else 200)
 
 
 @bp.get("/needs/<need_id>/matches")

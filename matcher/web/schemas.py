@@ -9,7 +9,7 @@ response that drifts from its model fails the tests (``VALIDATE_RESPONSES``) and
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any, Literal
 
@@ -18,21 +18,25 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from matcher.auth import ROLES
 from matcher.rank import WEAK_SCORE
 from matcher.store.audit import ACTIONS
-from matcher.store.records import MODELS, DecisionIn, Timestamp
+from matcher.store.records import GOAL_MET, MODELS, DecisionIn, FeedbackIn, OutcomeIn, Timestamp
 
 __all__ = [
     "ActivateIn",
     "ActivateOut",
     "AuditEntry",
     "AuditQuery",
+    "BureauReport",
     "EngagementItem",
     "FeedbackOut",
+    "FeedbackWithOutcomeIn",
     "Health",
     "KeyCreated",
     "KeyIn",
     "KeyItem",
     "KeyList",
     "ModelList",
+    "OrganisationFile",
+    "OutcomeItem",
     "Overview",
     "OverviewQuery",
     "Problem",
@@ -53,6 +57,8 @@ _NOUNS = {
     "projects": "Project",
     "events": "Event",
     "attendees": "Attendee",
+    "stages": "StageStep",
+    "milestones": "Milestone",
 }
 
 
@@ -114,6 +120,25 @@ def page_model(kind: str) -> type[BaseModel]:
     )
 
 
+class OutcomeItem(_Out):
+    """The follow-up of a completed engagement (回访)."""
+
+    decision_id: str = Field(description="The `completed` decision that closed the engagement.")
+    engagement_id: int | None
+    goal_met: Literal[GOAL_MET]  # type: ignore[valid-type]
+    rating: int = Field(ge=1, le=5)
+    hours: float | None = Field(description="The expert's hours on the engagement, if recorded.")
+    changed: str = Field(description="What changed for the organisation.")
+    follow_up_on: date | None
+    recorded_at: datetime
+
+
+class FeedbackWithOutcomeIn(FeedbackIn):
+    """A decision; completing an engagement may carry its ``outcome`` (the decision's rating is the outcome's)."""
+
+    outcome: OutcomeIn | None = None
+
+
 class EngagementItem(_Out):
     id: int
     need_id: str
@@ -123,6 +148,7 @@ class EngagementItem(_Out):
     opened_at: datetime
     closed_at: datetime | None
     decision_id: str | None
+    outcome: OutcomeItem | None = None
     need_title: str | None = None
     target_name: str | None = None
 
@@ -268,3 +294,105 @@ class Overview(_Out):
 class OverviewQuery(_Out):
     weakest: int = Field(default=10, ge=1, le=100, description="How many of the weakest-served needs to list.")
     threshold: float = Field(default=WEAK_SCORE, ge=0, le=1)
+
+
+# --------------------------------------------------------------------------- the organisation file
+
+
+class FileNeed(_Out):
+    id: str
+    title: str
+    tags: list[str]
+    status: str
+    created_at: datetime
+
+
+class FileEvent(_Out):
+    event_id: str
+    title: str
+    kind: str
+    starts_at: datetime
+    event_status: str
+    attendance: str
+    rating: int | None
+    need_id: str | None
+
+
+class FileResource(_Out):
+    resource_id: str
+    name: str
+    type: str
+    provider: str
+    amount_yuan: int | None
+    via: Literal["合作", "活动"] = Field(
+        description="Linked by an engagement (合作) or used at an event attended (活动)."
+    )
+    reference: str | None = Field(description="The need (合作) or the event (活动).")
+    at: datetime | None
+
+
+class FileSummary(_Out):
+    needs: int
+    engagements: int
+    completed: int
+    awaiting_outcome: int
+    goal_met: int
+    expert_hours: float
+    events_attended: int
+    resources: int
+
+
+class OrganisationFile(_Out):
+    """An organisation's incubation file (机构档案)."""
+
+    organisation: item_model("organisations")  # type: ignore[valid-type]
+    stages: list[item_model("stages")]  # type: ignore[valid-type]
+    milestones: list[item_model("milestones")]  # type: ignore[valid-type]
+    needs: list[FileNeed]
+    engagements: list[EngagementItem]
+    events: list[FileEvent]
+    resources: list[FileResource]
+    summary: FileSummary
+
+
+# --------------------------------------------------------------------------- the bureau report
+
+
+class ReportQuery(_Out):
+    period: str = Field(max_length=16, description="A quarter (2026Q3), a month (2026-07) or a year (2026).")
+    county: str | None = Field(default=None, max_length=50, description="Only this county's organisations.")
+
+
+class PeriodOut(_Out):
+    label: str
+    start: date
+    end: date
+
+
+class ReportRow(_Out):
+    county: str = Field(description="A county, or 合计 (each record once).")
+    group: str = Field(
+        description="The category: a need category, status, stage, kind, event kind, resource type or funder."
+    )
+    item: str
+    current: float | None
+    previous: float | None
+    change: float | None
+
+
+class ReportTable(_Out):
+    name: str
+    title: str
+    rows: list[ReportRow]
+
+
+class BureauReport(_Out):
+    """The bureau report: every table for the period, with the previous period beside it."""
+
+    period: PeriodOut
+    previous: PeriodOut
+    county: str | None
+    produced_at: datetime
+    headers: list[str]
+    definitions: list[str]
+    tables: list[ReportTable]

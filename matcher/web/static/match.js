@@ -13,6 +13,7 @@ const URGENCY = { high: "紧急", medium: "一般", low: "不急" };
 const NEED_STATUS = { open: "待匹配", matched: "已匹配", closed: "已关闭" };
 const ENGAGEMENT_STATUS = { open: "进行中", completed: "已完成", cancelled: "已取消" };
 const DECISIONS = { accepted: "接受", rejected: "不合适", completed: "完成", cancelled: "取消" };
+const GOAL_MET = { yes: "目标达成", partly: "部分达成", no: "未达成" };
 
 const body = document.body;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
@@ -446,23 +447,100 @@ function engagementItem(engagement, after) {
     el("span", ENGAGEMENT_STATUS[engagement.status], `state ${engagement.status}`),
     ` ${day(engagement.opened_at)}${engagement.closed_at ? " — " + day(engagement.closed_at) : ""} `,
   );
+  if (engagement.outcome) item.append(el("span", outcomeText(engagement.outcome), "muted"));
   if (engagement.status === "open" && CAN_DECIDE) item.append(...closeButtons(engagement, after));
+  else if (engagement.status === "completed" && !engagement.outcome && CAN_DECIDE) item.append(outcomeButton(engagement, after));
   return item;
 }
 
-function closeButtons(engagement, after) {
-  const close = (decision) => async () => {
-    await api("POST", "/v1/feedback", {
-      need_id: engagement.need_id, target_type: engagement.target_type, target_id: engagement.target_id, decision,
-    });
-    await after();
-    say(`已记录：${DECISIONS[decision]}合作 ${engagement.target_name || engagement.target_id}`);
+// The follow-up (回访) of a completed engagement: goal met, rating, the expert's hours, what changed, a date.
+// submit(outcome or null) is called with null for "complete now, follow up later" (when laterText is given).
+function outcomeForm(name, submit, laterText) {
+  const form = el("form", undefined, "outcome-form");
+  form.setAttribute("aria-label", `与 ${name} 合作的回访`);
+  const field = (text, control) => {
+    const label = el("label", `${text} `);
+    label.append(control);
+    return label;
   };
-  const done = button("完成", () => close("completed")().catch(fail), "small");
+  const goal = el("select");
+  goal.name = "goal_met";
+  goal.required = true;
+  goal.append(new Option("请选择", ""), ...Object.entries(GOAL_MET).map(([value, text]) => new Option(text, value)));
+  const rating = el("select");
+  rating.name = "rating";
+  rating.required = true;
+  rating.append(new Option("请选择", ""), ...[5, 4, 3, 2, 1].map((n) => new Option(`${n} 分`, String(n))));
+  const hours = el("input");
+  Object.assign(hours, { type: "number", name: "hours", min: 0, max: 10000, step: 0.5 });
+  const changed = el("input");
+  Object.assign(changed, { type: "text", name: "changed", maxLength: 2000, placeholder: "如：建立了转介流程" });
+  const followUp = el("input");
+  Object.assign(followUp, { type: "date", name: "follow_up_on" });
+  form.append(field("目标达成", goal), field("评分", rating), field("专家工时", hours), field("有什么变化", changed), field("回访日期", followUp));
+  const save = el("button", laterText ? "保存回访并完成" : "保存回访");
+  save.type = "submit";
+  const row = el("div", undefined, "row");
+  row.append(save);
+  if (laterText) row.append(button(laterText, () => submit(null).catch(fail), "secondary small"));
+  const cancel = button("取消", () => { form.remove(); }, "secondary small");
+  row.append(cancel);
+  form.append(row);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const outcome = { goal_met: goal.value, rating: Number(rating.value), changed: changed.value.trim() };
+    if (hours.value !== "") outcome.hours = Number(hours.value);
+    if (followUp.value) outcome.follow_up_on = followUp.value;
+    submit(outcome).catch(fail);
+  });
+  form.addEventListener("keydown", (event) => { if (event.key === "Escape") form.remove(); });
+  return form;
+}
+
+function outcomeText(outcome) {
+  if (!outcome) return "";
+  return `${GOAL_MET[outcome.goal_met]} · ${outcome.rating} 分${outcome.hours !== null ? ` · ${outcome.hours} 小时` : ""}`;
+}
+
+function showOutcomeForm(anchor, form) {
+  const open = anchor.parentElement.querySelector(".outcome-form");
+  if (open) open.remove();
+  anchor.parentElement.append(form);
+  form.querySelector("select").focus();
+}
+
+function closeButtons(engagement, after) {
+  const name = engagement.target_name || engagement.target_id;
+  const close = (decision, outcome) => async () => {
+    const payload = {
+      need_id: engagement.need_id, target_type: engagement.target_type, target_id: engagement.target_id, decision,
+    };
+    if (outcome) payload.outcome = outcome;
+    await api("POST", "/v1/feedback", payload);
+    await after();
+    say(`已记录：${DECISIONS[decision]}合作 ${name}${outcome ? `（${outcomeText({ ...outcome, hours: outcome.hours ?? null })}）` : decision === "completed" ? "，待回访" : ""}`);
+  };
+  const done = button("完成", () => {
+    showOutcomeForm(done, outcomeForm(name, (outcome) => close("completed", outcome)(), "先完成，稍后回访"));
+  }, "small");
   const cancel = button("取消合作", () => close("cancelled")().catch(fail), "small secondary");
   done.setAttribute("aria-label", `完成与 ${engagement.target_name || engagement.target_id} 的合作`);
   cancel.setAttribute("aria-label", `取消与 ${engagement.target_name || engagement.target_id} 的合作`);
   return [done, cancel];
+}
+
+// A completed engagement without its follow-up: 补记回访 opens the form, saved with PUT …/outcome.
+function outcomeButton(engagement, after) {
+  const name = engagement.target_name || engagement.target_id;
+  const later = button("补记回访", () => {
+    showOutcomeForm(later, outcomeForm(name, async (outcome) => {
+      await api("PUT", `/v1/engagements/${engagement.id}/outcome`, outcome);
+      await after();
+      say(`已记录回访：${name}（${outcomeText({ ...outcome, hours: outcome.hours ?? null })}）`);
+    }));
+  }, "small");
+  later.setAttribute("aria-label", `补记与 ${name} 合作的回访`);
+  return later;
 }
 
 async function exportXlsx() {
@@ -661,9 +739,10 @@ function expertChosen() {
 
 async function loadEngagements() {
   const expert = expertChosen();
+  const awaiting = $("e-status").value === "awaiting";
   const params = {
-    org_id: $("e-org").value, expert_id: expert ? expert.id : "", status: $("e-status").value,
-    page: engState.page, per_page: engState.perPage,
+    org_id: $("e-org").value, expert_id: expert ? expert.id : "", status: awaiting ? "" : $("e-status").value,
+    awaiting_outcome: awaiting ? "true" : "", page: engState.page, per_page: engState.perPage,
   };
   const page = await api("GET", `/v1/engagements?${query(params)}`);
   const rows = $("eng-table").tBodies[0];
@@ -674,9 +753,16 @@ async function loadEngagements() {
     need.href = `#match/${encodeURIComponent(engagement.need_id)}`;
     const action = el("td");
     if (engagement.status === "open" && CAN_DECIDE) action.append(...closeButtons(engagement, loadEngagements));
+    else if (engagement.status === "completed" && !engagement.outcome && CAN_DECIDE) {
+      action.append(outcomeButton(engagement, loadEngagements));
+    }
+    const state = el("td", ENGAGEMENT_STATUS[engagement.status], `state ${engagement.status}`);
+    if (engagement.status === "completed") {
+      state.append(el("br"), el("small", engagement.outcome ? outcomeText(engagement.outcome) : "待回访", "muted"));
+    }
     row.append(
       el("td"), el("td", `${TYPE_NAMES[engagement.target_type]} ${engagement.target_name || engagement.target_id}`),
-      el("td", ENGAGEMENT_STATUS[engagement.status], `state ${engagement.status}`),
+      state,
       el("td", day(engagement.opened_at)), el("td", day(engagement.closed_at) || "—"), action,
     );
     row.firstChild.append(need);
@@ -688,7 +774,7 @@ async function loadEngagements() {
   $("eng-page").textContent = `第 ${engState.page} / ${pages} 页`;
   $("eng-prev").disabled = engState.page <= 1;
   $("eng-next").disabled = engState.page >= pages;
-  let summary = `共 ${page.total} 项合作`;
+  let summary = awaiting ? `共 ${page.total} 项已完成的合作待回访` : `共 ${page.total} 项合作`;
   if (expert && expert.id) {
     const fresh = await api("GET", `/v1/experts/${encodeURIComponent(expert.id)}`);
     summary = `${fresh.name}（${fresh.id}）：负荷 ${fresh.open_engagements}/${fresh.capacity}，${summary}`;
