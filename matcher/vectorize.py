@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from itertools import chain
 from numbers import Integral
 
 import numpy as np
@@ -22,8 +23,10 @@ from matcher.text import (
     prepare_segments,
     script_views,
     segment,
+    segment_blocks,
     stem,
     stop_word_set,
+    text_blocks,
     tokenize,
 )
 
@@ -56,6 +59,10 @@ _BASE = 0x110000
 _FIT_CHUNK = 20_000
 #: From this many documents on, their new phrases are segmented in parallel first.
 _PARALLEL_DOCS = 1000
+#: From this many documents on, the word block counts their words with arrays (:func:`_word_codes`).
+_BULK_DOCS = 32
+#: Longest terms sorted by numpy rather than by Python (fixed-width strings of this many characters).
+_NUMPY_SORT_CHARS = 16
 
 
 def _fast_char_range(ngram_range: tuple[int, int]) -> bool:
@@ -76,6 +83,58 @@ def _gram_of(code: int) -> str:
         code, char = divmod(code, _BASE)
         chars.append(chr(char))
     return "".join(reversed(chars))
+
+
+def _gram_codes(terms: Sequence[str]) -> np.ndarray:
+    """``[_gram_code(t) for t in terms]`` (terms of 1 to 3 characters) with arrays: int64 of shape (n_terms,)."""
+    chars = np.asarray(terms, dtype="<U3").view(np.uint32).reshape(len(terms), 3).astype(np.int64)
+    codes = np.zeros(len(terms), dtype=np.int64)
+    for column in range(3):
+        present = chars[:, column] != 0
+        codes[present] = codes[present] * _BASE + chars[present, column]
+    return codes
+
+
+def _grams_of(codes: np.ndarray) -> np.ndarray:
+    """``[_gram_of(c) for c in codes]`` with arrays: the n-grams as fixed-width strings (``<U3``)."""
+    digits = np.stack([codes // (_BASE * _BASE), (codes // _BASE) % _BASE, codes % _BASE], axis=1)
+    length = 1 + (codes >= _BASE).astype(np.int64) + (codes >= _BASE * _BASE)
+    chars = np.zeros((len(codes), 3), dtype=np.uint32)
+    for size in (1, 2, 3):  # left-aligned: the leading zero digits dropped
+        rows = length == size
+        chars[rows, :size] = digits[rows, 3 - size :]
+    return chars.reshape(-1).view("<U3") if len(codes) else np.zeros(0, dtype="<U3")
+
+
+def _word_codes(docs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words of ``segment(doc)`` for every doc, as ``(row, code)`` arrays in text order, and the words.
+
+    Each distinct block of the texts (:func:`matcher.text.text_blocks`) is segmented once
+    (:func:`matcher.text.segment_blocks`); the words of every block occurrence are then gathered with
+    array operations. Returns ``rows`` and ``codes`` (int64, one entry per word) and ``words`` (object
+    array: ``words[codes]`` are the words).
+    """
+    pieces: list[str] = []
+    per_doc = np.empty(len(docs), dtype=np.int64)
+    for row, doc in enumerate(docs):
+        found = text_blocks(doc)
+        pieces.extend(found)
+        per_doc[row] = len(found)
+    if not pieces:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=object)
+    piece_codes, distinct = pd.factorize(np.asarray(pieces, dtype=object))
+    segmented = segment_blocks(distinct.tolist())
+    lengths = np.fromiter(map(len, segmented), dtype=np.int64, count=len(segmented))
+    flat = np.empty(int(lengths.sum()), dtype=object)
+    flat[:] = list(chain.from_iterable(segmented))
+    word_codes, words = pd.factorize(flat)
+    occurrence = lengths[piece_codes]  # words of each block occurrence
+    ends = np.cumsum(occurrence)
+    total = int(ends[-1])
+    offsets = np.arange(total, dtype=np.int64) + np.repeat(np.cumsum(lengths)[piece_codes] - ends, occurrence)
+    rows = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), per_doc), occurrence)
+    return rows, word_codes[offsets].astype(np.int64), np.asarray(words, dtype=object)
 
 
 def _char_codes(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +190,14 @@ def _char_range(block: CountVectorizer) -> tuple[int, int] | None:
 
 
 def _alphabetical(terms: list[str]) -> tuple[list[int], np.ndarray]:
-    """``order`` (the terms' positions, sorted by term) and ``rank`` (each term's place in that order)."""
-    order = sorted(range(len(terms)), key=terms.__getitem__)
+    """``order`` (the terms' positions, sorted by term) and ``rank`` (each term's place in that order).
+
+    Distinct short terms are sorted by numpy (code point by code point, as Python compares strings).
+    """
+    if terms and max(map(len, terms)) <= _NUMPY_SORT_CHARS:
+        order = np.argsort(np.asarray(terms, dtype=str), kind="stable").tolist()
+    else:
+        order = sorted(range(len(terms)), key=terms.__getitem__)
     rank = np.empty(len(terms), dtype=np.int64)
     rank[order] = np.arange(len(terms))
     return order, rank
@@ -470,11 +535,28 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 inverse, distinct = pd.factorize(codes)  # a hash table: cheaper than sorting every gram
                 parts.append((distinct, _counts(rows, inverse, min(_FIT_CHUNK, len(docs) - start), len(distinct))))
             codes = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, dtype=np.int64)
-            terms = [_gram_of(int(c)) for c in codes]
+            terms = _grams_of(codes).tolist()
             order, rank = _alphabetical(terms)
             chunks = []
             for distinct, matrix in parts:
                 indices = rank[np.searchsorted(codes, distinct)][matrix.indices].astype(np.int32)
+                matrix = sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], len(terms)))
+                matrix.sort_indices()
+                chunks.append(matrix)
+            counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
+        elif name == "word" and self._bulk_words(block):
+            parts = []  # (distinct words, counts over them) per chunk of documents
+            for start in range(0, len(docs), _FIT_CHUNK):
+                rows, codes, words = _word_codes(docs[start : start + _FIT_CHUNK])
+                parts.append((words, _counts(rows, codes, min(_FIT_CHUNK, len(docs) - start), len(words))))
+            every = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=object)
+            ids, distinct = pd.factorize(every)
+            terms = distinct.tolist()
+            order, rank = _alphabetical(terms)
+            chunks, first = [], 0
+            for words, matrix in parts:
+                indices = rank[ids[first : first + len(words)]][matrix.indices].astype(np.int32)
+                first += len(words)
                 matrix = sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], len(terms)))
                 matrix.sort_indices()
                 chunks.append(matrix)
@@ -501,6 +583,10 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
         block.fixed_vocabulary_ = False
         return sp.csr_matrix(counts)
+
+    def _bulk_words(self, block: CountVectorizer) -> bool:
+        """Whether the word block's terms are :func:`matcher.text.segment`'s words (so :func:`_word_codes` counts them)."""
+        return self.tokenizer is segment and tuple(block.ngram_range) == (1, 1)
 
     def _prepare_words(self, name: str, docs: list[str]) -> None:
         """Before the word block analyses many ``docs``: their new phrases segmented in parallel processes."""
@@ -577,6 +663,17 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 return counts
             missed = np.unique(np.c_[rows[~hit], codes[~hit]], axis=0)[:, 0] if (~hit).any() else np.zeros(0, int)
             return counts, np.bincount(missed, minlength=len(docs)).astype(np.float64)
+        if name == "word" and len(docs) >= _BULK_DOCS and self._bulk_words(block):
+            rows, codes, words = _word_codes(docs)
+            vocabulary = block.vocabulary_
+            known = np.fromiter((vocabulary.get(w, -1) for w in words), dtype=np.int64, count=len(words))
+            columns = known[codes]
+            hit = columns >= 0
+            counts = _counts(rows[hit], columns[hit], len(docs), size)
+            if not unknown:
+                return counts
+            missed = np.unique(rows[~hit] * max(len(words), 1) + codes[~hit]) // max(len(words), 1)
+            return counts, np.bincount(missed, minlength=len(docs)).astype(np.float64)
         self._prepare_words(name, docs)
         analyze, vocabulary = self._analyzer(name), block.vocabulary_
         rows, columns = [], []
@@ -598,7 +695,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """The character vocabulary as sorted n-gram codes and their columns (built on first use)."""
         if "_codes" not in self.__dict__:
             vocabulary = self.char_.vocabulary_
-            codes = np.fromiter((_gram_code(t) for t in vocabulary), dtype=np.int64, count=len(vocabulary))
+            codes = _gram_codes(list(vocabulary))
             columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
             order = np.argsort(codes)
             self.__dict__["_codes"] = (codes[order], columns[order])
