@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from matcher.engines import Engine, EngineError, make_engine
+from matcher.engines import Engine, EngineError, LocalEngine, make_engine
 from matcher.errors import MatcherError
 from matcher.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
@@ -44,6 +44,7 @@ from matcher.output import CsvRows
 from matcher.privacy import index_text
 from matcher.redact import redact
 from matcher.tables import Table, TableError, read_table, write_rejects
+from matcher.text import parallelism, segmenter, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -331,9 +332,16 @@ def _param_problem(default: Any, value: Any) -> str | None:
 
 
 def fit_matcher(
-    targets: pd.DataFrame, params: Mapping[str, Any] | None = None, *, fit_sample: int | None = None
+    targets: pd.DataFrame,
+    params: Mapping[str, Any] | None = None,
+    *,
+    fit_sample: int | None = None,
+    workers: int | None = None,
 ) -> Matcher:
     """A matcher with ``params`` (flat ``get_params`` keys) fitted on a targets frame.
+
+    The fit normalises (and, with jieba, segments) many texts in up to ``workers`` forked processes
+    (None: one per usable core; 1: none); the model is the same whatever their number.
 
     With ``fit_sample``, a library larger than that learns its vocabulary and term weights from a
     seeded random sample of ``fit_sample`` targets; the others are then added with the fitted
@@ -350,18 +358,23 @@ def fit_matcher(
     if fit_sample is not None:
         fit_sample = _positive(fit_sample, "fit_sample")
     try:
-        if fit_sample is None or len(targets) <= fit_sample:
-            return matcher.fit(targets)
-        chosen = np.sort(np.random.default_rng(0).choice(len(targets), size=fit_sample, replace=False))
-        rest = np.setdiff1d(np.arange(len(targets)), chosen)
-        logger.info("fitting the vocabulary on %d of %d targets, then adding the others", fit_sample, len(targets))
-        model = matcher.fit(targets.iloc[chosen])
-        for start in range(0, len(rest), FIT_CHUNK):
-            model.update_targets(targets.iloc[rest[start : start + FIT_CHUNK]])
-        return model
+        with parallelism(workers):
+            return _fit(matcher, targets, fit_sample)
     except (ValueError, TypeError) as error:
         with_params = " with these parameters" if params else ""
         raise BatchError(f"cannot fit the matcher on the target files{with_params}: {error}") from error
+
+
+def _fit(matcher: Matcher, targets: pd.DataFrame, fit_sample: int | None) -> Matcher:
+    if fit_sample is None or len(targets) <= fit_sample:
+        return matcher.fit(targets)
+    chosen = np.sort(np.random.default_rng(0).choice(len(targets), size=fit_sample, replace=False))
+    rest = np.setdiff1d(np.arange(len(targets)), chosen)
+    logger.info("fitting the vocabulary on %d of %d targets, then adding the others", fit_sample, len(targets))
+    model = matcher.fit(targets.iloc[chosen])
+    for start in range(0, len(rest), FIT_CHUNK):
+        model.update_targets(targets.iloc[rest[start : start + FIT_CHUNK]])
+    return model
 
 
 # ------------------------------------------------------------------------------ output
@@ -550,7 +563,7 @@ def run_batch(
     progress: bool | None = None,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
     fit_sample: int | None = None,
 ) -> BatchReport:
@@ -613,7 +626,8 @@ def run_batch(
 
     need_table, tables = read_inputs(needs, targets, skip_invalid=rejects is not None)
     need_rows = needs_frame(need_table)
-    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample)
+    fit_workers = runner.workers if isinstance(runner, LocalEngine) else None
+    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample, workers=fit_workers)
     fit_tagger(model, need_rows)
     all_tables = [need_table, *tables.values()]
 
@@ -660,7 +674,7 @@ def run_batch_db(
     progress: bool | None = None,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
 ) -> BatchReport:
     """Score every open need of the database with the active model and write the score table.
@@ -748,6 +762,7 @@ def run_batch_db(
         "model_params": model_manifest.get("params", {}),
         "parameters": {"k": k, "chunk_size": outcome.chunk_size, "target_types": list(model.target_types_)},
         "engine": runner.describe(),
+        "segmenter": segmenter(),
         "counts": {
             "needs": report.needs,
             "targets": report.targets,
@@ -782,7 +797,7 @@ def match_to_file(
     progress: bool | None = False,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
 ) -> BatchReport:
     """Score a needs frame with a fitted matcher into a score table file, as ``matcher batch`` does.
@@ -865,7 +880,10 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _engine(name: str, workers: int, scheduler: Any) -> Engine:
+def _engine(name: str, workers: int | None, scheduler: Any) -> Engine:
+    """The engine ``name``; the local one with ``workers`` processes (None: one per usable core)."""
+    if workers is None:
+        workers = usable_cores()
     try:
         return make_engine(name, workers=workers, scheduler=scheduler)
     except EngineError as error:
@@ -929,6 +947,11 @@ def _run_chunks(
     done = store.done()
     show = sys.stderr.isatty() if progress is None else progress
     pending = ((n, (needs.iloc[a:b], k)) for n, (a, b) in enumerate(bounds) if n not in done)
+    if isinstance(engine, LocalEngine) and engine.workers > 1:
+        if len(bounds) - len(done) <= 1:  # one chunk: no process to start (the same rows)
+            engine = LocalEngine(1)
+        else:
+            _before_fork(model)
     started = time.perf_counter()
     finished = len(done)
     try:
@@ -975,6 +998,20 @@ def _run_chunks(
         match_seconds=matched - started,
         write_seconds=time.perf_counter() - matched,
     )
+
+
+def _before_fork(model: Matcher) -> None:
+    """Build what every scoring process would otherwise build for itself, so the forks share it.
+
+    The segmenter, the character vocabulary's n-gram codes and each type's dense copy of the common
+    terms (:meth:`_TypeIndex.dense_common`): built once here, shared copy-on-write by the workers.
+    """
+    segmenter()
+    vectorizer = model.vectorizer_
+    if hasattr(vectorizer, "prepare_transform"):
+        vectorizer.prepare_transform()
+    for index in model.index_.values():
+        index.dense_common()
 
 
 class _PartStore:

@@ -24,6 +24,7 @@ from matcher.text import (
     script_views,
     segment,
     segment_blocks,
+    segmenter,
     stem,
     stop_word_set,
     text_blocks,
@@ -348,6 +349,9 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         The fitted term weighting of each block.
     n_features_out_ : int
         Number of output columns, block after block in the order of :data:`BLOCKS`.
+    segmenter_ : dict or None
+        The word segmenter that cut the fitted texts (:func:`matcher.text.segmenter`), None when the
+        word block is not fitted or uses another tokenizer.
     """
 
     def __init__(
@@ -402,6 +406,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             "latin_stop_words": "english",
             "renormalise": False,
             "latin_": None,
+            "segmenter_": None,  # models saved before it was recorded: not known
         }
         super().__setstate__({**defaults, **state})
         if "weights_" in state and "weighting_" not in state:  # TfidfVectorizer blocks: they hold idf_
@@ -512,6 +517,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             counts.append(matrix)
         if not counts:
             raise ValueError(f"cannot fit {'; '.join(errors)}")
+        self.segmenter_ = segmenter() if self.word_ is not None and self.tokenizer is segment else None
         if self.split_scripts:  # shares of the fitted blocks
             total = sum(self.weights_.values())
             self.weights_ = {name: weight / total for name, weight in self.weights_.items()}
@@ -690,6 +696,16 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             missing[row] = len(unseen)
         counts = _counts(np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64), len(docs), size)
         return (counts, missing) if unknown else counts
+
+    def prepare_transform(self) -> TextVectorizer:
+        """Build now what :meth:`transform` builds on first use (the character vocabulary's n-gram codes).
+
+        For processes forked after this call to share it rather than each build its own.
+        """
+        check_is_fitted(self, "weights_")
+        if getattr(self, "char_", None) is not None and _char_range(self.char_) is not None:
+            self._code_columns()
+        return self
 
     def _code_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The character vocabulary as sorted n-gram codes and their columns (built on first use)."""
