@@ -728,9 +728,19 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         the largest idf of its block to that sum: what the library lacks still counts as unmatched);
         otherwise both get each block at unit norm times the square root of its weight. With
         ``renormalise``, a need's block shares are taken over the blocks it has.
+
+        Every step is within a row, so many rows are weighed :data:`_FIT_CHUNK` at a time: the same
+        vectors, with float64 temporaries of one chunk rather than of the whole library.
         """
-        names = self._fitted_names()
         n_docs = counts[0].shape[0]
+        if n_docs > _FIT_CHUNK:
+            parts = []
+            for start in range(0, n_docs, _FIT_CHUNK):
+                rows = slice(start, min(start + _FIT_CHUNK, n_docs))
+                part = None if unknown is None else unknown.reshape(len(counts), n_docs)[:, rows].ravel()
+                parts.append(self._weigh([c[rows] for c in counts], queries=queries, unknown=part))
+            return sp.vstack(parts, format="csr")
+        names = self._fitted_names()
         joined = sp.hstack(counts, format="csr") if len(counts) > 1 else sp.csr_matrix(counts[0])
         joined.sort_indices()
         offsets = np.cumsum([0] + [m.shape[1] for m in counts])
