@@ -147,38 +147,52 @@ def log(message: str) -> None:
     print(f"[batch] {message}", file=sys.stderr, flush=True)
 
 
+def _sample_pss(pid: int, interval: float, connection: Any) -> None:
+    """In a process of its own: the peak PSS of process ``pid`` and its children, until asked for it."""
+    import psutil
+
+    me, target, peak = os.getpid(), psutil.Process(pid), 0.0
+    while not connection.poll(interval):
+        total = 0
+        try:
+            processes = [target, *target.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for process in processes:
+            if process.pid == me:
+                continue
+            try:
+                total += process.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        peak = max(peak, total / 2**20)
+    connection.send(peak)
+
+
 class MemorySampler:
-    """Samples the PSS of this process and its children every ``interval`` seconds; keeps the peak."""
+    """Samples the PSS of this process and its children every ``interval`` seconds; keeps the peak.
+
+    The sampling runs in a spawned process, not in a thread of this one: matcher forks worker
+    processes only where no other thread runs, so a sampling thread would change what is measured.
+    """
 
     def __init__(self, interval: float = 0.5) -> None:
-        import threading
+        import multiprocessing
 
         self.interval = interval
         self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_full_info().pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            self.peak = max(self.peak, total / 2**20)
-            self._stop.wait(self.interval)
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_sample_pss, args=(os.getpid(), interval, child), daemon=True)
 
     def __enter__(self) -> MemorySampler:
-        self._thread.start()
+        self._process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._connection.send("stop")
+        self.peak = float(self._connection.recv())
+        self._process.join()
 
 
 def peak_rss_mib() -> dict[str, float]:

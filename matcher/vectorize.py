@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import pickle
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -136,6 +139,48 @@ def _word_codes(docs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = np.arange(total, dtype=np.int64) + np.repeat(np.cumsum(lengths)[piece_codes] - ends, occurrence)
     rows = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), per_doc), occurrence)
     return rows, word_codes[offsets].astype(np.int64), np.asarray(words, dtype=object)
+
+
+def _char_part(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The character n-grams of ``docs``: their distinct codes and the counts over them (CSR, one row a doc)."""
+    rows, codes = _char_codes(docs, ngram_range)
+    inverse, distinct = pd.factorize(codes)  # a hash table: cheaper than sorting every gram
+    return distinct, _counts(rows, inverse, len(docs), len(distinct))
+
+
+def _word_part(docs: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The words of ``docs`` (:func:`_word_codes`): the distinct words and the counts over them."""
+    rows, codes, words = _word_codes(docs)
+    return words, _counts(rows, codes, len(docs), len(words))
+
+
+#: From this many texts on, a fit counts the character and word blocks in parallel processes.
+_PARALLEL_FIT_DOCS = 4000
+#: What the forked counting processes read: ``(views, {block name: n-gram range or None})``.
+_FIT_JOB: tuple[dict[str, list[str]], dict[str, tuple[int, int] | None]] | None = None
+
+
+def _fit_cores() -> int:
+    from matcher import text
+
+    return text._cores()
+
+
+def _quiet_worker() -> None:
+    """A counting process starts no processes of its own."""
+    from matcher import text
+
+    text._WORKERS = 1
+
+
+def _count_chunk(bounds: tuple[int, int]) -> dict[str, tuple[np.ndarray, sp.csr_matrix]]:
+    """In a forked process: the parts of the texts ``bounds`` of :data:`_FIT_JOB`, per block."""
+    views, kinds = _FIT_JOB
+    start, end = bounds
+    return {
+        name: _char_part(views[name][start:end], ngram) if name == "char" else _word_part(views[name][start:end])
+        for name, ngram in kinds.items()
+    }
 
 
 def _char_codes(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -503,9 +548,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             self.__dict__.pop(cached, None)
         counts, errors = [], []
         views = self._views(docs)
-        for name, weight, block in self._blocks():
+        blocks = self._blocks()
+        counted = self._count_in_processes(blocks, views)
+        for name, weight, block in blocks:
             try:
-                matrix = self._fit_block(name, block, views[name])
+                matrix = self._fit_block(name, block, views[name], counted.get(name))
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
                 if not self.split_scripts:
                     raise ValueError(f"cannot fit the {name} block: {error}") from error
@@ -524,22 +571,23 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = sum(len(b.vocabulary_) for b in self._fitted_blocks())
         return counts
 
-    def _fit_block(self, name: str, block: CountVectorizer, docs: list[str]) -> sp.csr_matrix:
+    def _fit_block(
+        self, name: str, block: CountVectorizer, docs: list[str], parts: list[tuple[np.ndarray, sp.csr_matrix]] | None = None
+    ) -> sp.csr_matrix:
         """Learn ``block``'s vocabulary as ``CountVectorizer.fit`` does; return the count matrix of ``docs``.
 
         The vocabulary is every term, sorted, pruned by ``min_df`` and ``max_features`` with the rules
         of scikit-learn's ``CountVectorizer``; ``block`` ends up fitted as by ``block.fit(docs)``.
+        ``parts``: the character or word block's counts of consecutive chunks of ``docs``
+        (:func:`_char_part`, :func:`_word_part`), when :meth:`_count_in_processes` counted them.
         """
         block._validate_params()
         if name == "word":
             block._validate_ngram_range()
         fast = _char_range(block) if name == "char" else None
         if fast is not None:
-            parts = []  # (sorted distinct codes, counts over them) per chunk of documents
-            for start in range(0, len(docs), _FIT_CHUNK):
-                rows, codes = _char_codes(docs[start : start + _FIT_CHUNK], fast)
-                inverse, distinct = pd.factorize(codes)  # a hash table: cheaper than sorting every gram
-                parts.append((distinct, _counts(rows, inverse, min(_FIT_CHUNK, len(docs) - start), len(distinct))))
+            if parts is None:  # (distinct codes, counts over them) per chunk of documents
+                parts = [_char_part(docs[start : start + _FIT_CHUNK], fast) for start in range(0, len(docs), _FIT_CHUNK)]
             codes = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, dtype=np.int64)
             terms = _grams_of(codes).tolist()
             order, rank = _alphabetical(terms)
@@ -551,10 +599,8 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 chunks.append(matrix)
             counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
         elif name == "word" and self._bulk_words(block):
-            parts = []  # (distinct words, counts over them) per chunk of documents
-            for start in range(0, len(docs), _FIT_CHUNK):
-                rows, codes, words = _word_codes(docs[start : start + _FIT_CHUNK])
-                parts.append((words, _counts(rows, codes, min(_FIT_CHUNK, len(docs) - start), len(words))))
+            if parts is None:  # (distinct words, counts over them) per chunk of documents
+                parts = [_word_part(docs[start : start + _FIT_CHUNK]) for start in range(0, len(docs), _FIT_CHUNK)]
             every = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=object)
             ids, distinct = pd.factorize(every)
             terms = distinct.tolist()
@@ -589,6 +635,39 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
         block.fixed_vocabulary_ = False
         return sp.csr_matrix(counts)
+
+    def _count_in_processes(
+        self, blocks: list[tuple[str, float, CountVectorizer]], views: dict[str, list[str]]
+    ) -> dict[str, list[tuple[np.ndarray, sp.csr_matrix]]]:
+        """The character and word blocks' counts of many texts, chunk by chunk, in forked processes.
+
+        One chunk per process (at most :data:`_FIT_CHUNK` texts), one process per core (bounded by
+        :func:`matcher.text.parallelism`); ``{}`` for few texts, one core, or no processes to be had,
+        and the blocks are then counted in this process. The counts are the same either way.
+        """
+        kinds = {}
+        for name, _, block in blocks:
+            if name == "char" and _char_range(block) is not None:
+                kinds[name] = _char_range(block)
+            elif name == "word" and self._bulk_words(block):
+                kinds[name] = None
+        n_docs = len(views["char"])
+        cores = _fit_cores()
+        if not kinds or cores < 2 or n_docs < _PARALLEL_FIT_DOCS:
+            return {}
+        step = min(_FIT_CHUNK, -(-n_docs // cores))
+        global _FIT_JOB
+        _FIT_JOB = (views, kinds)
+        segmenter()  # loaded once, before the fork
+        try:
+            with multiprocessing.get_context("fork").Pool(min(cores, -(-n_docs // step)), _quiet_worker) as pool:
+                results = pool.map(_count_chunk, [(start, start + step) for start in range(0, n_docs, step)], chunksize=1)
+        except (OSError, pickle.PicklingError):  # no processes to be had: counted here
+            logging.getLogger(__name__).debug("counting in processes failed", exc_info=True)
+            return {}
+        finally:
+            _FIT_JOB = None
+        return {name: [result[name] for result in results] for name in kinds}
 
     def _bulk_words(self, block: CountVectorizer) -> bool:
         """Whether the word block's terms are :func:`matcher.text.segment`'s words (so :func:`_word_codes` counts them)."""

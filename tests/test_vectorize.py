@@ -215,3 +215,26 @@ def test_fit_in_chunks_gives_the_same_vectors(weighting: str, monkeypatch: pytes
     assert chunked.get_feature_names_out().tolist() == whole.get_feature_names_out().tolist()
     assert _equal(Q, chunked.transform_queries(queries))
     assert chunked.segmenter_ == whole.segmenter_ and chunked.segmenter_["name"] in ("rjieba", "jieba")
+
+
+def test_counting_in_processes_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import vectorize
+
+    docs = TextVectorizer().preprocess(LIBRARY * 3)
+    serial = TextVectorizer()
+    monkeypatch.setattr(vectorize, "_fit_cores", lambda: 1)
+    X = serial.fit_transform_preprocessed(docs)
+    monkeypatch.setattr(vectorize, "_fit_cores", lambda: 2)  # whatever this machine and its threads allow
+    monkeypatch.setattr(vectorize, "_PARALLEL_FIT_DOCS", 10)
+    seen = []
+    original = TextVectorizer._count_in_processes
+
+    def spy(self, *args):
+        seen.append(original(self, *args))
+        return seen[-1]
+
+    monkeypatch.setattr(TextVectorizer, "_count_in_processes", spy)
+    parallel = TextVectorizer()
+    assert _equal(X, parallel.fit_transform_preprocessed(docs))
+    assert set(seen[0]) == {"char", "word"} and len(seen[0]["char"]) == 2  # two processes counted a half each
+    assert parallel.get_feature_names_out().tolist() == serial.get_feature_names_out().tolist()
