@@ -13,6 +13,7 @@ columns ``need_id, target_type, target_id, rank, score``; the same inputs give b
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -947,11 +948,12 @@ def _run_chunks(
     done = store.done()
     show = sys.stderr.isatty() if progress is None else progress
     pending = ((n, (needs.iloc[a:b], k)) for n, (a, b) in enumerate(bounds) if n not in done)
+    frozen = False
     if isinstance(engine, LocalEngine) and engine.workers > 1:
         if len(bounds) - len(done) <= 1:  # one chunk: no process to start (the same rows)
             engine = LocalEngine(1)
         else:
-            _before_fork(model)
+            frozen = _before_fork(model)
     started = time.perf_counter()
     finished = len(done)
     try:
@@ -979,6 +981,9 @@ def _run_chunks(
                 store.folder,
             )
         raise
+    finally:
+        if frozen:
+            gc.unfreeze()
     matched = time.perf_counter()
     need_ids: set[str] = set()
     with _writing(out) as writer:
@@ -1000,11 +1005,15 @@ def _run_chunks(
     )
 
 
-def _before_fork(model: Matcher) -> None:
+def _before_fork(model: Matcher) -> bool:
     """Build what every scoring process would otherwise build for itself, so the forks share it.
 
     The segmenter, the character vocabulary's n-gram codes and each type's dense copy of the common
     terms (:meth:`_TypeIndex.dense_common`): built once here, shared copy-on-write by the workers.
+    Then the heap the fit freed goes back to the system (glibc ``malloc_trim``), and the objects alive
+    now are frozen out of the garbage collector (``gc.freeze``): a collection in a worker would
+    otherwise write to every object's header and copy the model's pages into each worker. Returns
+    True (the caller unfreezes them when the workers are done).
     """
     segmenter()
     vectorizer = model.vectorizer_
@@ -1012,6 +1021,16 @@ def _before_fork(model: Matcher) -> None:
         vectorizer.prepare_transform()
     for index in model.index_.values():
         index.dense_common()
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+    gc.freeze()
+    return True
 
 
 class _PartStore:

@@ -188,6 +188,11 @@ def test_resume_after_a_kill_gives_the_same_bytes(trained, tmp_path: Path) -> No
     out = tmp_path / name
     _kill_after(["--out", out, "--chunk-size", "20"], env, tmp_path, chunks=3)
     assert not out.exists()  # the final file appears only when complete
+    psutil = pytest.importorskip("psutil")
+    deadline = time.monotonic() + 30  # its worker processes (one per core, by default) end with it
+    while any(str(out) in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        assert time.monotonic() < deadline, "a worker process outlived the killed batch job"
+        time.sleep(0.2)
     parts = sorted(p.name for p in parts_dir(out).iterdir())
     assert "state.json" in parts and len([p for p in parts if p.endswith(".parquet")]) >= 3
 
