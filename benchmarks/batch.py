@@ -151,8 +151,8 @@ def _sample_pss(pid: int, interval: float, connection: Any) -> None:
     """In a process of its own: the peak PSS of process ``pid`` and its children, until asked for it."""
     import psutil
 
-    me, target, peak = os.getpid(), psutil.Process(pid), 0.0
-    while not connection.poll(interval):
+    me, target, peak, stop = os.getpid(), psutil.Process(pid), 0.0, False
+    while True:  # a sample now, then every interval until asked, and one when asked
         total = 0
         try:
             processes = [target, *target.children(recursive=True)]
@@ -166,6 +166,9 @@ def _sample_pss(pid: int, interval: float, connection: Any) -> None:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         peak = max(peak, total / 2**20)
+        if stop:
+            break
+        stop = connection.poll(interval)
     connection.send(peak)
 
 
