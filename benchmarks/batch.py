@@ -35,10 +35,24 @@ matcher's top 10 (share of the same need–expert pairs). The report also gives 
 blocks recur in the generated texts (distinct blocks over all blocks), which is what the
 segmentation cache feeds on.
 
+* ``matcher``: the shipped path with every default, as ``matcher batch`` runs it: one process per
+  usable core for the fit and for the scoring (no ``workers`` argument);
+* ``cli``: the command itself, ``matcher batch --needs N.jsonl --experts E.jsonl --out O.parquet``
+  with its defaults, reading and writing the files (its fit and match are not timed apart);
+* ``large-full``: 200,000 experts × 20,000 needs with a full fit (no ``fit_sample``) and the defaults.
+
+With ``--corpus DIR`` the texts are those of a perf corpus (``../shared/bench/perf/gen.py``: the
+``medium`` folder of DIR for the 20,000 × 20,000 cases, ``large`` for the large ones, its first
+``--large-needs`` needs), written once as the JSONL files ``matcher batch`` reads (``{"id", "text"}``
+a line, in ``--cache``); they have no tags or counties, so ``tag hit@10`` is blank. The output of
+every matcher case is compared byte for byte with that of ``matcher-1`` (``same bytes as matcher-1``).
+
 Usage::
 
     .venv/bin/python benchmarks/batch.py --out /tmp/batch.json          # everything (about 15 min)
     .venv/bin/python benchmarks/batch.py --cases reference,matcher-1,matcher-2 --out /tmp/e2e.json
+    python ../shared/bench/perf/gen.py medium --out /tmp/perf && python ../shared/bench/perf/gen.py large --out /tmp/perf
+    .venv/bin/python benchmarks/batch.py --corpus /tmp/perf --cases reference,matcher,matcher-1,cli --out /tmp/perf.json
 """
 
 from __future__ import annotations
@@ -65,7 +79,9 @@ K = 10
 CHUNK = 500
 #: The share of the library the vocabulary is learnt from in the pruned and large cases.
 SAMPLE_SHARE = 4
-CASES = ("reference", "matcher-1", "matcher-2", "nocache", "pruned", "large")
+CASES = ("reference", "matcher", "matcher-1", "matcher-2", "cli", "nocache", "pruned", "large", "large-full")
+#: Cases on the large library.
+LARGE = ("large", "large-full")
 
 
 # --------------------------------------------------------------------------- data
@@ -90,7 +106,33 @@ def dataset(cache: Path, experts: int, needs: int, seed: int) -> tuple[Path, Pat
     return expert_file, need_file
 
 
+def corpus_dataset(corpus: Path, size: str, cache: Path, needs: int | None = None) -> tuple[Path, Path]:
+    """The experts and needs of ``corpus/size`` (perf's ``gen.py`` output) as JSONL files, made once."""
+    folder = cache / (f"perf-{size}" if needs is None else f"perf-{size}-{needs}")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, prefix, limit in (("experts", "e", None), ("needs", "n", needs)):
+        path = folder / f"{name}.jsonl"
+        if not path.exists():
+            log(f"writing {path} from {corpus / size / (name + '.txt')}")
+            lines = (corpus / size / f"{name}.txt").read_text(encoding="utf-8").splitlines()[:limit]
+            partial = path.with_suffix(".part")
+            with partial.open("w", encoding="utf-8") as handle:
+                for number, text in enumerate(lines):
+                    handle.write(json.dumps({"id": f"{prefix}{number}", "text": text}, ensure_ascii=False) + "\n")
+            partial.replace(path)
+        files.append(path)
+    return files[0], files[1]
+
+
 def read_frames(expert_file: Path, need_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if expert_file.suffix == ".jsonl":  # a perf corpus: read as `matcher batch` reads the files
+        from matcher.batch import needs_frame, read_inputs, targets_frame
+
+        need_table, tables = read_inputs(need_file, {"expert": expert_file})
+        experts, needs = targets_frame(tables), needs_frame(need_table)
+        experts["texts"] = [list(v) for v in experts["texts"]]
+        return experts, needs
     experts = pd.read_parquet(expert_file)
     for column in ("texts", "tags", "counties"):
         experts[column] = [list(v) for v in experts[column]]
@@ -105,38 +147,55 @@ def log(message: str) -> None:
     print(f"[batch] {message}", file=sys.stderr, flush=True)
 
 
+def _sample_pss(pid: int, interval: float, connection: Any) -> None:
+    """In a process of its own: the peak PSS of process ``pid`` and its children, until asked for it."""
+    import psutil
+
+    me, target, peak, stop = os.getpid(), psutil.Process(pid), 0.0, False
+    while True:  # a sample now, then every interval until asked, and one when asked
+        total = 0
+        try:
+            processes = [target, *target.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for process in processes:
+            if process.pid == me:
+                continue
+            try:
+                total += process.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        peak = max(peak, total / 2**20)
+        if stop:
+            break
+        stop = connection.poll(interval)
+    connection.send(peak)
+
+
 class MemorySampler:
-    """Samples the PSS of this process and its children every ``interval`` seconds; keeps the peak."""
+    """Samples the PSS of this process and its children every ``interval`` seconds; keeps the peak.
+
+    The sampling runs in a spawned process, not in a thread of this one: matcher forks worker
+    processes only where no other thread runs, so a sampling thread would change what is measured.
+    """
 
     def __init__(self, interval: float = 0.5) -> None:
-        import threading
+        import multiprocessing
 
         self.interval = interval
         self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_full_info().pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            self.peak = max(self.peak, total / 2**20)
-            self._stop.wait(self.interval)
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_sample_pss, args=(os.getpid(), interval, child), daemon=True)
 
     def __enter__(self) -> MemorySampler:
-        self._thread.start()
+        self._process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._connection.send("stop")
+        self.peak = float(self._connection.recv())
+        self._process.join()
 
 
 def peak_rss_mib() -> dict[str, float]:
@@ -187,12 +246,13 @@ def run_reference(experts: pd.DataFrame, needs: pd.DataFrame, out: Path) -> dict
 
 
 def run_matcher(
-    experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int, fit_sample: int | None = None
+    experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int | None, fit_sample: int | None = None
 ) -> dict:
+    """``batch.fit_matcher`` then ``batch.match_to_file``; ``workers`` None: the defaults (every usable core)."""
     from matcher.batch import fit_matcher, match_to_file
 
     started = time.perf_counter()
-    model = fit_matcher(experts, fit_sample=fit_sample)
+    model = fit_matcher(experts, fit_sample=fit_sample, workers=workers)
     fitted = time.perf_counter()
     match_to_file(model, needs, out, k=K, chunk_size=CHUNK, workers=workers)
     finished = time.perf_counter()
@@ -206,6 +266,16 @@ def run_matcher(
     }
 
 
+def run_cli(expert_file: Path, need_file: Path, out: Path) -> dict:
+    """``matcher batch --needs … --experts … --out …`` with its defaults, as a user runs it."""
+    command = [str(Path(sys.executable).with_name("matcher")), "batch", "--needs", str(need_file)]
+    command += ["--experts", str(expert_file), "--out", str(out)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    total = time.perf_counter() - started
+    return {"fit": float("nan"), "match_write": total, "total": total, "features": None, "nnz": None}
+
+
 def without_segment_cache() -> None:
     """Switch off :func:`matcher.text.segment`'s memory of blocks in this process (jieba every time)."""
     from matcher import text, vectorize
@@ -214,6 +284,7 @@ def without_segment_cache() -> None:
         return tuple(word for word, _, _ in text.tokenize(block))
 
     text._segment_block = segment_block
+    text.SEGMENT_CACHE_SIZE = 0  # segment_blocks remembers nothing either (a call still cuts each distinct block once)
     vectorize.prepare_segments = lambda texts: 0  # nothing to remember the words in
 
 
@@ -234,9 +305,14 @@ def child(args: argparse.Namespace) -> None:
     out = Path(args.output)
     case = args.child
     cpu = os.times()
+    load = os.getloadavg()
     with MemorySampler() as memory:
         if case.startswith("reference"):
             result = run_reference(experts, needs, out)
+        elif case in ("matcher", "large-full"):
+            result = run_matcher(experts, needs, out, None)
+        elif case == "cli":
+            result = run_cli(Path(args.expert_file), Path(args.need_file), out)
         elif case in ("matcher-1", "matcher-2"):
             result = run_matcher(experts, needs, out, int(case[-1]))
         elif case == "nocache":
@@ -251,6 +327,7 @@ def child(args: argparse.Namespace) -> None:
         getattr(spent, f) - getattr(cpu, f) for f in ("user", "system", "children_user", "children_system")
     )
     result.update(experts=len(experts), needs=len(needs), peak_rss_mib=peak_rss_mib())
+    result["loadavg_before"], result["loadavg_after"] = load, os.getloadavg()
     result["peak_pss_mib"] = round(memory.peak, 1)
     Path(args.result).write_text(json.dumps(result, indent=2), encoding="utf-8")
 
@@ -268,6 +345,8 @@ def top10(path: Path) -> dict[str, list[str]]:
 
 
 def tag_hit(found: dict[str, list[str]], needs: pd.DataFrame, experts: pd.DataFrame) -> float:
+    if not all(isinstance(t, list) and t for t in needs["tags"]):  # a perf corpus: no tags
+        return float("nan")
     tags = dict(zip(experts["id"], (set(t) for t in experts["tags"]), strict=True))
     first = dict(zip(needs["id"], (t[0] for t in needs["tags"]), strict=True))
     hits = total = 0
@@ -316,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "matcher-bench")
+    parser.add_argument("--corpus", type=Path, help="a perf corpus (gen.py's output folder): its texts instead")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument(
         "--no-reference-again",
@@ -338,13 +418,19 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     load_before = os.getloadavg()
-    small = dataset(args.cache, args.experts, args.needs, args.seed)
+    if args.corpus is not None:
+        small = corpus_dataset(args.corpus, "medium", args.cache)
+    else:
+        small = dataset(args.cache, args.experts, args.needs, args.seed)
     reports: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="matcher-bench-") as folder:
         work = Path(folder)
         for case in cases:
-            if case == "large":
-                large = dataset(args.cache, args.large_experts, args.large_needs, args.seed)
+            if case in LARGE:
+                if args.corpus is not None:
+                    large = corpus_dataset(args.corpus, "large", args.cache, args.large_needs)
+                else:
+                    large = dataset(args.cache, args.large_experts, args.large_needs, args.seed)
                 reports[case] = run_case(case, large, work)
             else:
                 reports[case] = run_case(case, small, work)
@@ -352,17 +438,24 @@ def main(argv: list[str] | None = None) -> int:
             reports["reference-again"] = run_case("reference-again", small, work)
         experts, needs = read_frames(*small)
         data = repetition(needs, experts)
-        found = {case: top10(Path(r["output"])) for case, r in reports.items() if case != "large"}
+        found = {case: top10(Path(r["output"])) for case, r in reports.items() if case not in LARGE}
+        if "matcher-1" in reports:  # the same bytes whatever the number of processes
+            first = Path(reports["matcher-1"]["output"]).read_bytes()
+            for case, report in reports.items():
+                if not case.startswith("reference") and case not in LARGE:
+                    report["same_bytes_as_matcher_1"] = Path(report["output"]).read_bytes() == first
         for case, report in reports.items():
             if case in found:
                 report["tag_hit_at_10"] = tag_hit(found[case], needs, experts)
-                if "matcher-1" in found or "matcher-2" in found:
-                    base = found.get("matcher-2") or found["matcher-1"]
+                if {"matcher", "matcher-1", "matcher-2"} & set(found):
+                    base = found.get("matcher") or found.get("matcher-2") or found["matcher-1"]
                     report["agreement_at_10_with_matcher"] = agreement(base, found[case])
             report["needs_per_second_match"] = report["needs"] / report["match_write"]
             report["needs_per_second_end_to_end"] = report["needs"] / report["total"]
-        if "large" in reports:
-            large_report = reports["large"]
+        for case in LARGE:
+            if case not in reports:
+                continue
+            large_report = reports[case]
             rate = large_report["needs"] / large_report["match_write"]
             large_report["extrapolated_200k_needs_seconds"] = large_report["fit"] + 200_000 / rate
             large_experts, large_needs = read_frames(*large)
@@ -371,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         # against the faster of the reference's runs (the first case, and the last with --reference-again)
         reference = min(r["total"] for case, r in reports.items() if case.startswith("reference"))
         for case, report in reports.items():
-            if not case.startswith("reference") and case != "large":
+            if not case.startswith("reference") and case not in LARGE:
                 report["throughput_vs_reference"] = reference / report["total"]
     report = {
         "config": {
@@ -383,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             "k": K,
             "chunk": CHUNK,
             "fit_sample_share": f"1/{SAMPLE_SHARE}",
+            "corpus": None if args.corpus is None else str(args.corpus),
         },
         "machine": {**info, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "data": data,
@@ -398,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 WHAT = {
+    "matcher": "shipped defaults (a process per usable core for fit and scoring), Parquet",
+    "cli": "`matcher batch` with its defaults, JSONL in, Parquet out",
+    "large-full": "full fit (no `--fit-sample`), defaults",
     "reference": "char_wb 1–3 TF-IDF, sparse product per 500, argpartition, CSV",
     "reference-again": "the reference again, after the other cases",
     "matcher-1": "shipped defaults, 1 process, Parquet",
@@ -411,9 +508,10 @@ WHAT = {
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "| case | what | experts × needs | fit s | match+write s | total s | CPU s | needs/s (match) | × reference "
-        "| peak MiB (PSS) | tag hit@10 | agreement@10 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak MiB (PSS) | tag hit@10 | agreement@10 | same bytes as matcher-1 | load before |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
+    same = {True: "yes", False: "**no**"}
     for case, r in report["cases"].items():
         ratio = r.get("throughput_vs_reference")
         agree = r.get("agreement_at_10_with_matcher")
@@ -421,13 +519,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {case} | {WHAT[case]} | {r['experts']:,} × {r['needs']:,} | {r['fit']:.1f} | {r['match_write']:.1f} "
             f"| {r['total']:.1f} | {r['cpu']:.1f} | {r['needs_per_second_match']:.0f} | {'' if ratio is None else f'{ratio:.2f}×'} "
-            f"| {memory} | {r.get('tag_hit_at_10', float('nan')):.3f} | {'' if agree is None else f'{agree:.3f}'} |"
+            f"| {memory} | {r.get('tag_hit_at_10', float('nan')):.3f} | {'' if agree is None else f'{agree:.3f}'} "
+            f"| {same.get(r.get('same_bytes_as_matcher_1'), '')} | {r['loadavg_before'][0]:.2f} |"
         )
-    if "large" in report["cases"]:
-        large = report["cases"]["large"]
+    for case in LARGE:
+        if case not in report["cases"]:
+            continue
+        large = report["cases"][case]
         lines += [
             "",
-            f"Large: {large['experts']:,} experts, {large['needs']:,} needs; fit {large['fit']:.0f} s, "
+            f"{case}: {large['experts']:,} experts, {large['needs']:,} needs; fit {large['fit']:.0f} s, "
             f"{large['needs_per_second_match']:.0f} needs/s; 200,000 needs extrapolated: "
             f"{large['extrapolated_200k_needs_seconds'] / 60:.1f} min; peak {large['peak_pss_mib']:.0f} MiB (PSS of all "
             f"processes), {large['peak_rss_mib']['process']:.0f} MiB VmHWM of the main process.",

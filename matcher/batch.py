@@ -13,6 +13,7 @@ columns ``need_id, target_type, target_id, rank, score``; the same inputs give b
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from matcher.engines import Engine, EngineError, make_engine
+from matcher.engines import Engine, EngineError, LocalEngine, make_engine
 from matcher.errors import MatcherError
 from matcher.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
 from matcher.model import MATCH_COLUMNS, Matcher, build_matcher
@@ -44,6 +45,7 @@ from matcher.output import CsvRows
 from matcher.privacy import index_text
 from matcher.redact import redact
 from matcher.tables import Table, TableError, read_table, write_rejects
+from matcher.text import parallelism, segmenter, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -331,9 +333,16 @@ def _param_problem(default: Any, value: Any) -> str | None:
 
 
 def fit_matcher(
-    targets: pd.DataFrame, params: Mapping[str, Any] | None = None, *, fit_sample: int | None = None
+    targets: pd.DataFrame,
+    params: Mapping[str, Any] | None = None,
+    *,
+    fit_sample: int | None = None,
+    workers: int | None = None,
 ) -> Matcher:
     """A matcher with ``params`` (flat ``get_params`` keys) fitted on a targets frame.
+
+    The fit normalises (and, with jieba, segments) many texts in up to ``workers`` forked processes
+    (None: one per usable core; 1: none); the model is the same whatever their number.
 
     With ``fit_sample``, a library larger than that learns its vocabulary and term weights from a
     seeded random sample of ``fit_sample`` targets; the others are then added with the fitted
@@ -350,18 +359,23 @@ def fit_matcher(
     if fit_sample is not None:
         fit_sample = _positive(fit_sample, "fit_sample")
     try:
-        if fit_sample is None or len(targets) <= fit_sample:
-            return matcher.fit(targets)
-        chosen = np.sort(np.random.default_rng(0).choice(len(targets), size=fit_sample, replace=False))
-        rest = np.setdiff1d(np.arange(len(targets)), chosen)
-        logger.info("fitting the vocabulary on %d of %d targets, then adding the others", fit_sample, len(targets))
-        model = matcher.fit(targets.iloc[chosen])
-        for start in range(0, len(rest), FIT_CHUNK):
-            model.update_targets(targets.iloc[rest[start : start + FIT_CHUNK]])
-        return model
+        with parallelism(workers):
+            return _fit(matcher, targets, fit_sample)
     except (ValueError, TypeError) as error:
         with_params = " with these parameters" if params else ""
         raise BatchError(f"cannot fit the matcher on the target files{with_params}: {error}") from error
+
+
+def _fit(matcher: Matcher, targets: pd.DataFrame, fit_sample: int | None) -> Matcher:
+    if fit_sample is None or len(targets) <= fit_sample:
+        return matcher.fit(targets)
+    chosen = np.sort(np.random.default_rng(0).choice(len(targets), size=fit_sample, replace=False))
+    rest = np.setdiff1d(np.arange(len(targets)), chosen)
+    logger.info("fitting the vocabulary on %d of %d targets, then adding the others", fit_sample, len(targets))
+    model = matcher.fit(targets.iloc[chosen])
+    for start in range(0, len(rest), FIT_CHUNK):
+        model.update_targets(targets.iloc[rest[start : start + FIT_CHUNK]])
+    return model
 
 
 # ------------------------------------------------------------------------------ output
@@ -550,7 +564,7 @@ def run_batch(
     progress: bool | None = None,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
     fit_sample: int | None = None,
 ) -> BatchReport:
@@ -613,7 +627,8 @@ def run_batch(
 
     need_table, tables = read_inputs(needs, targets, skip_invalid=rejects is not None)
     need_rows = needs_frame(need_table)
-    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample)
+    fit_workers = runner.workers if isinstance(runner, LocalEngine) else None
+    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample, workers=fit_workers)
     fit_tagger(model, need_rows)
     all_tables = [need_table, *tables.values()]
 
@@ -660,7 +675,7 @@ def run_batch_db(
     progress: bool | None = None,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
 ) -> BatchReport:
     """Score every open need of the database with the active model and write the score table.
@@ -748,6 +763,7 @@ def run_batch_db(
         "model_params": model_manifest.get("params", {}),
         "parameters": {"k": k, "chunk_size": outcome.chunk_size, "target_types": list(model.target_types_)},
         "engine": runner.describe(),
+        "segmenter": segmenter(),
         "counts": {
             "needs": report.needs,
             "targets": report.targets,
@@ -782,7 +798,7 @@ def match_to_file(
     progress: bool | None = False,
     resume: bool = False,
     engine: str = "local",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: Any = None,
 ) -> BatchReport:
     """Score a needs frame with a fitted matcher into a score table file, as ``matcher batch`` does.
@@ -865,7 +881,10 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _engine(name: str, workers: int, scheduler: Any) -> Engine:
+def _engine(name: str, workers: int | None, scheduler: Any) -> Engine:
+    """The engine ``name``; the local one with ``workers`` processes (None: one per usable core)."""
+    if workers is None:
+        workers = usable_cores()
     try:
         return make_engine(name, workers=workers, scheduler=scheduler)
     except EngineError as error:
@@ -929,6 +948,12 @@ def _run_chunks(
     done = store.done()
     show = sys.stderr.isatty() if progress is None else progress
     pending = ((n, (needs.iloc[a:b], k)) for n, (a, b) in enumerate(bounds) if n not in done)
+    frozen = False
+    if isinstance(engine, LocalEngine) and engine.workers > 1:
+        if len(bounds) - len(done) <= 1:  # one chunk: no process to start (the same rows)
+            engine = LocalEngine(1)
+        else:
+            frozen = _before_fork(model)
     started = time.perf_counter()
     finished = len(done)
     try:
@@ -956,6 +981,9 @@ def _run_chunks(
                 store.folder,
             )
         raise
+    finally:
+        if frozen:
+            gc.unfreeze()
     matched = time.perf_counter()
     need_ids: set[str] = set()
     with _writing(out) as writer:
@@ -975,6 +1003,34 @@ def _run_chunks(
         match_seconds=matched - started,
         write_seconds=time.perf_counter() - matched,
     )
+
+
+def _before_fork(model: Matcher) -> bool:
+    """Build what every scoring process would otherwise build for itself, so the forks share it.
+
+    The segmenter, the character vocabulary's n-gram codes and each type's dense copy of the common
+    terms (:meth:`_TypeIndex.dense_common`): built once here, shared copy-on-write by the workers.
+    Then the heap the fit freed goes back to the system (glibc ``malloc_trim``), and the objects alive
+    now are frozen out of the garbage collector (``gc.freeze``): a collection in a worker would
+    otherwise write to every object's header and copy the model's pages into each worker. Returns
+    True (the caller unfreezes them when the workers are done).
+    """
+    segmenter()
+    vectorizer = model.vectorizer_
+    if hasattr(vectorizer, "prepare_transform"):
+        vectorizer.prepare_transform()
+    for index in model.index_.values():
+        index.dense_common()
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+    gc.freeze()
+    return True
 
 
 class _PartStore:

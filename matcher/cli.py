@@ -262,7 +262,11 @@ def _check_bind(host: str) -> None:
     show_default=True,
     help="Where chunks run: local processes, or a Dask cluster.",
 )
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Local worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Local worker processes, for the fit and the scoring.  [default: the usable cores]",
+)
 @click.option("--scheduler", metavar="ADDRESS", help="The Dask scheduler (with --engine dask), e.g. tcp://host:8786.")
 @click.option(
     "--fit-sample",
@@ -288,7 +292,7 @@ def batch(
     resume: bool,
     chunk_size: int,
     engine: str,
-    workers: int,
+    workers: int | None,
     scheduler: str | None,
     fit_sample: int | None,
     model_dir: Path | None,

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
@@ -52,9 +54,25 @@ class Engine(Protocol):
 _SHARED: Any = None  # the shared object inside a local worker process
 
 
-def _init_worker(shared: Any) -> None:
+def _die_with(parent: int) -> None:
+    """End this worker when ``parent`` dies, even by SIGKILL (Linux: ``PR_SET_PDEATHSIG``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call
+        os._exit(1)
+
+
+def _init_worker(shared: Any, parent: int | None = None) -> None:
     global _SHARED
     _SHARED = shared
+    if parent is not None:
+        _die_with(parent)
     try:  # one BLAS thread per worker process: the workers already share the cores
         from threadpoolctl import threadpool_limits
 
@@ -92,7 +110,7 @@ class LocalEngine:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=_init_worker, initargs=(shared,)
+            max_workers=self.workers, mp_context=context, initializer=_init_worker, initargs=(shared, os.getpid())
         ) as pool:
             yield from _bounded(lambda item: pool.submit(_call_in_worker, task, item), items, 2 * self.workers)
 

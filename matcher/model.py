@@ -785,8 +785,13 @@ class Matcher(BaseEstimator):
         """
         vectors, texts = self._query(block, index), index.texts
         text_weight = 1.0 - self.tag_weight - self.region_weight
-        dense = np.zeros(vectors.shape, dtype=np.float32)
-        dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), vectors.indices] = vectors.data
+        # the needs' weights over the block's own features only (one more column of zeros for the rest):
+        # the same products as over every feature, without a (needs × vocabulary) array
+        features, local = np.unique(vectors.indices, return_inverse=True)
+        column = np.full(vectors.shape[1], len(features), dtype=np.int64)
+        column[features] = np.arange(len(features))
+        dense = np.zeros((vectors.shape[0], len(features) + 1), dtype=np.float32)
+        dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), local.ravel()] = vectors.data
         text = np.zeros(len(rows), dtype=np.float32)
         step = max(1, _EXACT_CELLS // max(1, int(np.diff(texts.indptr)[columns].max(initial=1))))
         for start in range(0, len(rows), step):
@@ -797,7 +802,7 @@ class Matcher(BaseEstimator):
             offsets = np.arange(lengths.max())
             inside = offsets < lengths[:, None]
             entries = np.where(inside, first[:, None] + offsets, 0)
-            products = dense[need[:, None], texts.indices[entries]] * texts.data[entries]
+            products = dense[need[:, None], column[texts.indices[entries]]] * texts.data[entries]
             products[~inside] = 0.0
             text[start : start + len(need)] = np.cumsum(products, axis=1, dtype=np.float32)[:, -1]
         named = self._named(block, index)

@@ -61,7 +61,7 @@ HISTORY = "HISTORY"
 LOCK = ".lock"
 SIGNING_KEY_ENV = "MATCHER_SIGNING_KEY"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
-PACKAGES = ("matcher", "scikit-learn", "numpy", "scipy", "pandas", "joblib", "jieba", "opencc")
+PACKAGES = ("matcher", "scikit-learn", "numpy", "scipy", "pandas", "joblib", "jieba", "rjieba", "opencc")
 
 
 def models_dir() -> Path:
@@ -196,6 +196,7 @@ def _write_version(
         "libraries": libraries or {},
         "metrics": metrics or {},
         "packages": _package_versions(),
+        "segmenter": _segmenter_of(model),
         "artefact": ARTEFACT,
         "sha256": _sha256(artefact),
         **(extra or {}),
@@ -205,6 +206,12 @@ def _write_version(
         manifest["artefact_hmac"] = _hmac(key, manifest["sha256"])
     (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, folder)
+
+
+def _segmenter_of(model: Any) -> dict[str, str] | None:
+    """The word segmenter that built ``model``'s vocabulary (:func:`matcher.text.segmenter` at fit time),
+    None when its text analysis has no segmented words."""
+    return getattr(getattr(model, "vectorizer_", None), "segmenter_", None)
 
 
 def load_folder(folder: Path, *, key: str | None = None) -> tuple[Any, dict[str, Any]]:

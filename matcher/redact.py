@@ -34,6 +34,9 @@ PLACEHOLDERS = tuple(dict.fromkeys(label for label, _ in _PATTERNS))
 #: Full-width ASCII (U+FF01-U+FF5E) and the ideographic space to their ASCII forms: one character
 #: for one, as NFKC maps them, so that ``１３８ １２３４ ５６７８`` is recognised as a phone number.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_HAS_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
+# Every pattern holds a digit or an @ (ASCII or full-width): a text with neither has nothing to redact.
+_MAY_HOLD = re.compile("[0-9@\uff10-\uff19\uff20]")
 
 
 def redact(text: str) -> str:
@@ -43,10 +46,11 @@ def redact(text: str) -> str:
     is not replaced keeps its characters as written. A non-text value (None, a number) is returned
     as it is.
     """
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or not text or not _MAY_HOLD.search(text):
         return text
     for label, pattern in _PATTERNS:
-        folded = text.translate(_FULL_WIDTH)  # one character for one: spans hold in ``text``
+        # one character for one: spans hold in ``text`` (str.translate is slow: only where there is something to fold)
+        folded = text.translate(_FULL_WIDTH) if _HAS_FULL_WIDTH.search(text) else text
         parts, start = [], 0
         for found in pattern.finditer(folded):
             parts += [text[start : found.start()], label]

@@ -14,7 +14,8 @@ import pickle
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 
@@ -23,13 +24,18 @@ __all__ = [
     "latin_tokens",
     "normalise",
     "normalise_many",
+    "parallelism",
     "prepare_segments",
     "script_views",
     "segment",
+    "segment_blocks",
+    "segmenter",
     "split_list",
     "stem",
     "stop_word_set",
+    "text_blocks",
     "tokenize",
+    "usable_cores",
 ]
 
 # A CJK ideograph followed by a parenthesised pinyin syllable: `首頁(yè)`, `導(dǎo)`, `行(xing2)`.
@@ -75,6 +81,24 @@ def normalise(text: str) -> str:
 
 _tokenizer_lock = threading.Lock()
 
+#: The word segmenters, in the order they are tried: jieba-rs through its binding ``rjieba`` (native
+#: code, about five times faster), then jieba itself. Both cut with jieba's dictionary, its HMM for
+#: unknown words and the social-work user dictionary, and give the same words (see :func:`segmenter`).
+SEGMENTERS = ("rjieba", "jieba")
+#: Set to ``jieba`` to use jieba even where rjieba is installed.
+SEGMENTER_ENV = "MATCHER_SEGMENTER"
+
+
+def _user_words() -> list[tuple[str, int | None]]:
+    """The user dictionary ``matcher/dict/social_work.txt``: ``(word, frequency or None)`` per line."""
+    words = []
+    dictionary = resources.files("matcher.dict").joinpath("social_work.txt")
+    for line in dictionary.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if parts and not parts[0].startswith("#"):
+            words.append((parts[0], int(parts[1]) if len(parts) > 1 else None))
+    return words
+
 
 @lru_cache(maxsize=1)
 def _tokenizer():
@@ -85,14 +109,114 @@ def _tokenizer():
     tokenizer = jieba.Tokenizer()
     with _tokenizer_lock:
         tokenizer.initialize()
-        dictionary = resources.files("matcher.dict").joinpath("social_work.txt")
-        with dictionary.open("r", encoding="utf-8") as handle:
-            for line in handle:
-                parts = line.split()
-                if parts and not parts[0].startswith("#"):
-                    freq = int(parts[1]) if len(parts) > 1 else None
-                    tokenizer.add_word(parts[0], freq=freq)
+        for word, freq in _user_words():
+            tokenizer.add_word(word, freq=freq)
     return tokenizer
+
+
+def _jieba_frequencies(words: Iterable[str]) -> dict[str, int]:
+    """The frequencies that jieba's own dictionary (``jieba/dict.txt``) gives ``words`` (those it has)."""
+    wanted = sorted(set(words), key=len, reverse=True)
+    if not wanted:
+        return {}
+    text = resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+    line = re.compile(rf"^({'|'.join(map(re.escape, wanted))}) (\d+)", re.MULTILINE)
+    return {match.group(1): int(match.group(2)) for match in line.finditer(text)}
+
+
+#: A word no text can hold (a private-use character: never inside one of jieba's blocks).
+_PADDING_WORD = "\ue000"
+
+
+@lru_cache(maxsize=1)
+def _native():
+    """A jieba-rs tokenizer (``rjieba``) cutting as :func:`_tokenizer` does, or None where it cannot.
+
+    None when rjieba is not installed, when ``MATCHER_SEGMENTER=jieba``, or when a user word has no
+    frequency (jieba and jieba-rs suggest one differently). jieba adds a user word's frequency to its
+    dictionary total even when the word was already in its dictionary, where jieba-rs replaces the old
+    frequency; the difference is added as a word no text can contain, so that both totals, and so
+    both segmentations, agree.
+    """
+    if os.environ.get(SEGMENTER_ENV, "").strip().lower() == "jieba":
+        return None
+    try:
+        import rjieba
+    except ImportError:
+        return None
+    words = _user_words()
+    if any(freq is None for _, freq in words):
+        logging.getLogger(__name__).warning("a user word has no frequency: segmenting with jieba, not rjieba")
+        return None
+    tokenizer = rjieba.Jieba()
+    known = _jieba_frequencies(word for word, _ in words if tokenizer.has_word(word))
+    for word, freq in words:
+        tokenizer.add_word(word, freq, None)
+    replaced = sum(known.values())
+    if replaced:
+        tokenizer.add_word(_PADDING_WORD, replaced, None)
+    return tokenizer
+
+
+@lru_cache(maxsize=1)
+def segmenter() -> dict[str, str]:
+    """The word segmenter this process uses, as a model manifest records it.
+
+    ``{"name": "rjieba", "version": "0.2.2", "jieba": "0.42.1"}``: ``name`` is one of
+    :data:`SEGMENTERS`; ``jieba`` is the version of jieba, whose dictionary both use.
+    """
+    from importlib import metadata
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    name = "rjieba" if _native() is not None else "jieba"
+    return {"name": name, "version": version(name), "jieba": version("jieba")}
+
+
+_SKIP = re.compile(r"(\r\n|\s)")
+# In a block that holds Latin letters or the symbols of jieba's block pattern (``9.5``, ``a-b``), jieba
+# and jieba-rs group them differently; blocks of Chinese characters and digits only are cut alike.
+_NOT_NATIVE = re.compile(r"[^\u4e00-\u9fd50-9]")
+
+
+def _native_cut(text: str) -> list[str]:
+    """The words of jieba's ``cut(text)`` (default mode, HMM), by jieba-rs.
+
+    jieba-rs takes a few more characters than jieba as Chinese (CJK extension A, U+9FD6 to U+9FFF,
+    compatibility and supplementary ideographs), so the text is cut into jieba's own blocks first:
+    jieba-rs segments each block of Chinese characters and digits, jieba the blocks that also hold
+    Latin letters or symbols (which the two group differently: ``9.5``, ``a-b``), and the rest is cut
+    as jieba cuts it (each whitespace, each other character alone). The texts the vectoriser segments
+    (the CJK runs of a text, :func:`script_views`) hold no Latin letters or symbols.
+    """
+    native = _native()
+    words: list[str] = []
+    for number, block in enumerate(_blocks().split(text)):
+        if not block:
+            continue
+        if number % 2:  # a match of jieba's block pattern
+            if _NOT_NATIVE.search(block) is None:
+                words.extend(native.cut(block, True))
+            else:
+                words.extend(_tokenizer().cut(block))
+            continue
+        for piece in _SKIP.split(block):
+            if _SKIP.match(piece):
+                words.append(piece)
+            else:
+                words.extend(piece)
+    return words
+
+
+def _cut(text: str) -> list[str]:
+    """Every word of ``text`` as jieba cuts it (default mode with HMM), spaces and punctuation included."""
+    if _native() is not None:
+        return _native_cut(text)
+    return list(_tokenizer().cut(text))
 
 
 @lru_cache(maxsize=1)
@@ -105,14 +229,18 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     """Segment normalised ``text`` into ``(word, start, end)`` character spans.
 
     Spaces, punctuation and stop words are dropped; Latin words stay whole, so English text is
-    segmented into words.
+    segmented into words. The words and spans are those of jieba's ``tokenize`` with the user
+    dictionary, whichever segmenter (:func:`segmenter`) cuts them.
     """
     stop = _stop_words()
-    return [
-        (word, start, end)
-        for word, start, end in _tokenizer().tokenize(text)
-        if word not in stop and not _MEANINGLESS.match(word)
-    ]
+    spans = []
+    start = 0
+    for word in _cut(text):
+        end = start + len(word)
+        if word not in stop and not _MEANINGLESS.match(word):
+            spans.append((word, start, end))
+        start = end
+    return spans
 
 
 #: Distinct text blocks whose words :func:`segment` remembers (per process).
@@ -127,12 +255,17 @@ def _blocks() -> re.Pattern[str]:
     return jieba.re_han_default
 
 
-#: Distinct new blocks from which :func:`prepare_segments` segments them in parallel processes.
+#: Distinct new blocks from which :func:`prepare_segments` segments them in parallel processes (jieba only).
 PARALLEL_BLOCKS = 4000
 _SEGMENTED: dict[str, tuple[str, ...]] = {}
 
 
 def _words_of_block(block: str) -> tuple[str, ...]:
+    """The words of :func:`tokenize` in one of jieba's blocks."""
+    native = _native()
+    if native is not None and _NOT_NATIVE.search(block) is None:  # Chinese and digits: every word means something
+        stop = _stop_words()
+        return tuple(word for word in native.cut(block, True) if word not in stop)
     return tuple(word for word, _, _ in tokenize(block))
 
 
@@ -152,13 +285,32 @@ def _segment_block(block: str) -> tuple[str, ...]:
 
 #: From this many texts on, :func:`normalise_many` normalises them in parallel processes.
 PARALLEL_TEXTS = 5000
+_WORKERS: int | None = None  # the limit set by :func:`parallelism`
+
+
+@contextmanager
+def parallelism(workers: int | None) -> Iterator[None]:
+    """Within the block, this module's pools use at most ``workers`` processes (1: none; None: one per core)."""
+    global _WORKERS
+    before = _WORKERS
+    _WORKERS = workers
+    try:
+        yield
+    finally:
+        _WORKERS = before
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _cores() -> int:
     """Cores to fork onto: 1 where fork is unsafe (no fork, or other threads that may hold locks)."""
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
+    return cores if _WORKERS is None else max(1, min(cores, _WORKERS))
 
 
 def normalise_many(texts: Sequence[str]) -> list[str]:
@@ -175,36 +327,74 @@ def normalise_many(texts: Sequence[str]) -> list[str]:
         return [normalise(t) for t in texts]
 
 
+def _segment_in_processes(blocks: list[str]) -> list[tuple[str, ...]] | None:
+    """The words of ``blocks`` from a pool of forked processes (one per core), or None where none can be had.
+
+    Only for jieba, and only for many blocks: jieba-rs cuts faster than processes pass the words back.
+    """
+    cores = _cores()
+    if cores < 2 or len(blocks) < PARALLEL_BLOCKS or _native() is not None:
+        return None
+    _tokenizer()  # loaded once, before the fork, and shared by the processes
+    try:
+        with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
+            return pool.map(_words_of_block, blocks, chunksize=256)
+    except (OSError, pickle.PicklingError):  # no processes to be had
+        logging.getLogger(__name__).debug("segmenting in processes failed", exc_info=True)
+        return None
+
+
 def prepare_segments(texts: Iterable[str]) -> int:
     """Segment the distinct blocks of ``texts`` that :func:`segment` does not remember yet, in parallel.
 
-    With at least :data:`PARALLEL_BLOCKS` of them and more than one core, a pool of forked processes
-    (one per core) segments them and :func:`segment` remembers the words (up to
+    With jieba (not rjieba), at least :data:`PARALLEL_BLOCKS` of them and more than one core, a pool
+    of forked processes (one per core) segments them and :func:`segment` remembers the words (up to
     :data:`SEGMENT_CACHE_SIZE` blocks); otherwise nothing happens and :func:`segment` segments as it
     goes. Either way :func:`segment` then returns the same words. Returns the number of blocks
     segmented here.
     """
-    cores = _cores()
-    if cores < 2:
+    if _cores() < 2 or _native() is not None:
         return 0
     split = _blocks().split
     new = list({block for text in texts for block in split(text) if block and block not in _SEGMENTED})
-    if len(new) < PARALLEL_BLOCKS:
-        return 0
-    _tokenizer()  # loaded once, before the fork, and shared by the processes
     new = new[: max(0, SEGMENT_CACHE_SIZE - len(_SEGMENTED))]
-    try:
-        with multiprocessing.get_context("fork").Pool(min(cores, 4)) as pool:
-            segmented = pool.map(_words_of_block, new, chunksize=256)
-    except (OSError, pickle.PicklingError):  # no processes to be had: segment() does it as it goes
-        logging.getLogger(__name__).debug("segmenting in processes failed", exc_info=True)
+    segmented = _segment_in_processes(new)
+    if segmented is None:
         return 0
     _SEGMENTED.update(zip(new, segmented, strict=True))
     return len(new)
 
 
+def text_blocks(text: str) -> list[str]:
+    """The blocks jieba segments ``text`` in, each on its own: runs of Chinese characters, letters and
+    digits, and what lies between them. ``segment(text)`` is the words of each block, in order."""
+    return [block for block in _blocks().split(text) if block]
+
+
+def segment_blocks(blocks: Sequence[str]) -> list[tuple[str, ...]]:
+    """The words :func:`segment` gives each of ``blocks`` (from :func:`text_blocks`; best distinct).
+
+    Blocks :func:`segment` remembers are not segmented again; new ones are remembered while the memory
+    has room (it is not emptied here). With jieba and many new blocks they are segmented in parallel.
+    """
+    words: list[tuple[str, ...] | None] = [_SEGMENTED.get(block) for block in blocks]
+    missing = [number for number, found in enumerate(words) if found is None]
+    new = [blocks[number] for number in missing]
+    segmented = _segment_in_processes(new)
+    if segmented is None:
+        segmented = [_words_of_block(block) for block in new]
+    room = max(0, SEGMENT_CACHE_SIZE - len(_SEGMENTED))
+    for number, block, found in zip(missing, new, segmented, strict=True):
+        words[number] = found
+        if room > 0:
+            _SEGMENTED[block] = found
+            room -= 1
+    return words  # type: ignore[return-value]
+
+
 def segment(text: str) -> list[str]:
-    """Segment normalised ``text`` into words (jieba, with the social-work user dictionary).
+    """Segment normalised ``text`` into words (:func:`segmenter`: jieba-rs or jieba, with the social-work
+    user dictionary).
 
     jieba cuts a text into blocks (runs of Chinese characters, letters and digits, and what lies
     between them) and segments each block on its own, so the words of a block are remembered

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import pickle
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from itertools import chain
 from numbers import Integral
 
 import numpy as np
@@ -22,8 +26,11 @@ from matcher.text import (
     prepare_segments,
     script_views,
     segment,
+    segment_blocks,
+    segmenter,
     stem,
     stop_word_set,
+    text_blocks,
     tokenize,
 )
 
@@ -56,6 +63,10 @@ _BASE = 0x110000
 _FIT_CHUNK = 20_000
 #: From this many documents on, their new phrases are segmented in parallel first.
 _PARALLEL_DOCS = 1000
+#: From this many documents on, the word block counts their words with arrays (:func:`_word_codes`).
+_BULK_DOCS = 32
+#: Longest terms sorted by numpy rather than by Python (fixed-width strings of this many characters).
+_NUMPY_SORT_CHARS = 16
 
 
 def _fast_char_range(ngram_range: tuple[int, int]) -> bool:
@@ -76,6 +87,100 @@ def _gram_of(code: int) -> str:
         code, char = divmod(code, _BASE)
         chars.append(chr(char))
     return "".join(reversed(chars))
+
+
+def _gram_codes(terms: Sequence[str]) -> np.ndarray:
+    """``[_gram_code(t) for t in terms]`` (terms of 1 to 3 characters) with arrays: int64 of shape (n_terms,)."""
+    chars = np.asarray(terms, dtype="<U3").view(np.uint32).reshape(len(terms), 3).astype(np.int64)
+    codes = np.zeros(len(terms), dtype=np.int64)
+    for column in range(3):
+        present = chars[:, column] != 0
+        codes[present] = codes[present] * _BASE + chars[present, column]
+    return codes
+
+
+def _grams_of(codes: np.ndarray) -> np.ndarray:
+    """``[_gram_of(c) for c in codes]`` with arrays: the n-grams as fixed-width strings (``<U3``)."""
+    digits = np.stack([codes // (_BASE * _BASE), (codes // _BASE) % _BASE, codes % _BASE], axis=1)
+    length = 1 + (codes >= _BASE).astype(np.int64) + (codes >= _BASE * _BASE)
+    chars = np.zeros((len(codes), 3), dtype=np.uint32)
+    for size in (1, 2, 3):  # left-aligned: the leading zero digits dropped
+        rows = length == size
+        chars[rows, :size] = digits[rows, 3 - size :]
+    return chars.reshape(-1).view("<U3") if len(codes) else np.zeros(0, dtype="<U3")
+
+
+def _word_codes(docs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words of ``segment(doc)`` for every doc, as ``(row, code)`` arrays in text order, and the words.
+
+    Each distinct block of the texts (:func:`matcher.text.text_blocks`) is segmented once
+    (:func:`matcher.text.segment_blocks`); the words of every block occurrence are then gathered with
+    array operations. Returns ``rows`` and ``codes`` (int64, one entry per word) and ``words`` (object
+    array: ``words[codes]`` are the words).
+    """
+    pieces: list[str] = []
+    per_doc = np.empty(len(docs), dtype=np.int64)
+    for row, doc in enumerate(docs):
+        found = text_blocks(doc)
+        pieces.extend(found)
+        per_doc[row] = len(found)
+    if not pieces:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=object)
+    piece_codes, distinct = pd.factorize(np.asarray(pieces, dtype=object))
+    segmented = segment_blocks(distinct.tolist())
+    lengths = np.fromiter(map(len, segmented), dtype=np.int64, count=len(segmented))
+    flat = np.empty(int(lengths.sum()), dtype=object)
+    flat[:] = list(chain.from_iterable(segmented))
+    word_codes, words = pd.factorize(flat)
+    occurrence = lengths[piece_codes]  # words of each block occurrence
+    ends = np.cumsum(occurrence)
+    total = int(ends[-1])
+    offsets = np.arange(total, dtype=np.int64) + np.repeat(np.cumsum(lengths)[piece_codes] - ends, occurrence)
+    rows = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), per_doc), occurrence)
+    return rows, word_codes[offsets].astype(np.int64), np.asarray(words, dtype=object)
+
+
+def _char_part(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The character n-grams of ``docs``: their distinct codes and the counts over them (CSR, one row a doc)."""
+    rows, codes = _char_codes(docs, ngram_range)
+    inverse, distinct = pd.factorize(codes)  # a hash table: cheaper than sorting every gram
+    return distinct, _counts(rows, inverse, len(docs), len(distinct))
+
+
+def _word_part(docs: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The words of ``docs`` (:func:`_word_codes`): the distinct words and the counts over them."""
+    rows, codes, words = _word_codes(docs)
+    return words, _counts(rows, codes, len(docs), len(words))
+
+
+#: From this many texts on, a fit counts the character and word blocks in parallel processes.
+_PARALLEL_FIT_DOCS = 4000
+#: What the forked counting processes read: ``(views, {block name: n-gram range or None})``.
+_FIT_JOB: tuple[dict[str, list[str]], dict[str, tuple[int, int] | None]] | None = None
+
+
+def _fit_cores() -> int:
+    from matcher import text
+
+    return text._cores()
+
+
+def _quiet_worker() -> None:
+    """A counting process starts no processes of its own."""
+    from matcher import text
+
+    text._WORKERS = 1
+
+
+def _count_chunk(bounds: tuple[int, int]) -> dict[str, tuple[np.ndarray, sp.csr_matrix]]:
+    """In a forked process: the parts of the texts ``bounds`` of :data:`_FIT_JOB`, per block."""
+    views, kinds = _FIT_JOB
+    start, end = bounds
+    return {
+        name: _char_part(views[name][start:end], ngram) if name == "char" else _word_part(views[name][start:end])
+        for name, ngram in kinds.items()
+    }
 
 
 def _char_codes(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +236,14 @@ def _char_range(block: CountVectorizer) -> tuple[int, int] | None:
 
 
 def _alphabetical(terms: list[str]) -> tuple[list[int], np.ndarray]:
-    """``order`` (the terms' positions, sorted by term) and ``rank`` (each term's place in that order)."""
-    order = sorted(range(len(terms)), key=terms.__getitem__)
+    """``order`` (the terms' positions, sorted by term) and ``rank`` (each term's place in that order).
+
+    Distinct short terms are sorted by numpy (code point by code point, as Python compares strings).
+    """
+    if terms and max(map(len, terms)) <= _NUMPY_SORT_CHARS:
+        order = np.argsort(np.asarray(terms, dtype=str), kind="stable").tolist()
+    else:
+        order = sorted(range(len(terms)), key=terms.__getitem__)
     rank = np.empty(len(terms), dtype=np.int64)
     rank[order] = np.arange(len(terms))
     return order, rank
@@ -283,6 +394,9 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         The fitted term weighting of each block.
     n_features_out_ : int
         Number of output columns, block after block in the order of :data:`BLOCKS`.
+    segmenter_ : dict or None
+        The word segmenter that cut the fitted texts (:func:`matcher.text.segmenter`), None when the
+        word block is not fitted or uses another tokenizer.
     """
 
     def __init__(
@@ -337,6 +451,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             "latin_stop_words": "english",
             "renormalise": False,
             "latin_": None,
+            "segmenter_": None,  # models saved before it was recorded: not known
         }
         super().__setstate__({**defaults, **state})
         if "weights_" in state and "weighting_" not in state:  # TfidfVectorizer blocks: they hold idf_
@@ -433,9 +548,11 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             self.__dict__.pop(cached, None)
         counts, errors = [], []
         views = self._views(docs)
-        for name, weight, block in self._blocks():
+        blocks = self._blocks()
+        counted = self._count_in_processes(blocks, views)
+        for name, weight, block in blocks:
             try:
-                matrix = self._fit_block(name, block, views[name])
+                matrix = self._fit_block(name, block, views[name], counted.get(name))
             except ValueError as error:  # empty vocabulary: every text blank or all stop words
                 if not self.split_scripts:
                     raise ValueError(f"cannot fit the {name} block: {error}") from error
@@ -447,34 +564,51 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
             counts.append(matrix)
         if not counts:
             raise ValueError(f"cannot fit {'; '.join(errors)}")
+        self.segmenter_ = segmenter() if self.word_ is not None and self.tokenizer is segment else None
         if self.split_scripts:  # shares of the fitted blocks
             total = sum(self.weights_.values())
             self.weights_ = {name: weight / total for name, weight in self.weights_.items()}
         self.n_features_out_ = sum(len(b.vocabulary_) for b in self._fitted_blocks())
         return counts
 
-    def _fit_block(self, name: str, block: CountVectorizer, docs: list[str]) -> sp.csr_matrix:
+    def _fit_block(
+        self, name: str, block: CountVectorizer, docs: list[str], parts: list[tuple[np.ndarray, sp.csr_matrix]] | None = None
+    ) -> sp.csr_matrix:
         """Learn ``block``'s vocabulary as ``CountVectorizer.fit`` does; return the count matrix of ``docs``.
 
         The vocabulary is every term, sorted, pruned by ``min_df`` and ``max_features`` with the rules
         of scikit-learn's ``CountVectorizer``; ``block`` ends up fitted as by ``block.fit(docs)``.
+        ``parts``: the character or word block's counts of consecutive chunks of ``docs``
+        (:func:`_char_part`, :func:`_word_part`), when :meth:`_count_in_processes` counted them.
         """
         block._validate_params()
         if name == "word":
             block._validate_ngram_range()
         fast = _char_range(block) if name == "char" else None
         if fast is not None:
-            parts = []  # (sorted distinct codes, counts over them) per chunk of documents
-            for start in range(0, len(docs), _FIT_CHUNK):
-                rows, codes = _char_codes(docs[start : start + _FIT_CHUNK], fast)
-                inverse, distinct = pd.factorize(codes)  # a hash table: cheaper than sorting every gram
-                parts.append((distinct, _counts(rows, inverse, min(_FIT_CHUNK, len(docs) - start), len(distinct))))
+            if parts is None:  # (distinct codes, counts over them) per chunk of documents
+                parts = [_char_part(docs[start : start + _FIT_CHUNK], fast) for start in range(0, len(docs), _FIT_CHUNK)]
             codes = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, dtype=np.int64)
-            terms = [_gram_of(int(c)) for c in codes]
+            terms = _grams_of(codes).tolist()
             order, rank = _alphabetical(terms)
             chunks = []
             for distinct, matrix in parts:
                 indices = rank[np.searchsorted(codes, distinct)][matrix.indices].astype(np.int32)
+                matrix = sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], len(terms)))
+                matrix.sort_indices()
+                chunks.append(matrix)
+            counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
+        elif name == "word" and self._bulk_words(block):
+            if parts is None:  # (distinct words, counts over them) per chunk of documents
+                parts = [_word_part(docs[start : start + _FIT_CHUNK]) for start in range(0, len(docs), _FIT_CHUNK)]
+            every = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=object)
+            ids, distinct = pd.factorize(every)
+            terms = distinct.tolist()
+            order, rank = _alphabetical(terms)
+            chunks, first = [], 0
+            for words, matrix in parts:
+                indices = rank[ids[first : first + len(words)]][matrix.indices].astype(np.int32)
+                first += len(words)
                 matrix = sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], len(terms)))
                 matrix.sort_indices()
                 chunks.append(matrix)
@@ -501,6 +635,43 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
         block.fixed_vocabulary_ = False
         return sp.csr_matrix(counts)
+
+    def _count_in_processes(
+        self, blocks: list[tuple[str, float, CountVectorizer]], views: dict[str, list[str]]
+    ) -> dict[str, list[tuple[np.ndarray, sp.csr_matrix]]]:
+        """The character and word blocks' counts of many texts, chunk by chunk, in forked processes.
+
+        One chunk per process (at most :data:`_FIT_CHUNK` texts), one process per core (bounded by
+        :func:`matcher.text.parallelism`); ``{}`` for few texts, one core, or no processes to be had,
+        and the blocks are then counted in this process. The counts are the same either way.
+        """
+        kinds = {}
+        for name, _, block in blocks:
+            if name == "char" and _char_range(block) is not None:
+                kinds[name] = _char_range(block)
+            elif name == "word" and self._bulk_words(block):
+                kinds[name] = None
+        n_docs = len(views["char"])
+        cores = _fit_cores()
+        if not kinds or cores < 2 or n_docs < _PARALLEL_FIT_DOCS:
+            return {}
+        step = min(_FIT_CHUNK, -(-n_docs // cores))
+        global _FIT_JOB
+        _FIT_JOB = (views, kinds)
+        segmenter()  # loaded once, before the fork
+        try:
+            with multiprocessing.get_context("fork").Pool(min(cores, -(-n_docs // step)), _quiet_worker) as pool:
+                results = pool.map(_count_chunk, [(start, start + step) for start in range(0, n_docs, step)], chunksize=1)
+        except (OSError, pickle.PicklingError):  # no processes to be had: counted here
+            logging.getLogger(__name__).debug("counting in processes failed", exc_info=True)
+            return {}
+        finally:
+            _FIT_JOB = None
+        return {name: [result[name] for result in results] for name in kinds}
+
+    def _bulk_words(self, block: CountVectorizer) -> bool:
+        """Whether the word block's terms are :func:`matcher.text.segment`'s words (so :func:`_word_codes` counts them)."""
+        return self.tokenizer is segment and tuple(block.ngram_range) == (1, 1)
 
     def _prepare_words(self, name: str, docs: list[str]) -> None:
         """Before the word block analyses many ``docs``: their new phrases segmented in parallel processes."""
@@ -577,6 +748,17 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 return counts
             missed = np.unique(np.c_[rows[~hit], codes[~hit]], axis=0)[:, 0] if (~hit).any() else np.zeros(0, int)
             return counts, np.bincount(missed, minlength=len(docs)).astype(np.float64)
+        if name == "word" and len(docs) >= _BULK_DOCS and self._bulk_words(block):
+            rows, codes, words = _word_codes(docs)
+            vocabulary = block.vocabulary_
+            known = np.fromiter((vocabulary.get(w, -1) for w in words), dtype=np.int64, count=len(words))
+            columns = known[codes]
+            hit = columns >= 0
+            counts = _counts(rows[hit], columns[hit], len(docs), size)
+            if not unknown:
+                return counts
+            missed = np.unique(rows[~hit] * max(len(words), 1) + codes[~hit]) // max(len(words), 1)
+            return counts, np.bincount(missed, minlength=len(docs)).astype(np.float64)
         self._prepare_words(name, docs)
         analyze, vocabulary = self._analyzer(name), block.vocabulary_
         rows, columns = [], []
@@ -594,11 +776,21 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         counts = _counts(np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64), len(docs), size)
         return (counts, missing) if unknown else counts
 
+    def prepare_transform(self) -> TextVectorizer:
+        """Build now what :meth:`transform` builds on first use (the character vocabulary's n-gram codes).
+
+        For processes forked after this call to share it rather than each build its own.
+        """
+        check_is_fitted(self, "weights_")
+        if getattr(self, "char_", None) is not None and _char_range(self.char_) is not None:
+            self._code_columns()
+        return self
+
     def _code_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The character vocabulary as sorted n-gram codes and their columns (built on first use)."""
         if "_codes" not in self.__dict__:
             vocabulary = self.char_.vocabulary_
-            codes = np.fromiter((_gram_code(t) for t in vocabulary), dtype=np.int64, count=len(vocabulary))
+            codes = _gram_codes(list(vocabulary))
             columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
             order = np.argsort(codes)
             self.__dict__["_codes"] = (codes[order], columns[order])
@@ -615,9 +807,19 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         the largest idf of its block to that sum: what the library lacks still counts as unmatched);
         otherwise both get each block at unit norm times the square root of its weight. With
         ``renormalise``, a need's block shares are taken over the blocks it has.
+
+        Every step is within a row, so many rows are weighed :data:`_FIT_CHUNK` at a time: the same
+        vectors, with float64 temporaries of one chunk rather than of the whole library.
         """
-        names = self._fitted_names()
         n_docs = counts[0].shape[0]
+        if n_docs > _FIT_CHUNK:
+            parts = []
+            for start in range(0, n_docs, _FIT_CHUNK):
+                rows = slice(start, min(start + _FIT_CHUNK, n_docs))
+                part = None if unknown is None else unknown.reshape(len(counts), n_docs)[:, rows].ravel()
+                parts.append(self._weigh([c[rows] for c in counts], queries=queries, unknown=part))
+            return sp.vstack(parts, format="csr")
+        names = self._fitted_names()
         joined = sp.hstack(counts, format="csr") if len(counts) > 1 else sp.csr_matrix(counts[0])
         joined.sort_indices()
         offsets = np.cumsum([0] + [m.shape[1] for m in counts])

@@ -486,13 +486,13 @@ def test_failure_while_matching_keeps_the_earlier_output(
 
     monkeypatch.setattr(batch.Matcher, "match_columns", failing)
     with pytest.raises(MemoryError):
-        run_batch(library["needs"], targets_of(library), out, chunk_size=1)
+        run_batch(library["needs"], targets_of(library), out, chunk_size=1, workers=1)
     assert out.read_bytes() == b"an earlier run"
     assert leftovers(tmp_path) == []
     fresh = tmp_path / f"fresh-{name}"
     calls.clear()
     with pytest.raises(MemoryError):
-        run_batch(library["needs"], targets_of(library), fresh, chunk_size=1)
+        run_batch(library["needs"], targets_of(library), fresh, chunk_size=1, workers=1)
     assert not fresh.exists()
     assert leftovers(tmp_path) == []
 

@@ -18,6 +18,7 @@ import pytest
 from matcher import batch
 from matcher.batch import BatchError, parts_dir, run_batch, run_batch_db
 from matcher.engines import DaskEngine, EngineError
+from matcher.text import segmenter, usable_cores
 from tests.conftest import ROOT
 from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
 
@@ -98,7 +99,9 @@ def test_rows_equal_the_http_api_on_the_database(trained, make_app, db_url: str,
     assert manifest["counts"]["needs"] == len(open_ids) and manifest["counts"]["rows"] == report.rows
     assert manifest["parameters"] == {"k": 5, "chunk_size": 40, "target_types": ["expert", "resource", "project"]}
     assert set(manifest["timings_seconds"]) == {"load", "sync_targets", "match", "write", "total"}
-    assert manifest["output_sha256"] and manifest["engine"] == {"engine": "local", "workers": 1}
+    # by default one scoring process per usable core
+    assert manifest["output_sha256"] and manifest["engine"] == {"engine": "local", "workers": usable_cores()}
+    assert manifest["segmenter"] == segmenter()
     assert not parts_dir(out).exists()
 
 
@@ -185,6 +188,11 @@ def test_resume_after_a_kill_gives_the_same_bytes(trained, tmp_path: Path) -> No
     out = tmp_path / name
     _kill_after(["--out", out, "--chunk-size", "20"], env, tmp_path, chunks=3)
     assert not out.exists()  # the final file appears only when complete
+    psutil = pytest.importorskip("psutil")
+    deadline = time.monotonic() + 30  # its worker processes (one per core, by default) end with it
+    while any(str(out) in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        assert time.monotonic() < deadline, "a worker process outlived the killed batch job"
+        time.sleep(0.2)
     parts = sorted(p.name for p in parts_dir(out).iterdir())
     assert "state.json" in parts and len([p for p in parts if p.endswith(".parquet")]) >= 3
 
@@ -215,8 +223,8 @@ def test_resume_in_file_mode_refuses_other_inputs(tmp_path: Path, monkeypatch: p
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(batch.Matcher, "match_columns", failing)
-    with pytest.raises(KeyboardInterrupt):
-        run_batch(paths["needs"], targets_of(paths), out, chunk_size=1)
+    with pytest.raises(KeyboardInterrupt):  # in this process: the interruption is the third chunk's
+        run_batch(paths["needs"], targets_of(paths), out, chunk_size=1, workers=1)
     monkeypatch.undo()
     assert not out.exists() and len(list(parts_dir(out).glob("*.parquet"))) == 2
 
@@ -252,11 +260,11 @@ def test_chunks_bound_the_needs_scored_at_once(tmp_path: Path, monkeypatch: pyte
         return original(self, needs, **kwargs)
 
     monkeypatch.setattr(batch.Matcher, "match_columns", spy)
-    run_batch(paths["needs"], targets_of(paths), tmp_path / "out.csv", chunk_size=2)
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "out.csv", chunk_size=2, workers=1)  # the spy sees this process's chunks
     assert sizes == [2, 1]
     sizes.clear()
     monkeypatch.setattr(batch, "_CELLS_PER_CHUNK", 5)  # 5 experts: one need per chunk
-    run_batch(paths["needs"], targets_of(paths), tmp_path / "out2.csv", chunk_size=2)
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "out2.csv", chunk_size=2, workers=1)  # the spy sees this process's chunks
     assert sizes == [1, 1, 1]
 
 
@@ -265,10 +273,20 @@ def test_chunks_bound_the_needs_scored_at_once(tmp_path: Path, monkeypatch: pyte
 
 def test_local_workers_give_the_same_bytes(tmp_path: Path) -> None:
     paths = write_library(tmp_path / "in")
-    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
-    run_batch(paths["needs"], targets_of(paths), one, chunk_size=1)
-    run_batch(paths["needs"], targets_of(paths), two, chunk_size=1, workers=2)
-    assert one.read_bytes() == two.read_bytes()
+    one, two, default = tmp_path / "one.parquet", tmp_path / "two.parquet", tmp_path / "default.parquet"
+    run_batch(paths["needs"], targets_of(paths), one, chunk_size=1, workers=1)
+    run_batch(paths["needs"], targets_of(paths), two, chunk_size=1, workers=3)
+    run_batch(paths["needs"], targets_of(paths), default, chunk_size=1)  # one process per usable core
+    assert one.read_bytes() == two.read_bytes() == default.read_bytes()
+
+
+def test_workers_default_to_the_usable_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    make = batch.make_engine
+    monkeypatch.setattr(batch, "make_engine", lambda name, **options: seen.append(options["workers"]) or make(name, **options))
+    paths = write_library(tmp_path / "in")
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunk_size=2)
+    assert seen == [len(os.sched_getaffinity(0))]
 
 
 def test_dask_engine_gives_the_same_bytes(trained, tmp_path: Path) -> None:

@@ -50,3 +50,59 @@ def test_batch_benchmark_runs_small(tmp_path) -> None:
     assert report["cases"]["nocache"]["agreement_at_10_with_matcher"] == 1.0  # the cache changes no result
     assert report["cases"]["matcher-1"]["throughput_vs_reference"] > 0
     assert "× reference" in result.stdout
+
+
+def _corpus(folder, experts: int, needs: int):
+    """A tiny perf-style corpus (gen.py's layout: medium/experts.txt and medium/needs.txt) from the toy texts."""
+    texts = [
+        "擅长个案管理与小组工作，长期关注留守儿童和困境儿童的社区服务，熟悉社工站运营",
+        "专注于居家养老、失能老人照护与长者饭堂，参与过时间银行项目",
+        "主持社区治理与居民议事协商，熟悉网格化管理、党建引领和三社联动",
+        "从事心理援助、危机干预与哀伤辅导，开展自杀预防和情绪疏导培训",
+        "乡村振兴、电商助农与返乡创业，驻村帮扶，合作社和集体经济",
+    ]
+    medium = folder / "medium"
+    medium.mkdir(parents=True)
+    (medium / "experts.txt").write_text("\n".join(texts[i % 5] + str(i) for i in range(experts)) + "\n", encoding="utf-8")
+    (medium / "needs.txt").write_text("\n".join(texts[(i * 3) % 5][:20] for i in range(needs)) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_batch_benchmark_runs_on_a_corpus(tmp_path) -> None:
+    corpus = _corpus(tmp_path / "perf", 120, 30)
+    out = tmp_path / "batch.json"
+    command = [sys.executable, "benchmarks/batch.py", "--corpus", str(corpus), "--cache", str(tmp_path / "cache")]
+    command += ["--cases", "reference,matcher,matcher-1,cli", "--no-reference-again", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cases = json.loads(out.read_text())["cases"]
+    assert cases["matcher"]["same_bytes_as_matcher_1"] is True and cases["cli"]["same_bytes_as_matcher_1"] is True
+    assert cases["matcher"]["peak_pss_mib"] > 0 and cases["cli"]["needs"] == 30
+
+
+def test_segmenters_and_stages_benchmarks_run_small(tmp_path) -> None:
+    corpus = _corpus(tmp_path / "perf", 60, 20)
+    out = tmp_path / "segmenters.json"
+    command = [sys.executable, "benchmarks/segmenters.py", "--corpus", str(corpus / "medium"), "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for texts in report["results"]:
+        for candidate in texts["candidates"].values():
+            if candidate.get("skipped") is None and "matcher" in str(candidate):
+                assert candidate["tokens_differing"] == 0
+    if report["segmenter"]["name"] == "rjieba":
+        assert all(r["candidates"]["matcher (rjieba)"]["tokens_differing"] == 0 for r in report["results"])
+    for name, prefix, lines in (("needs", "n", 20), ("experts", "e", 60)):
+        rows = (corpus / "medium" / f"{name}.txt").read_text(encoding="utf-8").splitlines()[:lines]
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"id": f"{prefix}{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(rows)),
+            encoding="utf-8",
+        )
+    stages = tmp_path / "stages.json"
+    command = [sys.executable, "benchmarks/stages.py", "--needs", str(tmp_path / "needs.jsonl")]
+    command += ["--experts", str(tmp_path / "experts.jsonl"), "--out", str(stages)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    timed = json.loads(stages.read_text())["stages"]
+    assert timed["fit"] > 0 and timed["score / vectorise the needs"] > 0 and "| stage | s | calls |" in result.stdout

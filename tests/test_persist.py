@@ -10,6 +10,7 @@ import pytest
 
 from matcher import persist
 from matcher.errors import ModelError, NotFoundError
+from matcher.text import SEGMENTERS, segmenter
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def test_layout_and_manifest(saved) -> None:
     assert manifest["params"]["tag_weight"] == 0.2
     assert manifest["params"]["vectorizer__char_ngram_range"] == [1, 2]
     assert manifest["libraries"] == {"sizes": {"experts": 5}}
-    assert {"scikit-learn", "numpy", "jieba", "opencc", "python"} <= set(manifest["packages"])
+    assert {"scikit-learn", "numpy", "jieba", "rjieba", "opencc", "python"} <= set(manifest["packages"])
+    assert manifest["segmenter"] == segmenter()  # the segmenter that cut the fitted texts, with its version
+    assert manifest["segmenter"]["name"] in SEGMENTERS and manifest["segmenter"]["version"] != "not installed"
     assert len(manifest["sha256"]) == 64 and manifest["created_at"].endswith("Z")
 
 

@@ -18,6 +18,9 @@ from matcher.redact import redact
         ("邮箱 wang.li@example.org。", "邮箱 [邮箱]。"),
         ("捐款账户 6222 0212 3456 7890 123", "捐款账户 [银行卡号]"),
         ("卡号6217000012345678", "卡号[银行卡号]"),
+        # full-width digits and @, and a full-width space inside the number: found, the rest kept as written
+        ("电话：１３８\u3000１２３４ ５６７８，ＳＷＯＴ", "电话：[电话]，ＳＷＯＴ"),
+        ("邮箱 ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ，全角", "邮箱 [邮箱]，全角"),
     ],
 )
 def test_personal_data_is_replaced(raw: str, expected: str) -> None:
@@ -30,3 +33,8 @@ def test_personal_data_is_replaced(raw: str, expected: str) -> None:
 )
 def test_ordinary_numbers_are_kept(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize("text", ["", "社会工作个案管理与小组工作，ＳＷＯＴ分析。", "no digits here", "全角　空格"])
+def test_texts_without_digits_or_at_come_back_unchanged(text: str) -> None:
+    assert redact(text) is text  # nothing to look for: the same object

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
-from matcher.text import normalise, segment, split_list, tokenize
-from tests.conftest import SHARED, requires_shared
+from matcher import text as text_module
+from matcher.text import normalise, script_views, segment, segment_blocks, split_list, text_blocks, tokenize
+from tests.conftest import ROOT, SHARED, requires_shared
 
 
 @pytest.mark.parametrize(
@@ -152,3 +159,99 @@ def test_no_processes_are_forked_while_other_threads_run(monkeypatch: pytest.Mon
         release.set()
         other.join()
     assert [segment(t) for t in texts] == [[word for word, _, _ in tokenize(t)] for t in texts]
+
+
+# ------------------------------------------------------------------ the native segmenter
+def _jieba_words(text: str) -> list[tuple[str, int, int]]:
+    """jieba's own ``tokenize`` with the user dictionary, filtered as :func:`tokenize` filters."""
+    stop = text_module._stop_words()
+    return [
+        (w, s, e) for w, s, e in text_module._tokenizer().tokenize(text) if w not in stop and not text_module._MEANINGLESS.match(w)
+    ]
+
+
+def _library_texts() -> list[str]:
+    texts = []
+    for path in sorted((ROOT / "data").glob("*.csv")):
+        frame = pd.read_csv(path, dtype=str)
+        for column in frame.columns:
+            texts.extend(v for v in frame[column].dropna() if any("\u4e00" <= c <= "\u9fff" for c in v))
+    return texts
+
+
+def _random_texts(n: int, seed: int = 0) -> list[str]:
+    """Chinese characters with digits, Latin letters, jieba's block symbols, punctuation, whitespace, and
+    the characters jieba-rs counts as Chinese where jieba does not (extension A, U+9FD6-, compatibility,
+    supplementary), kana and Hangul."""
+    rng = random.Random(seed)
+    common = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果社工个案管理小组督导服务站孵化基地征迁安置"
+    rare = "㐀㐁㑇鿖鿗鿿豈更丽𠀀𠀁ぁアㄱ한ä"
+    other = "abcXYZ019 +#&._%-，。、；：！？（）()·—“”‘’\n\t\r\u3000"
+    pools = [common] * 10 + [rare, other, other]
+    return ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 80))) for _ in range(n)]
+
+
+requires_native = pytest.mark.skipif(text_module._native() is None, reason="rjieba is not installed here")
+
+
+@requires_native
+@pytest.mark.parametrize("source", ["libraries", "random"])
+def test_native_segmenter_cuts_as_jieba(source: str) -> None:
+    texts = _library_texts() if source == "libraries" else _random_texts(3000)
+    assert len(texts) > 1000
+    views = [normalise(t) for t in texts]
+    views += [script_views(v)[0] for v in views]  # what the vectoriser segments
+    for view in texts + views:
+        expected = _jieba_words(view)
+        assert tokenize(view) == expected, view
+        assert segment(view) == [w for w, _, _ in expected], view
+    blocks = list(dict.fromkeys(b for v in views for b in text_blocks(v)))
+    assert segment_blocks(blocks) == [tuple(w for w, _, _ in _jieba_words(b)) for b in blocks]
+
+
+@requires_shared("bench/perf/gen.py")
+@requires_native
+def test_native_segmenter_cuts_the_perf_corpus_as_jieba(tmp_path: Path) -> None:
+    generate = [sys.executable, str(SHARED / "bench/perf/gen.py"), "small", "--out", str(tmp_path)]
+    subprocess.run(generate, check=True, capture_output=True, timeout=300)
+    texts = []
+    for name in ("experts.txt", "needs.txt"):
+        texts += (tmp_path / "small" / name).read_text(encoding="utf-8").splitlines()
+    blocks = list(dict.fromkeys(b for t in texts for v in (normalise(t),) for b in text_blocks(script_views(v)[0])))
+    assert len(blocks) > 10_000
+    assert [text_module._native_cut(b) for b in blocks] == [list(text_module._tokenizer().cut(b)) for b in blocks]
+
+
+def test_segmenter_can_be_forced_to_jieba(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = normalise("社工站開展個案管理與小組工作，服務征遷安置居民 2023年")
+    words = segment(text)
+    monkeypatch.setenv(text_module.SEGMENTER_ENV, "jieba")
+    text_module._native.cache_clear()
+    text_module.segmenter.cache_clear()
+    try:
+        assert text_module.segmenter()["name"] == "jieba"
+        assert text_module.segmenter()["version"] == text_module.segmenter()["jieba"] != "not installed"
+        assert tokenize(text) == _jieba_words(text) and [w for w, _, _ in tokenize(text)] == words
+    finally:
+        monkeypatch.delenv(text_module.SEGMENTER_ENV)
+        text_module._native.cache_clear()
+        text_module.segmenter.cache_clear()
+    assert text_module.segmenter()["name"] in text_module.SEGMENTERS
+
+
+def test_every_user_word_has_a_frequency() -> None:
+    # rjieba is used only where every user word has one (jieba and jieba-rs suggest missing ones differently)
+    words = text_module._user_words()
+    assert words and all(freq is not None and freq > 0 for _, freq in words)
+    assert len({w for w, _ in words}) == len(words)
+
+
+def test_parallelism_bounds_the_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 4)
+    texts = ["個案管理與小組工作", "ＳＷＯＴ分析", "全角\u3000空格", "社會工作", "首頁(yè)"] * 3
+    with text_module.parallelism(1):
+        assert text_module._cores() == 1
+        serial = text_module.normalise_many(texts)
+    with text_module.parallelism(None):
+        assert text_module._cores() == min(text_module.usable_cores(), text_module._cores())
+        assert text_module.normalise_many(texts) == serial == [normalise(t) for t in texts]

@@ -163,3 +163,78 @@ def test_okapi_terms_the_library_lacks_keep_a_need_weak() -> None:
     twin = pickle.loads(pickle.dumps(vectorizer))
     assert (twin.transform_queries(["个案管理"]) != vectorizer.transform_queries(["个案管理"])).nnz == 0
     assert clone(vectorizer).get_params() == vectorizer.get_params()
+
+
+# ------------------------------------------------------------- counting with arrays, in chunks
+LIBRARY = [
+    "社工站開展個案管理與小組工作，服務征遷安置居民2023年共120戶",
+    "专长：儿童保护、校园欺凌预防；督导 swot分析 与 NGO 合作",
+    "居家養老服務中心，失能老人照護，長者飯堂 第3届",
+    "社区治理 居民议事 协商 社区营造计划 网格化管理",
+    "心理援助 危机干预 哀伤辅导 自杀预防 情绪疏导",
+    "乡村振兴 电商助农 返乡创业 合作社 集体经济",
+    "",
+    "政策解读 项目申报 绩效评估 第三方评估 标准化建设",
+] * 6
+QUERIES = ["个案管理 小组工作", "校园欺凌 心理援助 新词汇未见过", "ngo swot", "", "养老服务 第3届 2023年"] * 8
+
+
+def _equal(a, b) -> bool:
+    return a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize("weighting", ["okapi", "tfidf", "bm25"])
+def test_words_counted_with_arrays_equal_the_analyser(weighting: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The word block counted over distinct blocks with numpy gives the vocabulary and vectors of the
+    analyser counted word by word, for a library (fit) and for a block of needs (transform)."""
+    docs = TextVectorizer().preprocess(LIBRARY)
+    queries = TextVectorizer().preprocess(QUERIES)
+    fast = TextVectorizer(weighting=weighting)
+    X = fast.fit_transform_preprocessed(docs)
+    Q = fast.transform_queries(queries)
+    monkeypatch.setattr(TextVectorizer, "_bulk_words", lambda self, block: False)
+    slow = TextVectorizer(weighting=weighting)
+    assert _equal(X, slow.fit_transform_preprocessed(docs))
+    assert fast.word_.vocabulary_ == slow.word_.vocabulary_ and fast.char_.vocabulary_ == slow.char_.vocabulary_
+    assert _equal(Q, slow.transform_queries(queries))
+    # one need alone (the service's path, word by word) is the same row as in a block
+    assert all(_equal(Q[i], fast.transform_queries(queries[i : i + 1])) for i in range(len(queries)))
+
+
+@pytest.mark.parametrize("weighting", ["okapi", "tfidf"])
+def test_fit_in_chunks_gives_the_same_vectors(weighting: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import vectorize
+
+    docs = TextVectorizer().preprocess(LIBRARY)
+    queries = TextVectorizer().preprocess(QUERIES)
+    whole = TextVectorizer(weighting=weighting)
+    X, Q = whole.fit_transform_preprocessed(docs), whole.transform_queries(queries)
+    monkeypatch.setattr(vectorize, "_FIT_CHUNK", 7)  # counted and weighed 7 texts at a time
+    chunked = TextVectorizer(weighting=weighting)
+    assert _equal(X, chunked.fit_transform_preprocessed(docs))
+    assert chunked.get_feature_names_out().tolist() == whole.get_feature_names_out().tolist()
+    assert _equal(Q, chunked.transform_queries(queries))
+    assert chunked.segmenter_ == whole.segmenter_ and chunked.segmenter_["name"] in ("rjieba", "jieba")
+
+
+def test_counting_in_processes_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import vectorize
+
+    docs = TextVectorizer().preprocess(LIBRARY * 3)
+    serial = TextVectorizer()
+    monkeypatch.setattr(vectorize, "_fit_cores", lambda: 1)
+    X = serial.fit_transform_preprocessed(docs)
+    monkeypatch.setattr(vectorize, "_fit_cores", lambda: 2)  # whatever this machine and its threads allow
+    monkeypatch.setattr(vectorize, "_PARALLEL_FIT_DOCS", 10)
+    seen = []
+    original = TextVectorizer._count_in_processes
+
+    def spy(self, *args):
+        seen.append(original(self, *args))
+        return seen[-1]
+
+    monkeypatch.setattr(TextVectorizer, "_count_in_processes", spy)
+    parallel = TextVectorizer()
+    assert _equal(X, parallel.fit_transform_preprocessed(docs))
+    assert set(seen[0]) == {"char", "word"} and len(seen[0]["char"]) == 2  # two processes counted a half each
+    assert parallel.get_feature_names_out().tolist() == serial.get_feature_names_out().tolist()
