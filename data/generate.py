@@ -254,7 +254,7 @@ AGENCIES: list[tuple[str, str, str, tuple[int, int], tuple[str, ...]]] = [
     ("容城县善行社会工作服务中心", "容城县", "容城镇", (2020, 7), ("社工站运营", "骨干培养", "专业督导")),
     ("雄县明德社会工作服务中心", "雄县", "雄州镇", (2026, 6), ("残障服务", "心理援助", "机构规范化管理")),
 ]
-# agencies that left the base before maturing (moved their office out of the New Area): name -> date
+# agencies that left the base before maturing (withdrew from incubation and stopped filing needs): name -> date
 LEFT_EARLY: dict[str, datetime] = {"安新县润泽心理健康服务中心": datetime(2025, 9, 15, tzinfo=UTC)}
 
 # township social-work stations: county, township, founded (year, month); the first opened in 2020
@@ -281,7 +281,7 @@ NEED_TITLES: dict[str, list[str]] = {
     "政策解读": ["“12335”运营模式怎么对应到日常工作", "第一次投标政府购买服务，流程和资格求解读", "“服务类救助”边界在哪？求政策解读",
              "社工机构能享受哪些税收和场地补贴", "居民问征迁安置政策，我们自己也说不清", "评估指标里的口径怎么算",
              "社工站和村委会、民政所的职责边界", "各条线扶持政策太分散，求梳理", "“一老一小”惠民政策标准整理", "政府购买项目预算新办法怎么编"],
-    "机构规范化管理": ["注册民办社工机构，材料两次被退回", "制度停在纸面上，年检临时补材料", "理事会形同虚设，想规范治理",
+    "机构规范化管理": ["修改章程和业务范围，材料两次被退回", "制度停在纸面上，年检临时补材料", "理事会形同虚设，想规范治理",
                 "准备社会组织等级评估，档案无从下手", "员工手册和人事制度怎么定", "年检被提意见，内部管理要补课",
                 "机构搬迁，变更登记手续的先后顺序", "刚拿到登记证书，缺财务制度和合同模板"],
     "能力建设": ["村里招来的社工，专业基础怎么补", "总被说“活动化”，专业性怎么体现", "非社工专业新人的入门培训",
@@ -346,14 +346,14 @@ NEED_SITUATIONS: dict[str, list[str]] = {
         "明年政府购买项目的预算听说要按新办法编，我们以前都是凭经验报，这次心里没底。",
     ],
     "机构规范化管理": [
-        "AY|我们几个社工从原来的机构出来，想自己注册一家民办社工机构，业务主管单位、章程这些都不太懂，材料已经被民政局退回两次了。",
+        "AY|我们登记时章程和业务范围都是照着别人抄的，现在想按实际业务修改章程、变更业务范围，材料已经被民政局退回两次了。",
         "AS|机构现在一共{staff}个人，财务、人事、档案都是我一个人兼着，很多制度停在纸面上，年检时才临时补材料。",
         "A|理事会成立以来只开过一次会，重大事项基本是我一个人拍板，评估专家提过这个问题，我们想改但不知从哪入手。",
         "AO|明年要参加社会组织等级评估，指标有一百多项，我们连档案该怎么分类归档都还没弄明白。",
         "员工手册、考勤、薪酬都没有成文制度，新来的同事经常问，每次口头解释，容易起争执。",
         "AO|上次年检被指出会议记录不全、印章管理不规范，虽然没出大问题，但内部管理必须补课了。",
         "AR|机构要从{town}搬到容东片区，登记地址变更、银行账户、发票这些手续要一起办，想找人指导一下先后顺序。",
-        "Y|我们是去年底才拿到登记证书的，现在连个像样的财务制度和合同模板都没有，签第一个项目合同时心里很虚。",
+        "Y|我们拿到登记证书没多久，现在连个像样的财务制度和合同模板都没有，签第一个项目合同时心里很虚。",
     ],
     "能力建设": [
         "站里的社工大多是从村里招的，以前做过网格员或村干部，热情很足，但需求评估、服务记录这些专业基础比较弱。",
@@ -627,7 +627,7 @@ STATION_CONTEXT: dict[str, list[str]] = {
 }
 CONNECTORS = ["另外，", "还有一个情况：", "与此同时，", "顺带说一下，", "此外，", "更麻烦的是，", "还有，"]
 CLOSERS_GENERIC = [
-    "时间上最好在{month}月前。", "线上线下都可以，线下的话我们在{town}。", "预算有限，希望基地能给些支持。", "谢谢基地的老师！",
+    "时间上最好在{month}前。", "线上线下都可以，线下的话我们在{town}。", "预算有限，希望基地能给些支持。", "谢谢基地的老师！",
     "我们可以提供场地。", "参加的社工大概{k}人。", "最好是周末，平时大家都下村了。", "有合适的老师请联系我们，谢谢。",
     "不知道基地有没有这方面的老师？", "", "", "",
 ]
@@ -758,7 +758,7 @@ BIO_PHRASES: dict[str, list[str]] = {
     "筹资与财务管理": ["为多家社会组织提供财务咨询和审计服务", "熟悉基金会项目申请与预算编制", "策划过多次网络募捐活动，熟悉99公益日规则"],
     "项目设计与评估": ["主持过数十个社会工作项目的第三方评估", "擅长逻辑模型和成效评估指标设计", "多次担任公益创投评审专家"],
     "志愿者管理": ["长期从事志愿服务组织管理，推动过社区时间银行试点", "a|带领高校志愿服务团队多年", "擅长志愿者激励和骨干培育"],
-    "社工站运营": ["w|参与编写社会工作服务站建设和运营手册", "w|担任过乡镇社工站站长，熟悉站点台账与考核", "w|为多个社工站提供提质增效指导"],
+    "社工站运营": ["w|参与编写社会工作服务站建设和运营手册", "p|担任过乡镇社工站站长，熟悉站点台账与考核", "w|为多个社工站提供提质增效指导"],
     "党建引领": ["长期从事两新组织党建工作", "探索“党建+社工”融合服务模式", "指导过多家社会组织建立联合党支部"],
     "残障服务": ["长期从事残疾人康复和社会融入服务", "关注心智障碍者支持性就业", "熟悉辅具适配与无障碍环境建设"],
 }
@@ -1773,9 +1773,10 @@ def may_write(who: str, kind: str, title: str) -> bool:
 
 
 def bio_phrase(rng: np.random.Generator, label: str, kind: str) -> str:
-    """A phrase about one field of the expert (``a|`` academics only, ``w|`` social workers only)."""
+    """A phrase about one field of the expert (``a|`` academics, ``p|`` practitioners, ``w|`` both only)."""
     ok = [x for x in BIO_PHRASES[label]
-          if not ((x.startswith("a|") and kind != "academic") or (x.startswith("w|") and kind == "specialist"))]
+          if not ((x.startswith("a|") and kind != "academic") or (x.startswith("w|") and kind == "specialist")
+                  or (x.startswith("p|") and kind != "practitioner"))]
     return pick(rng, ok or [x for x in BIO_PHRASES[label] if "|" not in x] or BIO_PHRASES[label]).split("|")[-1]
 
 
@@ -1867,8 +1868,9 @@ def write_bio(rng: np.random.Generator, name: str, affil: str, title: str, kind:
     return "".join(kept)[:400]
 
 
-def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
-    """Draw N_EXPERTS experts: academics, practitioners (≈10% from incubated orgs) and specialists."""
+def build_experts(rng: np.random.Generator, orgs: list[Org], rng_bio: np.random.Generator) -> list[Expert]:
+    """Draw N_EXPERTS experts: academics, practitioners (≈10% from incubated orgs) and specialists; the bios
+    are written from a stream of their own (``rng_bio``), so rewording them does not reshuffle the experts."""
     n_org, n_acad, n_spec = 32, 92, 78
     n_prac = N_EXPERTS - n_org - n_acad - n_spec
     kinds = ["org"] * n_org + ["academic"] * n_acad + ["practitioner"] * n_prac + ["specialist"] * n_spec
@@ -1880,6 +1882,7 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
     org_w = [{"初创期": 0.4, "成长期": 1.0, "成熟期": 2.2}[o.stage] for o in agencies]
     room = [max(1, o.staff_count // 4) for o in agencies]  # an organisation lends a quarter of its staff at most
     centre = next(o for o in orgs if o.kind == "centre")
+    centre_room = max(1, centre.staff_count // 4)
     used_sentences: Counter = Counter()
     used_email: set[str] = set()
     used_phone: set[str] = set()
@@ -1911,8 +1914,9 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
                 title = str(pick_w(rng, ["站长", "中级社工师", "高级社工师", "督导"], [0.4, 0.35, 0.15, 0.1]))
                 focus = ("社工站运营", "乡村振兴" if town not in AREAS else "征迁安置融入")
             elif affil == "{county}社会工作指导中心":  # the one county guidance centre, else the base's staff
-                if home == centre.county:
+                if home == centre.county and centre_room > 0:
                     affil, org_id, focus = centre.name, centre.id, centre.focus
+                    centre_room -= 1
                 else:
                     affil = BASE
             if not affil.endswith("服务站"):
@@ -1945,7 +1949,7 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
         course_pool = [c for cat in sorted(prof, key=lambda c: -prof[c]) if prof[cat] >= 0.3 for c in COURSES[cat]]
         courses = sample_k(rng, course_pool, n_courses) if course_pool else []
         field_key = spec[0] if spec is not None else kind
-        bio = write_bio(rng, name, affil, title, kind, field_key, prof, home, listed, used_sentences)
+        bio = write_bio(rng_bio, name, affil, title, kind, field_key, prof, home, listed, used_sentences)
         experts.append(Expert(f"E{i + 1:04d}", name, affil, org_id, title, listed, bio, counties, capacity,
                               bool(rng.random() < 0.9), make_phone(rng, used_phone),
                               make_email(rng, sur_py, given_py, used_email), courses, kind, seniority,
@@ -2061,17 +2065,19 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
     size and the time the project has run; 16 of them had started by the article's date."""
     specs: list[tuple[str, tuple[str, ...], Org, str]] = []
     stage_w = {"初创期": 0.3, "成长期": 1.5, "成熟期": 3.0}
-    runners = [o for o in orgs if o.status != "applicant" and len(o.stages) > 1]
+    runners = [o for o in orgs if o.status not in ("applicant", "left") and len(o.stages) > 1]
 
     def choose_org(tags: tuple[str, ...], pool: list[Org]) -> Org:
         w = [stage_w[o.stage] * (1 + 2 * len(set(tags) & set(o.focus))) for o in pool]
         return pool[int(pick_w(rng, list(range(len(pool))), w))]
 
+    # district-wide brand projects are run by agencies (the centre: those about stations); stations run local ones
+    brand_runners = [o for o in runners if o.kind == "agency" or (o.kind == "centre")]
     for name, tags in PROJECTS_BASE:
-        pool, place = runners, ""
+        pool, place = [o for o in brand_runners if o.kind == "agency" or "社工站" in name], ""
         for word, county, area in PROJECT_PLACES:
             if word in name:
-                pool, place = [o for o in runners if o.county == county], area
+                pool, place = [o for o in pool if o.county == county], area
         if name == FIRST_PROJECT:
             pool = [o for o in orgs if o.kind == "agency" and o.founded < datetime(2020, 3, 1, tzinfo=UTC)]
         elif "护苗行动" in name:  # reported by the article in 2023: run by an agency grown by then
@@ -2081,10 +2087,11 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
     while len(specs) < 70:
         tmpl, tags = PROJECTS_LOCAL[int(rng.integers(len(PROJECTS_LOCAL)))]
         if "回迁" in tmpl:
-            org = choose_org(tags, [o for o in runners if o.county in ("容城县", "雄县")])
+            org = choose_org(tags, [o for o in runners if o.county in ("容城县", "雄县") and o.kind != "centre"
+                                    and (o.kind == "agency" or o.township in AREAS)])
             town = "容东片区" if org.county == "容城县" else "雄东片区"
         else:
-            org = choose_org(tags, runners)
+            org = choose_org(tags, [o for o in runners if o.kind != "centre"])
             town = org.township if org.township not in AREAS else pick(rng, RURAL_TOWNS[org.county])
         name = tmpl.format(town=town)
         if name in used_local:
@@ -2110,7 +2117,7 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
         start = datetime(year, 3 if name == FIRST_PROJECT else int(rng.integers(1, 13 if year < 2026 else 8)), 1, tzinfo=UTC)
         if fixed_place:
             place = fixed_place
-        elif rng.random() < 0.6:
+        elif rng.random() < 0.6 or org.is_station:
             place = org.township
         else:
             place = f"{org.county}{pick(rng, ['多个乡镇', '各社工站', '部分村（社区）'])}"
@@ -2526,7 +2533,7 @@ def build_milestones(rng: np.random.Generator, orgs: list[Org]) -> list[dict[str
                     if due > NOW:
                         status = "planned"
                     else:
-                        status = "done" if rng.random() < P_DONE[stage] or goal == "出壳准备" and o.status == "graduated" else "missed"
+                        status = "done" if rng.random() < P_DONE[stage] or (goal == "出壳准备" and o.status == "graduated") else "missed"
                     rows.append({"org_id": o.id, "stage": stage, "goal": goal, "milestone": step,
                                  "due_on": due.date().isoformat(), "status": status})
     for i, r in enumerate(rows, 1):
@@ -3061,12 +3068,12 @@ def verify_events() -> dict[str, object]:
 def main() -> None:
     """Generate, write and verify all libraries."""
     # One independent stream per stage, so editing a phrase bank does not reshuffle the match history.
-    streams = np.random.SeedSequence(SEED).spawn(9)
+    streams = np.random.SeedSequence(SEED).spawn(10)
     (rng_needs, rng_experts, rng_resources, rng_projects, rng_sim, rng_events, rng_orgs, rng_outcomes,
-     rng_plans) = (np.random.default_rng(s) for s in streams)
+     rng_plans, rng_bios) = (np.random.default_rng(s) for s in streams)
     orgs = build_orgs(rng_orgs)
     needs = build_needs(rng_needs, orgs)
-    experts = build_experts(rng_experts, orgs)
+    experts = build_experts(rng_experts, orgs, rng_bios)
     for o in orgs:  # the social workers an organisation lends as experts hold a licence
         lent = sum(e.org_id == o.id and e.title in ("机构负责人", "督导", "高级社工师", "中级社工师") for e in experts)
         o.licensed = min(o.staff_count, max(o.licensed, lent))
