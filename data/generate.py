@@ -2084,8 +2084,11 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
             pool = [o for o in pool if o.kind == "agency" and o.stage_at(ARTICLE_DATE) != "初创期"]
         specs.append((name, tags, choose_org(tags, pool), place))
     used_local: set[str] = set()
+    per_template: Counter = Counter()
     while len(specs) < 70:
         tmpl, tags = PROJECTS_LOCAL[int(rng.integers(len(PROJECTS_LOCAL)))]
+        if per_template[tmpl] >= 3 and ("心语小屋" in tmpl or "一老一小" in tmpl):
+            continue  # a brand carried by a few projects only (a bare brand cannot name them all)
         if "回迁" in tmpl:
             org = choose_org(tags, [o for o in runners if o.county in ("容城县", "雄县") and o.kind != "centre"
                                     and (o.kind == "agency" or o.township in AREAS)])
@@ -2097,6 +2100,7 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
         if name in used_local:
             continue
         used_local.add(name)
+        per_template[tmpl] += 1
         specs.append((name, tags, org, town))
     # start years: uniform from the earliest possible year; then at most ARTICLE_PROJECTS started by 2023
     years = [int(rng.integers(project_start_floor(org, name), 2027)) for name, _, org, _ in specs]
