@@ -1883,6 +1883,7 @@ def build_experts(rng: np.random.Generator, orgs: list[Org], rng_bio: np.random.
     room = [max(1, o.staff_count // 4) for o in agencies]  # an organisation lends a quarter of its staff at most
     centre = next(o for o in orgs if o.kind == "centre")
     centre_room = max(1, centre.staff_count // 4)
+    heads: set[str] = set()
     used_sentences: Counter = Counter()
     used_email: set[str] = set()
     used_phone: set[str] = set()
@@ -1897,6 +1898,10 @@ def build_experts(rng: np.random.Generator, orgs: list[Org], rng_bio: np.random.
             affil, org_id, focus, home = org.name, org.id, org.focus, org.county
             title, base_sen = str(pick_w(rng, ["机构负责人", "督导", "高级社工师", "中级社工师", "项目主管"],
                                          [0.3, 0.25, 0.2, 0.15, 0.1])), 0.6
+            if title == "机构负责人" and org.id in heads:
+                title = "督导"  # an organisation has one head
+            if title == "机构负责人":
+                heads.add(org.id)
             kind = "practitioner"
         elif kind == "academic":
             affil = str(pick_w(rng, [a for a, _ in ACADEMIC_AFFILS], [w for _, w in ACADEMIC_AFFILS]))
