@@ -1203,6 +1203,11 @@ class Org:
         """Licensed social workers at time t (the same share of the staff as now, at least one)."""
         return max(1, min(self.staff_at(t), round(self.licensed * self.staff_at(t) / self.staff_count)))
 
+    def served_at(self, t: datetime) -> bool:
+        """Whether the organisation could file a need at time t: admitted, and not withdrawn (a graduate still
+        turns to the base's libraries after leaving its office)."""
+        return self.admitted_on is not None and self.admitted_on <= t and (self.status != "left" or t < self.left_on)
+
     def resident_at(self, t: datetime) -> bool:
         """Whether the base served the organisation at time t (admitted, not yet left)."""
         return self.admitted_on is not None and self.admitted_on <= t and (self.left_on is None or t < self.left_on)
@@ -1326,7 +1331,7 @@ def build_orgs(rng: np.random.Generator) -> list[Org]:
         grow = _add_months(o.founded, int(rng.integers(24, 49) if o.kind == "agency" else rng.integers(20, 61)))
         if grow <= NOW:
             o.stages.append(("成长期", grow))
-            mature = _add_months(o.founded, int(rng.integers(60, 85)))
+            mature = _add_months(o.founded, int(rng.integers(48, 67)))
             if o.kind == "agency" and mature <= NOW:
                 o.stages.append(("成熟期", mature))
         # admission: the first yearly round at least 90 days (stations and the centre: 30) after the founding
@@ -1344,7 +1349,7 @@ def build_orgs(rng: np.random.Generator) -> list[Org]:
                     o.left_on, o.status = out, "graduated"
         if o.left_on is not None:
             o.stages = [(s, t) for s, t in o.stages if t < o.left_on]
-        lo, hi = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 16), ("agency", "成熟期"): (15, 32),
+        lo, hi = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 14), ("agency", "成熟期"): (12, 26),
                   ("station", "初创期"): (2, 4), ("station", "成长期"): (3, 8),
                   ("centre", "初创期"): (4, 6), ("centre", "成长期"): (5, 8)}[(o.kind, o.stage)]
         o.staff_count = int(rng.integers(lo, hi + 1))
@@ -1587,8 +1592,8 @@ def random_need_time(rng: np.random.Generator) -> datetime:
 
 
 def build_needs(rng: np.random.Generator, orgs: list[Org]) -> list[Need]:
-    """Draw N_NEEDS needs, each filed by an organisation the base served at the time (admitted, not yet
-    left, founded at least 45 days before); weights depend on the stage at that time."""
+    """Draw N_NEEDS needs, each filed by an organisation the base served at the time (admitted, not
+    withdrawn, founded at least 45 days before; graduates go on filing); weights depend on the stage then."""
 
     def weight(o: Org, t: datetime) -> float:
         w = {"初创期": 0.9, "成长期": 1.2, "成熟期": 1.4}[o.stage_at(t)]
@@ -1607,7 +1612,7 @@ def build_needs(rng: np.random.Generator, orgs: list[Org]) -> list[Need]:
     needs: list[Need] = []
     for i, t in enumerate(times):
         ok = [j for j, o in enumerate(orgs)
-              if o.kind != "centre" and o.resident_at(t) and o.founded + timedelta(days=45) <= t]
+              if o.kind != "centre" and o.served_at(t) and o.founded + timedelta(days=45) <= t]
         org = orgs[int(pick_w(rng, ok, [weight(orgs[j], t) for j in ok]))]
         primary, secs = need_categories(rng, org, org.stage_at(t))
         urgency = str(pick_w(rng, ["low", "medium", "high"], [0.3, 0.45, 0.25]))
@@ -2729,7 +2734,7 @@ def verify() -> dict[str, object]:
 
     # organisations
     org_by = {o["id"]: o for o in orgs}
-    stage_staff = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 16), ("agency", "成熟期"): (15, 32),
+    stage_staff = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 14), ("agency", "成熟期"): (12, 26),
                    ("station", "初创期"): (2, 4), ("station", "成长期"): (3, 8), ("centre", "成长期"): (5, 8)}
     for o in orgs:
         assert 2017 <= int(o["founded_year"]) <= NOW.year, o
@@ -2751,7 +2756,7 @@ def verify() -> dict[str, object]:
         assert datetime(2023, 1, 1, tzinfo=UTC) <= t <= datetime(2026, 10, 31, 23, 59, tzinfo=UTC)
         org = org_by[n["org_id"]]
         assert t.year >= int(org["founded_year"]) and org["admitted_on"] and org["admitted_on"] <= n["created_at"][:10], n
-        assert not org["left_on"] or n["created_at"][:10] < org["left_on"], n
+        assert org["status"] != "left" or n["created_at"][:10] < org["left_on"], n
     open_share = sum(n["status"] == "open" for n in needs) / len(needs)
     assert 0.38 <= open_share <= 0.50, open_share
     trad_share = sum(t2s.convert(n["description"]) != n["description"] for n in needs) / len(needs)
