@@ -7,7 +7,11 @@ Only the standard library, numpy and opencc are used; all phrase banks are
 hand-written Chinese.  The files model the libraries of the Xiong'an social
 work incubation base (需求库、专家库、项目库、资源库) plus a simulated match
 history (``decisions.csv``) whose generative process is documented in
-``data/README.md`` ("How the match history is generated").
+``data/README.md`` ("How the match history is generated"), the organisations'
+incubation files (``stages.csv``, ``milestones.csv``), the follow-up of completed
+engagements (``outcomes.csv``) and the base's events.  The files tell the seed
+article's story at its date (2023-10-24) and grow to "now" (2026-11-01): see
+"The story the files tell" in ``data/README.md`` and ``verify_story()``.
 
 The script ends with an assertion block that re-reads the written CSV files
 and checks counts and invariants, so a rerun doubles as a verification.
