@@ -7,7 +7,11 @@ Only the standard library, numpy and opencc are used; all phrase banks are
 hand-written Chinese.  The files model the libraries of the Xiong'an social
 work incubation base (需求库、专家库、项目库、资源库) plus a simulated match
 history (``decisions.csv``) whose generative process is documented in
-``data/README.md`` ("How the match history is generated").
+``data/README.md`` ("How the match history is generated"), the organisations'
+incubation files (``stages.csv``, ``milestones.csv``), the follow-up of completed
+engagements (``outcomes.csv``) and the base's events.  The files tell the seed
+article's story at its date (2023-10-24) and grow to "now" (2026-11-01): see
+"The story the files tell" in ``data/README.md`` and ``verify_story()``.
 
 The script ends with an assertion block that re-reads the written CSV files
 and checks counts and invariants, so a rerun doubles as a verification.
@@ -19,6 +23,7 @@ import csv
 import heapq
 import math
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -185,66 +190,89 @@ COUNTIES: dict[str, list[str]] = _read_places()
 COUNTY_NAMES = list(COUNTIES)
 AREAS = {"容东片区": "容城县", "雄东片区": "雄县"}
 RURAL_TOWNS = {c: [t for t in ts if t not in AREAS] for c, ts in COUNTIES.items()}
-VILLAGES = ["东关村", "西里村", "北张庄村", "李家庄村", "大田庄村", "后营村", "南河村", "马庄村",
-            "西柳村", "王家寨村", "东淀头村", "小王营村", "留村", "北沙村", "前进村", "邸庄村"]
+# Villages named in need texts.  Each belongs to one rural township (assigned in the order of
+# places.csv), so a village is only ever mentioned by organisations of that township's county.
+VILLAGE_NAMES = ["东关村", "西里村", "北张庄村", "李家庄村", "大田庄村", "后营村", "南河村", "马庄村",
+                 "西柳村", "王家寨村", "东淀头村", "小王营村", "留村", "北沙村", "前进村", "邸庄村",
+                 "高庄村", "南阳村", "北辛庄村", "槐树村", "郭村", "白塔村", "沟西村", "东里村",
+                 "西渠村", "枣林村", "杨庄村", "后街村", "刘家坞村", "赵庄村", "孟家营村", "小李庄村",
+                 "东河村", "苇园村", "大寨村", "南堤村", "许庄村", "孙家营村", "七里庄村", "果园村"]
+_RURAL_ORDER = [t for ts in RURAL_TOWNS.values() for t in ts]
+VILLAGES: dict[str, list[str]] = {t: VILLAGE_NAMES[i::len(_RURAL_ORDER)] for i, t in enumerate(_RURAL_ORDER)}
+VILLAGE_COUNTY: dict[str, str] = {v: c for c, ts in RURAL_TOWNS.items() for t in ts for v in VILLAGES[t]}
 RESETTLE_SITES = {"容城县": ["容东片区", "容东片区的安置小区", "容东片区回迁社区"],
                   "雄县": ["雄东片区", "雄东片区的安置小区", "雄东片区回迁社区"],
-                  "安新县": ["容东片区", "安置小区", "新建安置社区"]}
+                  "安新县": ["安置小区", "新建安置社区"]}
 
 # --------------------------------------------------------------------------
-# Organisations (hand-written agencies + township social-work stations)
+# Organisations (hand-written agencies + township social-work stations + the county guidance centre)
+#
+# The story of the seed article (2023-10-24): the New Area (founded April 2017) went from 1 social-work
+# agency to 24 and has 35 township stations and 1 county guidance centre; the base (built 2022) admits
+# organisations once a year after an expert panel, incubates them by stage and lets them leave when mature.
+# 容善 (founded May 2020) is "one of the earliest" agencies; 雄泽 was "just founded" in 2023.
 # --------------------------------------------------------------------------
 
 STAGES = ["初创期", "成长期", "成熟期"]
+NEW_AREA_FOUNDED = datetime(2017, 4, 1, tzinfo=UTC)
+ARTICLE_DATE = datetime(2023, 10, 24, tzinfo=UTC)
+FIRST_STATION = datetime(2020, 4, 1, tzinfo=UTC)  # the first 扶贫社工站 (article)
+# the base's yearly admission round (招募公告 → expert panel → 入驻): one date a year since the base opened
+ADMISSION_ROUNDS = [datetime(2022, 8, 18, tzinfo=UTC), datetime(2023, 4, 20, tzinfo=UTC),
+                    datetime(2024, 4, 18, tzinfo=UTC), datetime(2025, 4, 17, tzinfo=UTC),
+                    datetime(2026, 4, 16, tzinfo=UTC), datetime(2027, 4, 15, tzinfo=UTC)]
+KINDS = {"agency": "社工机构", "station": "乡镇社工站", "centre": "县级指导中心"}
 
-# name, stage, county, township, founded_year, staff_count, focus labels
-AGENCIES: list[tuple[str, str, str, str, int, int, tuple[str, ...]]] = [
-    ("安新县雄泽社会工作服务中心", "初创期", "安新县", "安新镇", 2022, 6, ("战略规划", "乡村振兴", "儿童保护")),
-    ("容城县容善社工服务中心", "成长期", "容城县", "容城镇", 2020, 14, ("养老服务", "社工站运营", "战略规划")),
-    ("容城县筑爱社会工作服务中心", "成长期", "容城县", "南张镇", 2021, 11, ("小组工作", "社工站运营", "儿童保护")),
-    ("雄县同心社会工作服务中心", "成熟期", "雄县", "雄州镇", 2016, 38, ("社区治理", "征迁安置融入", "品牌建设")),
-    ("雄县众合社会工作服务中心", "成熟期", "雄县", "雄州镇", 2015, 52, ("社工站运营", "项目设计与评估", "骨干培养")),
-    ("容城县博爱社会工作服务中心", "成熟期", "容城县", "容东片区", 2018, 29, ("征迁安置融入", "养老服务", "心理援助")),
-    ("安新县惠民社会工作服务中心", "成熟期", "安新县", "安新镇", 2017, 31, ("个案管理", "资源链接", "养老服务")),
-    ("雄县益联社会工作服务中心", "成熟期", "雄县", "昝岗镇", 2017, 24, ("资源链接", "筹资与财务管理", "品牌建设")),
-    ("容城县同创社会组织服务中心", "成熟期", "容城县", "容城镇", 2018, 19, ("机构规范化管理", "能力建设", "战略规划")),
-    ("雄县恒爱社会工作服务中心", "成熟期", "雄县", "雄东片区", 2015, 44, ("征迁安置融入", "儿童保护", "项目设计与评估")),
-    ("安新县德润社会工作服务中心", "成熟期", "安新县", "三台镇", 2016, 27, ("乡村振兴", "养老服务", "专业督导")),
-    ("容城县仁和社会工作服务中心", "成熟期", "容城县", "容东片区", 2017, 36, ("社区治理", "党建引领", "专业督导")),
-    ("安新县淀上人家社会工作服务中心", "成长期", "安新县", "圈头乡", 2020, 9, ("乡村振兴", "资源链接", "养老服务")),
-    ("安新县白洋淀青少年服务中心", "成长期", "安新县", "端村镇", 2019, 12, ("儿童保护", "小组工作", "志愿者管理")),
-    ("容城县暖心居家养老服务中心", "成长期", "容城县", "小里镇", 2019, 20, ("养老服务", "志愿者管理", "资源链接")),
-    ("雄县阳光助残康复服务中心", "成长期", "雄县", "雄州镇", 2020, 16, ("残障服务", "个案管理", "资源链接")),
-    ("安新县鸿雁志愿服务协会", "成长期", "安新县", "安州镇", 2019, 8, ("志愿者管理", "社区治理", "党建引领")),
-    ("安新县红心社会工作服务中心", "成长期", "安新县", "大王镇", 2021, 10, ("党建引领", "社区治理", "养老服务")),
-    ("容城县启明心理健康服务中心", "成长期", "容城县", "容东片区", 2021, 9, ("心理援助", "儿童保护", "专业督导")),
-    ("雄县馨家社会工作服务中心", "成长期", "雄县", "雄东片区", 2020, 13, ("征迁安置融入", "社区治理", "心理援助")),
-    ("容城县馨悦社会工作服务中心", "初创期", "容城县", "容东片区", 2023, 4, ("征迁安置融入", "养老服务", "政策解读")),
-    ("雄县启航社会工作事务所", "初创期", "雄县", "米家务镇", 2023, 3, ("能力建设", "机构规范化管理", "儿童保护")),
-    ("安新县润泽心理健康服务中心", "初创期", "安新县", "安新镇", 2022, 5, ("心理援助", "机构规范化管理", "筹资与财务管理")),
-    ("容城县和谐邻里社区服务中心", "初创期", "容城县", "容东片区", 2024, 4, ("社区治理", "征迁安置融入", "志愿者管理")),
-    ("雄县春晖儿童服务中心", "初创期", "雄县", "雄东片区", 2024, 3, ("儿童保护", "政策解读", "筹资与财务管理")),
-    ("容城县绿苗公益服务中心", "初创期", "容城县", "贾光乡", 2022, 5, ("乡村振兴", "儿童保护", "资源链接")),
-    ("安新县芦荡新语社会工作服务中心", "初创期", "安新县", "同口镇", 2024, 2, ("乡村振兴", "政策解读", "机构规范化管理")),
-    ("雄县安和家庭服务中心", "初创期", "雄县", "大营镇", 2023, 4, ("个案管理", "心理援助", "机构规范化管理")),
-    ("安新县淀城社会工作服务中心", "成熟期", "安新县", "安新镇", 2016, 33, ("乡村振兴", "社工站运营", "项目设计与评估")),
-    ("容城县善行社会工作服务中心", "成熟期", "容城县", "容城镇", 2016, 41, ("社工站运营", "骨干培养", "专业督导")),
-    ("雄县明德社会工作服务中心", "成熟期", "雄县", "雄州镇", 2018, 22, ("残障服务", "心理援助", "品牌建设")),
+# name, county, township, founded (year, month), focus labels.  23 agencies existed at the article's date
+# (≤ 24 in the whole New Area), only 3 are older than 容善, none predates the New Area.
+AGENCIES: list[tuple[str, str, str, tuple[int, int], tuple[str, ...]]] = [
+    ("安新县雄泽社会工作服务中心", "安新县", "安新镇", (2022, 11), ("战略规划", "乡村振兴", "儿童保护")),
+    ("容城县容善社工服务中心", "容城县", "容城镇", (2020, 5), ("养老服务", "社工站运营", "战略规划")),
+    ("容城县筑爱社会工作服务中心", "容城县", "南张镇", (2021, 3), ("小组工作", "社工站运营", "儿童保护")),
+    ("雄县同心社会工作服务中心", "雄县", "雄州镇", (2019, 6), ("社区治理", "征迁安置融入", "品牌建设")),
+    ("雄县众合社会工作服务中心", "雄县", "雄州镇", (2018, 3), ("社工站运营", "项目设计与评估", "骨干培养")),
+    ("容城县博爱社会工作服务中心", "容城县", "容东片区", (2021, 8), ("征迁安置融入", "养老服务", "心理援助")),
+    ("安新县惠民社会工作服务中心", "安新县", "安新镇", (2019, 10), ("个案管理", "资源链接", "养老服务")),
+    ("雄县益联社会工作服务中心", "雄县", "昝岗镇", (2020, 8), ("资源链接", "筹资与财务管理", "品牌建设")),
+    ("容城县同创社会组织服务中心", "容城县", "容城镇", (2020, 11), ("机构规范化管理", "能力建设", "战略规划")),
+    ("雄县恒爱社会工作服务中心", "雄县", "雄东片区", (2022, 3), ("征迁安置融入", "儿童保护", "项目设计与评估")),
+    ("安新县德润社会工作服务中心", "安新县", "三台镇", (2020, 12), ("乡村振兴", "养老服务", "专业督导")),
+    ("容城县仁和社会工作服务中心", "容城县", "容东片区", (2021, 10), ("社区治理", "党建引领", "专业督导")),
+    ("安新县淀上人家社会工作服务中心", "安新县", "圈头乡", (2021, 6), ("乡村振兴", "资源链接", "养老服务")),
+    ("安新县白洋淀青少年服务中心", "安新县", "端村镇", (2021, 4), ("儿童保护", "小组工作", "志愿者管理")),
+    ("容城县暖心居家养老服务中心", "容城县", "小里镇", (2022, 2), ("养老服务", "志愿者管理", "资源链接")),
+    ("雄县阳光助残康复服务中心", "雄县", "雄州镇", (2022, 5), ("残障服务", "个案管理", "资源链接")),
+    ("安新县鸿雁志愿服务协会", "安新县", "安州镇", (2022, 8), ("志愿者管理", "社区治理", "党建引领")),
+    ("安新县红心社会工作服务中心", "安新县", "大王镇", (2023, 2), ("党建引领", "社区治理", "养老服务")),
+    ("容城县启明心理健康服务中心", "容城县", "容东片区", (2024, 1), ("心理援助", "儿童保护", "专业督导")),
+    ("雄县馨家社会工作服务中心", "雄县", "雄东片区", (2023, 3), ("征迁安置融入", "社区治理", "心理援助")),
+    ("容城县馨悦社会工作服务中心", "容城县", "容东片区", (2024, 3), ("征迁安置融入", "养老服务", "政策解读")),
+    ("雄县启航社会工作事务所", "雄县", "米家务镇", (2023, 12), ("能力建设", "机构规范化管理", "儿童保护")),
+    ("安新县润泽心理健康服务中心", "安新县", "安新镇", (2022, 6), ("心理援助", "机构规范化管理", "筹资与财务管理")),
+    ("容城县和谐邻里社区服务中心", "容城县", "容东片区", (2024, 9), ("社区治理", "征迁安置融入", "志愿者管理")),
+    ("雄县春晖儿童服务中心", "雄县", "雄东片区", (2025, 3), ("儿童保护", "政策解读", "筹资与财务管理")),
+    ("容城县绿苗公益服务中心", "容城县", "贾光乡", (2023, 7), ("乡村振兴", "儿童保护", "资源链接")),
+    ("安新县芦荡新语社会工作服务中心", "安新县", "同口镇", (2026, 5), ("乡村振兴", "政策解读", "机构规范化管理")),
+    ("雄县安和家庭服务中心", "雄县", "大营镇", (2025, 8), ("个案管理", "心理援助", "机构规范化管理")),
+    ("安新县淀城社会工作服务中心", "安新县", "安新镇", (2021, 1), ("乡村振兴", "社工站运营", "项目设计与评估")),
+    ("容城县善行社会工作服务中心", "容城县", "容城镇", (2020, 7), ("社工站运营", "骨干培养", "专业督导")),
+    ("雄县明德社会工作服务中心", "雄县", "雄州镇", (2026, 6), ("残障服务", "心理援助", "机构规范化管理")),
 ]
+# agencies that left the base before maturing (withdrew from incubation and stopped filing needs): name -> date
+LEFT_EARLY: dict[str, datetime] = {"安新县润泽心理健康服务中心": datetime(2025, 9, 15, tzinfo=UTC)}
 
-# township social-work stations: county, township, stage, founded_year, staff_count
-STATIONS: list[tuple[str, str, str, int, int]] = [
-    ("雄县", "昝岗镇", "成长期", 2021, 8), ("雄县", "大营镇", "初创期", 2022, 4),
-    ("雄县", "龙湾镇", "初创期", 2022, 3), ("雄县", "朱各庄镇", "成长期", 2021, 6),
-    ("雄县", "双堂乡", "初创期", 2023, 2), ("雄县", "北沙口乡", "初创期", 2023, 3),
-    ("雄县", "雄东片区", "成长期", 2021, 9), ("容城县", "小里镇", "成长期", 2020, 7),
-    ("容城县", "大河镇", "初创期", 2022, 3), ("容城县", "晾马台镇", "初创期", 2022, 4),
-    ("容城县", "八于乡", "初创期", 2023, 2), ("容城县", "容东片区", "成长期", 2021, 10),
-    ("安新县", "大王镇", "成长期", 2020, 6), ("安新县", "端村镇", "初创期", 2022, 3),
-    ("安新县", "赵北口镇", "成长期", 2021, 5), ("安新县", "同口镇", "初创期", 2022, 4),
-    ("安新县", "刘李庄镇", "初创期", 2023, 3), ("安新县", "老河头镇", "成长期", 2021, 6),
-    ("安新县", "圈头乡", "初创期", 2022, 4), ("安新县", "寨里乡", "初创期", 2024, 2),
+# township social-work stations: county, township, founded (year, month); the first opened in 2020
+STATIONS: list[tuple[str, str, tuple[int, int]]] = [
+    ("雄县", "昝岗镇", (2021, 4)), ("雄县", "大营镇", (2021, 9)), ("雄县", "龙湾镇", (2022, 3)),
+    ("雄县", "朱各庄镇", (2021, 5)), ("雄县", "双堂乡", (2022, 6)), ("雄县", "北沙口乡", (2023, 4)),
+    ("雄县", "雄东片区", (2022, 9)), ("容城县", "小里镇", (2020, 6)), ("容城县", "大河镇", (2021, 7)),
+    ("容城县", "晾马台镇", (2021, 11)), ("容城县", "八于乡", (2022, 5)), ("容城县", "容东片区", (2021, 12)),
+    ("安新县", "大王镇", (2020, 5)), ("安新县", "端村镇", (2021, 6)), ("安新县", "赵北口镇", (2021, 3)),
+    ("安新县", "同口镇", (2021, 10)), ("安新县", "刘李庄镇", (2022, 4)), ("安新县", "老河头镇", (2021, 8)),
+    ("安新县", "圈头乡", (2022, 2)), ("安新县", "寨里乡", (2024, 5)),
 ]
+# the one county guidance centre of the New Area (建成县级社会工作指导中心1个)
+CENTRE = ("容城县社会工作指导中心", "容城县", "容城镇", (2022, 3))
 
 # --------------------------------------------------------------------------
 # Need phrase banks.  Slots: {town} {county} {site} {village} {staff} {n}
@@ -257,7 +285,7 @@ NEED_TITLES: dict[str, list[str]] = {
     "政策解读": ["“12335”运营模式怎么对应到日常工作", "第一次投标政府购买服务，流程和资格求解读", "“服务类救助”边界在哪？求政策解读",
              "社工机构能享受哪些税收和场地补贴", "居民问征迁安置政策，我们自己也说不清", "评估指标里的口径怎么算",
              "社工站和村委会、民政所的职责边界", "各条线扶持政策太分散，求梳理", "“一老一小”惠民政策标准整理", "政府购买项目预算新办法怎么编"],
-    "机构规范化管理": ["注册民办社工机构，材料两次被退回", "制度停在纸面上，年检临时补材料", "理事会形同虚设，想规范治理",
+    "机构规范化管理": ["修改章程和业务范围，材料两次被退回", "制度停在纸面上，年检临时补材料", "理事会形同虚设，想规范治理",
                 "准备社会组织等级评估，档案无从下手", "员工手册和人事制度怎么定", "年检被提意见，内部管理要补课",
                 "机构搬迁，变更登记手续的先后顺序", "刚拿到登记证书，缺财务制度和合同模板"],
     "能力建设": ["村里招来的社工，专业基础怎么补", "总被说“活动化”，专业性怎么体现", "非社工专业新人的入门培训",
@@ -322,43 +350,43 @@ NEED_SITUATIONS: dict[str, list[str]] = {
         "明年政府购买项目的预算听说要按新办法编，我们以前都是凭经验报，这次心里没底。",
     ],
     "机构规范化管理": [
-        "A|我们几个社工从原来的机构出来，想自己注册一家民办社工机构，业务主管单位、章程这些都不太懂，材料已经被民政局退回两次了。",
-        "S|机构现在一共{staff}个人，财务、人事、档案都是我一个人兼着，很多制度停在纸面上，年检时才临时补材料。",
+        "AY|我们登记时章程和业务范围都是照着别人抄的，现在想按实际业务修改章程、变更业务范围，材料已经被民政局退回两次了。",
+        "AS|机构现在一共{staff}个人，财务、人事、档案都是我一个人兼着，很多制度停在纸面上，年检时才临时补材料。",
         "A|理事会成立以来只开过一次会，重大事项基本是我一个人拍板，评估专家提过这个问题，我们想改但不知从哪入手。",
-        "明年要参加社会组织等级评估，指标有一百多项，我们连档案该怎么分类归档都还没弄明白。",
+        "AO|明年要参加社会组织等级评估，指标有一百多项，我们连档案该怎么分类归档都还没弄明白。",
         "员工手册、考勤、薪酬都没有成文制度，新来的同事经常问，每次口头解释，容易起争执。",
-        "上次年检被指出会议记录不全、印章管理不规范，虽然没出大问题，但内部管理必须补课了。",
-        "A|机构要从{town}搬到容东片区，登记地址变更、银行账户、发票这些手续要一起办，想找人指导一下先后顺序。",
-        "Y|我们是去年底才拿到登记证书的，现在连个像样的财务制度和合同模板都没有，签第一个项目合同时心里很虚。",
+        "AO|上次年检被指出会议记录不全、印章管理不规范，虽然没出大问题，但内部管理必须补课了。",
+        "AR|机构要从{town}搬到容东片区，登记地址变更、银行账户、发票这些手续要一起办，想找人指导一下先后顺序。",
+        "Y|我们拿到登记证书没多久，现在连个像样的财务制度和合同模板都没有，签第一个项目合同时心里很虚。",
     ],
     "能力建设": [
         "站里的社工大多是从村里招的，以前做过网格员或村干部，热情很足，但需求评估、服务记录这些专业基础比较弱。",
-        "M|团队{staff}个人里只有两个持证的，活动搞了不少，专业性体现不出来，评估时总被说“活动化”。",
+        "ML|团队{staff}个人里只有{lic}个持证的，活动搞了不少，专业性体现不出来，评估时总被说“活动化”。",
         "新入职的三名社工都不是社工专业毕业，想给他们做一个系统的入门培训，从价值伦理讲起。",
         "大家会用的方法就是开展活动，访谈、量表、过程记录都不太会用，写出来的报告很空。",
         "同事们对“优势视角”“增能”这些词都听过，真到了服务里不知道怎么用，理论和实务是两张皮。",
-        "今年站里有五个人报名考社工证，平时工作忙，自学效率很低，希望能有个系统辅导。",
+        "今年团队里有几个人报名考社工证，平时工作忙，自学效率很低，希望能有个系统辅导。",
         "去年入户探访做了几百户，但记录写得五花八门，没有统一的评估框架，后续服务接不上。",
         "服务对象一说起家里的事就停不下来，我们的社工不太会引导会谈，一次访谈两个小时也问不到关键信息。",
         "每次写服务方案都是从网上找模板改，问题分析和目标都对不上我们{town}的实际情况。",
     ],
     "骨干培养": [
-        "A|机构成立这几年一直是我“一个人撑全场”，想培养两三个能独立负责项目的骨干，但不知道怎么带、带到什么程度算合格。",
-        "去年走了两个项目主管，新提上来的同事业务没问题，可做预算、跟街道沟通、带新人都很吃力。",
+        "AO|机构成立这几年一直是我“一个人撑全场”，想培养两三个能独立负责项目的骨干，但不知道怎么带、带到什么程度算合格。",
+        "MO|去年走了两个项目主管，新提上来的同事业务没问题，可做预算、跟街道沟通、带新人都很吃力。",
         "想搞内部带教，让老社工带新社工，可老社工自己也说“我会做但讲不出来”。",
         "几个一线社工干得很好，但工资涨不上去，总担心被别的机构挖走，想用培养计划给他们一个成长通道。",
-        "站长是从村委会转过来的，服务热情很高，管团队和写方案是短板，镇里希望她半年内能独当一面。",
+        "T|站长是从村委会转过来的，服务热情很高，管团队和写方案是短板，镇里希望她半年内能独当一面。",
         "B|机构扩到{staff}人以后，中层这一层是空的，所有事都往我这里汇报，我根本忙不过来。",
-        "我们有三位工作五年以上的社工，想把她们往督导和项目主管方向培养，但机构内部没人能带。",
+        "MV|我们有三位工作五年以上的社工，想把她们往督导和项目主管方向培养，但机构内部没人能带。",
     ],
     "品牌建设": [
-        "我们在{town}做了三年“一老一小”服务，当地口碑不错，可出了这个镇就没人知道，想把它做成有辨识度的品牌。",
+        "V|我们在{town}做了三年“一老一小”服务，当地口碑不错，可出了这个镇就没人知道，想把它做成有辨识度的品牌。",
         "机构公众号一年发了六十多篇推文，阅读量基本两三百，内容都是活动通稿，连我们自己都不爱看。",
         "每次评审专家都问“你们的特色是什么”，我们说了一大堆服务内容，却总结不出一句让人记住的话。",
         "有几个很打动人的服务故事，比如一位独居老人和子女重新恢复了联系，可我们不会写，也担心涉及隐私。",
         "明年想申报省里的优秀社工案例和品牌项目，需要提炼服务模式，但我们以往的资料很零散。",
-        "A|机构logo和名称是当年随便定的，现在想统一视觉形象，做一套折页和展板，不知道找谁合适。",
-        "我们的回迁社区服务被新区领导肯定过，想趁热打铁总结成一套可复制的模式，但不知道模式该怎么写。",
+        "AO|机构logo和名称是当年随便定的，现在想统一视觉形象，做一套折页和展板，不知道找谁合适。",
+        "G|我们的回迁社区服务被新区领导肯定过，想趁热打铁总结成一套可复制的模式，但不知道模式该怎么写。",
         "拍了不少服务现场的照片和短视频，一直没想好怎么用，想做一个有温度的短视频系列。",
     ],
     "资源链接": [
@@ -394,21 +422,21 @@ NEED_SITUATIONS: dict[str, list[str]] = {
         "我们想给初中生做一个人际交往小组，可学校只给每周四下午一节课的时间，不知道方案怎么压缩。",
     ],
     "战略规划": [
-        "机构一直是项目驱动，哪里有钱就做哪里，几年下来服务领域铺得很散，想停下来好好想一想往哪个方向走。",
-        "A|我们承接过几个政府购买项目，做得也还行，但对下一步怎么发展没有清晰的思路，理事会让我拿个三年规划出来。",
+        "GV|机构一直是项目驱动，哪里有钱就做哪里，几年下来服务领域铺得很散，想停下来好好想一想往哪个方向走。",
+        "AG|我们承接过几个政府购买项目，做得也还行，但对下一步怎么发展没有清晰的思路，理事会让我拿个三年规划出来。",
         "听说其他机构请专家用SWOT分析做过机构诊断，我们也想试试，把优势劣势摆到桌面上看一看。",
         "新区建设节奏很快，服务对象和政府需求都在变，我们担心现在的业务几年后就不适用了，需要重新定位。",
-        "A|机构想从单纯做社工站运营转型，发展自己的专业方向，比如康养或青少年，但不确定市场和能力跟不跟得上。",
+        "AG|机构想从单纯做社工站运营转型，发展自己的专业方向，比如康养或青少年，但不确定市场和能力跟不跟得上。",
         "团队对机构使命理解不一样，有人想做大规模，有人想做深度，开会常常谈不拢。",
-        "Y|作为一家刚起步的机构，我们根本不知道下一步要如何发展，需要做些什么，心里特别没底。",
-        "承接的项目明年就到期了，续不续、续哪个方向，现在就得想清楚，不然到时候人员都留不住。",
+        "YN|作为一家刚起步的机构，我们根本不知道下一步要如何发展，需要做些什么，心里特别没底。",
+        "G|承接的项目明年就到期了，续不续、续哪个方向，现在就得想清楚，不然到时候人员都留不住。",
     ],
     "专业督导": [
         "站里的社工普遍工作两三年，遇到复杂情况没人可以商量，机构内部没有督导岗位，只能靠大家自己扛。",
         "最近有两位同事情绪明显耗竭，一个说晚上睡不着，一个说想辞职，我作为负责人也不知道该怎么支持他们。",
         "服务中碰到伦理两难：老人明确说不想让子女知道病情，子女却反复来问，社工不知道怎么处理。",
         "想建立常规的外部督导机制，每月一次团体督导加个别督导，但不清楚费用标准和督导协议怎么签。",
-        "机构自己培养了两位内部督导，但她们自己也缺少“督导的督导”，带人时底气不足。",
+        "AG|机构自己培养了两位内部督导，但她们自己也缺少“督导的督导”，带人时底气不足。",
         "评估专家指出我们的督导记录太简单，只有时间和参加人，看不出督导内容和成效。",
         "新来的社工第一次入户就碰上家属吵架，回来以后一直很自责，我们想有个专业的人帮她复盘。",
         "我们做的案子越来越复杂，涉及家暴、自伤风险，负责人自己也拿不准，急需有经验的人把关。",
@@ -435,17 +463,17 @@ NEED_SITUATIONS: dict[str, list[str]] = {
         "回迁之后，原来在村里热热闹闹的红白事没地方办了，老人觉得“没了人情味”，心里空落落的。",
     ],
     "乡村振兴": [
-        "我们站服务的{village}以种植为主，年轻人都出去打工了，村里多是老人和妇女，村两委希望社工帮着搞点能增收的事。",
+        "T|我们站服务的{village}以种植为主，年轻人都出去打工了，村里多是老人和妇女，村两委希望社工帮着搞点能增收的事。",
         "白洋淀边上几个村以前靠打鱼、编苇席为生，现在生态保护要求高，传统生计受影响，村民心里有落差。",
         "防返贫监测户里有些有劳动能力但不愿出去干活，镇里希望社工做思想和能力上的帮扶，我们不知道从何下手。",
         "想帮村里的妇女成立手工编织小组，把苇编做成文创产品，但我们不懂产品设计和销售。",
         "村里红白事大操大办、攀比风气重，镇里想推动移风易俗，让社工站参与乡风文明建设。",
-        "乡村振兴社工站挂牌一年了，可我们做的还是探访和节日慰问，和乡村振兴的关系说不清楚。",
+        "T|乡村振兴社工站挂牌一年了，可我们做的还是探访和节日慰问，和乡村振兴的关系说不清楚。",
         "{village}有一批返乡青年想搞电商卖农产品，缺组织、缺培训，也缺人牵头。",
         "村里的留守老人种不动地，土地流转以后闲下来，精神状态很差，村干部希望社工组织点活动。",
     ],
     "儿童保护": [
-        "站里的“心语小屋”建起来了，孩子们放学过来写作业，但除了看管和辅导作业，我们不知道还能开展哪些专业服务。",
+        "H|站里的“心语小屋”建起来了，孩子们放学过来写作业，但除了看管和辅导作业，我们不知道还能开展哪些专业服务。",
         "我们在学校做防欺凌宣讲，孩子们都说听懂了，可班主任反映欺凌的事情还是有，宣讲好像没什么用。",
         "镇上有二十多名困境儿童，儿童主任大多是村干部兼任，入户排查的表格填得很粗，风险点发现不了。",
         "有个孩子跟我们透露家里经常挨打，我们很担心，但不清楚报告流程，也怕处理不当让孩子处境更糟。",
@@ -487,13 +515,13 @@ NEED_SITUATIONS: dict[str, list[str]] = {
     ],
     "项目设计与评估": [
         "下个月要提交公益创投申报书，项目书改了又改，评审上次反馈说“目标与活动之间逻辑不清”。",
-        "项目做了一年，服务人次是有的，但说不出到底给服务对象带来了什么改变，中期评估的成效部分写不出来。",
+        "G|项目做了一年，服务人次是有的，但说不出到底给服务对象带来了什么改变，中期评估的成效部分写不出来。",
         "想学用逻辑模型设计项目，从问题分析到产出、成效一条线理清楚，现在我们的方案都是先想活动再凑目标。",
         "第三方评估要求提供前后测数据，可项目开始时根本没做基线调查，现在补也补不回来了。",
-        "准备把几个零散服务整合成一个三年期项目，需要做扎实的需求调研，但不太会设计问卷和抽样。",
+        "G|准备把几个零散服务整合成一个三年期项目，需要做扎实的需求调研，但不太会设计问卷和抽样。",
         "机构想建立自己的项目管理和评估体系，而不是每次等着甲方来评，希望有人指导搭建指标库。",
         "结项报告写出来像流水账，活动照片一大堆，数据和案例却撑不起来，甲方看了不满意。",
-        "我们想评估一下“心语小屋”开办两年到底对孩子有没有用，但不知道该用什么工具、测什么。",
+        "W|我们想评估一下“心语小屋”开办两年到底对孩子有没有用，但不知道该用什么工具、测什么。",
     ],
     "志愿者管理": [
         "我们招了一百多名志愿者，登记时都很积极，真正能持续参加活动的不到二十个。",
@@ -504,14 +532,14 @@ NEED_SITUATIONS: dict[str, list[str]] = {
         "村里的党员和妇女骨干愿意参与，但没有组织起来，每次活动都要我们一个个打电话叫人。",
     ],
     "社工站运营": [
-        "我们站去年才建成，就两个人，镇里各个部门的活儿都往社工站派，填表报材料占了一大半时间，专业服务做不起来。",
+        "T|我们站建成{age}，一共{staff}个人，镇里各个部门的活儿都往社工站派，填表报材料占了一大半时间，专业服务做不起来。",
         "《社会工作服务站建设和运营手册》发下来了，内容很全，但我们不知道先做哪些后做哪些，想有人带着对照一下。",
         "站点考核的台账要求很细，每个月光整理档案就要一个星期，想知道有没有更高效的记录方法。",
         "社工站和镇里综治中心、新时代文明实践站在一个楼里办公，服务对象和活动有重叠，需要理顺关系。",
         "几个村的服务点只挂了牌子，社工一个月去一次，村民根本不知道有社工站。",
-        "站里的社工流失很严重，两年换了三拨人，每次都要从头培训，服务连续性很差。",
+        "O|站里的社工流失很严重，两年换了三拨人，每次都要从头培训，服务连续性很差。",
         "镇领导希望社工站年底能评上示范站点，可我们对示范站的标准、亮点怎么打造完全没概念。",
-        "{town}社工站服务着{n}个村（社区），两名社工骑电动车跑一趟就要大半天，服务怎么覆盖得过来？",
+        "T|{town}社工站服务着{n}个村（社区），{staff}名社工骑电动车跑一趟就要大半天，服务怎么覆盖得过来？",
     ],
     "党建引领": [
         "A|机构去年成立了党支部，但党建活动和业务是两张皮，每次都是学文件、开会，跟服务对象没什么关系。",
@@ -533,7 +561,7 @@ NEED_SITUATIONS: dict[str, list[str]] = {
 NEED_ASKS: dict[str, list[str]] = {
     "政策解读": ["希望请熟悉民政政策的老师面对面讲一次，最好结合具体案例。", "想找专家把相关文件逐条讲透，顺便帮我们理一份自查清单。",
              "能不能安排一次政策解读会？几家机构一起听也可以。", "最好有人告诉我们哪些是硬性要求，哪些可以灵活处理。"],
-    "机构规范化管理": ["想请有机构管理经验的老师帮我们过一遍制度，先指出最要紧的几个漏洞。", "希望有人手把手带我们把年检材料准备一次。",
+    "机构规范化管理": ["想请有机构管理经验的老师帮我们过一遍制度，先指出最要紧的几个漏洞。", "A|希望有人手把手带我们把年检材料准备一次。",
                 "求一套适合小机构的制度模板和使用说明。", "希望专家能来机构现场看看，给个规范化建设的时间表。"],
     "能力建设": ["希望有老师来站里做一轮实务培训，最好是边讲边练的那种。", "想系统提升团队的专业能力，能否安排三到五次的系列课程？",
              "希望培训后能给我们留一些表格工具，回去就能用。", "最好能结合我们手上的真实案例来讲。"],
@@ -581,7 +609,7 @@ OPENERS_DIRECTOR = [
     "我是{org}的理事长，兼着做项目。", "各位老师好，我们是{org}。", "先简单介绍一下，我们机构在{town}。", "",
 ]
 OPENERS_STATION = [
-    "我是{town}社工站的站长。", "我在{town}社工站做一线社工快两年了。", "我们站在{town}，服务{n}个村（社区）。",
+    "我是{town}社工站的站长。", "O|我在{town}社工站做一线社工快两年了。", "我们站在{town}，服务{n}个村（社区）。",
     "{town}社工站的情况是这样的：", "我是站里的社工，替我们站长来提个需求。", "",
 ]
 OPENERS_WORKER = [
@@ -590,8 +618,8 @@ OPENERS_WORKER = [
 ]
 STAGE_CONTEXT: dict[str, list[str]] = {
     "初创期": ["我们机构成立{age}，人手只有{staff}个。", "机构刚起步，很多事都是摸着石头过河。",
-            "还没独立承接过像样的项目。", "团队都是新人，连我在内{staff}个人。", "我们还在孵化基地入驻，什么都想学。"],
-    "成长期": ["机构成立{age}了，承接过几个政府购买项目。", "我们现在同时做着两个社工站项目，人手一直很紧。",
+            "还没独立承接过像样的项目。", "团队都是新人，连我在内{staff}个人。", "A|我们在孵化基地入驻，什么都想学。"],
+    "成长期": ["机构成立{age}了，承接过几个政府购买项目。", "M|我们现在同时做着两个社工站项目，人手一直很紧。",
             "这两年机构规模扩大了不少，现在有{staff}个人。", "项目做了一些，但总觉得在原地打转。"],
     "成熟期": ["机构运营{age}了，项目和人员都比较稳定。", "我们在{county}做了多年，承接着多个项目。",
             "机构现在有{staff}名员工，下面运营着几个社工站。", "服务规模上来了，下一步想在专业深度上下功夫。"],
@@ -603,7 +631,7 @@ STATION_CONTEXT: dict[str, list[str]] = {
 }
 CONNECTORS = ["另外，", "还有一个情况：", "与此同时，", "顺带说一下，", "此外，", "更麻烦的是，", "还有，"]
 CLOSERS_GENERIC = [
-    "时间上最好在{month}月前。", "线上线下都可以，线下的话我们在{town}。", "预算有限，希望基地能给些支持。", "谢谢基地的老师！",
+    "时间上最好在{month}前。", "线上线下都可以，线下的话我们在{town}。", "预算有限，希望基地能给些支持。", "谢谢基地的老师！",
     "我们可以提供场地。", "参加的社工大概{k}人。", "最好是周末，平时大家都下村了。", "有合适的老师请联系我们，谢谢。",
     "不知道基地有没有这方面的老师？", "", "", "",
 ]
@@ -709,32 +737,32 @@ KIND_PRIORS: dict[str, dict[str, float]] = {
 }
 
 BIO_PHRASES: dict[str, list[str]] = {
-    "政策解读": ["参与过新区多项社会工作政策文件的起草与论证", "长期为基层民政干部和社工站讲解政府购买服务政策",
+    "政策解读": ["a|参与过新区多项社会工作政策文件的起草与论证", "长期为基层民政干部和社工站讲解政府购买服务政策",
              "熟悉民政、残联、妇联等条线的扶持政策，擅长把文件讲成“大白话”", "曾在县民政局工作多年，对社会救助和社会福利政策很熟"],
     "机构规范化管理": ["为二十余家社会组织做过注册登记和章程修订辅导", "担任社会组织等级评估专家，熟悉评估指标体系",
                 "帮助多家初创机构建立人事、财务、档案等内部制度", "做过多年社会组织年检和规范化建设指导"],
-    "能力建设": ["主讲社会工作专业方法系列培训，累计培训一线社工上千人次", "擅长把社会工作理论转化为一线能用的工具和表格",
+    "能力建设": ["w|主讲社会工作专业方法系列培训，累计培训一线社工上千人次", "擅长把社会工作理论转化为一线能用的工具和表格",
              "多年负责社工职业水平考试考前辅导", "长期关注本土社工人才的实务能力提升"],
-    "骨干培养": ["设计并实施过机构中层骨干“导师制”培养计划", "带教过三十多名社工新人，其中不少已成为项目主管",
+    "骨干培养": ["设计并实施过机构中层骨干“导师制”培养计划", "w|带教过三十多名社工新人，其中不少已成为项目主管",
              "关注社工人才梯队建设与职业发展"],
     "品牌建设": ["策划过多个省级优秀社会工作品牌项目", "擅长服务案例提炼和公益传播，做过多年媒体记者", "为多家机构梳理品牌定位和视觉形象"],
     "资源链接": ["长期从事社区资源整合与跨界合作，熟悉本地企业和基金会", "搭建过县域慈善资源对接平台", "擅长社区资产地图绘制与资源台账建设"],
-    "个案管理": ["主要研究个案管理与跨部门转介机制", "参与研发“个案管理技巧虚拟仿真实验”系统",
+    "个案管理": ["主要研究个案管理与跨部门转介机制", "a|参与研发“个案管理技巧虚拟仿真实验”系统",
              "在一线处理过大量多重困境家庭个案，擅长组织个案会议", "推动建立过困境家庭“一户一策”联动帮扶机制"],
-    "小组工作": ["从事小组工作教学十余年，带领过各类治疗性和支持性小组", "多次主持“小组工作实务工作坊”，擅长体验式教学",
+    "小组工作": ["a|从事小组工作教学十余年，带领过各类治疗性和支持性小组", "多次主持“小组工作实务工作坊”，擅长体验式教学",
              "专注老年人和青少年小组的设计与带领"],
-    "战略规划": ["擅长运用SWOT等工具开展机构诊断和战略规划", "为多家社工机构主持过战略共创工作坊", "研究社会组织生命周期与转型发展"],
-    "专业督导": ["担任多家机构和社工站的外部督导", "关注社工的情绪支持与伦理决策，督导时数超过一千小时", "参与编写督导工作指引，带领朋辈督导小组"],
+    "战略规划": ["擅长运用SWOT等工具开展机构诊断和战略规划", "为多家社工机构主持过战略共创工作坊", "a|研究社会组织生命周期与转型发展"],
+    "专业督导": ["w|担任多家机构和社工站的外部督导", "关注社工的情绪支持与伦理决策，督导时数超过一千小时", "参与编写督导工作指引，带领朋辈督导小组"],
     "社区治理": ["研究基层社会治理与社区参与", "推动过多个社区的居民议事会和“五社联动”实践", "长期参与新建社区的社区营造"],
-    "征迁安置融入": ["长期跟踪研究征迁安置社区居民的社会适应", "参与容东片区回迁社区融入服务的设计与督导", "关注“村改居”过程中的邻里关系重建"],
-    "乡村振兴": ["长期从事农村社会工作研究，多次在白洋淀周边村庄驻村调研", "参与过乡镇扶贫社工站的早期探索", "关注农村妇女合作组织与内生动力培育"],
-    "儿童保护": ["专注未成年人保护与困境儿童服务", "参与“护苗行动”项目设计，熟悉心语小屋服务模式", "多次为儿童主任和教师开展强制报告制度培训"],
+    "征迁安置融入": ["a|长期跟踪研究征迁安置社区居民的社会适应", "w|参与容东片区回迁社区融入服务的设计与督导", "关注“村改居”过程中的邻里关系重建"],
+    "乡村振兴": ["a|长期从事农村社会工作研究，多次在白洋淀周边村庄驻村调研", "w|参与过乡镇扶贫社工站的早期探索", "关注农村妇女合作组织与内生动力培育"],
+    "儿童保护": ["专注未成年人保护与困境儿童服务", "w|参与“护苗行动”项目设计，熟悉心语小屋服务模式", "多次为儿童主任和教师开展强制报告制度培训"],
     "养老服务": ["研究居家社区养老服务和失能老人照护", "在养老服务机构工作十年，熟悉助餐、探访和适老化改造", "关注认知症家庭照护者支持"],
     "心理援助": ["擅长危机干预和哀伤辅导", "参与过新区首个心理援助与社会工作服务项目", "长期为社工和教师开展心理健康与压力管理培训"],
     "筹资与财务管理": ["为多家社会组织提供财务咨询和审计服务", "熟悉基金会项目申请与预算编制", "策划过多次网络募捐活动，熟悉99公益日规则"],
     "项目设计与评估": ["主持过数十个社会工作项目的第三方评估", "擅长逻辑模型和成效评估指标设计", "多次担任公益创投评审专家"],
-    "志愿者管理": ["长期从事志愿服务组织管理，推动过社区时间银行试点", "带领高校志愿服务团队多年", "擅长志愿者激励和骨干培育"],
-    "社工站运营": ["参与编写社会工作服务站建设和运营手册", "担任过乡镇社工站站长，熟悉站点台账与考核", "为多个社工站提供提质增效指导"],
+    "志愿者管理": ["长期从事志愿服务组织管理，推动过社区时间银行试点", "a|带领高校志愿服务团队多年", "擅长志愿者激励和骨干培育"],
+    "社工站运营": ["w|参与编写社会工作服务站建设和运营手册", "p|担任过乡镇社工站站长，熟悉站点台账与考核", "w|为多个社工站提供提质增效指导"],
     "党建引领": ["长期从事两新组织党建工作", "探索“党建+社工”融合服务模式", "指导过多家社会组织建立联合党支部"],
     "残障服务": ["长期从事残疾人康复和社会融入服务", "关注心智障碍者支持性就业", "熟悉辅具适配与无障碍环境建设"],
 }
@@ -765,14 +793,22 @@ COURSES: dict[str, list[str]] = {
 }
 
 DEGREES = ["社会学博士", "社会工作博士", "管理学博士", "社会工作硕士", "社会学硕士", "心理学硕士", "公共管理硕士"]
-EXTRAS_ACADEMIC = ["硕士生导师。", "兼任保定市社会工作协会理事。", "多次受邀为雄安新区社会工作孵化培育基地授课。",
-                   "曾在香港理工大学访学一年。", "主持国家社科基金项目一项、省部级项目多项。", "出版专著《农村社会工作实务研究》。",
-                   "是新区专家支持团队成员。", ""]
-EXTRAS_PRACTICE = ["持有中级社会工作者职业资格证书。", "扎根{county}{years}年。", "喜欢跟一线社工一起下村入户。",
-                   "2020年起参与新区乡镇社工站建设。", "做过六年社区网格员，后来转行做社工。", "是新区专家支持团队成员。", ""]
+# clauses appended to an academic's name sentence (so they are never a sentence of their own)
+EXTRAS_ACADEMIC = ["，硕士生导师", "，兼任保定市社会工作协会理事", "，多次受邀为雄安新区社会工作孵化培育基地授课",
+                   "，曾在香港理工大学访学一年", "，主持国家社科基金项目一项、省部级项目多项", "，出版专著《农村社会工作实务研究》",
+                   "，是新区专家支持团队成员", ""]
+# (sentence, who may write it): "sw" academics and practitioners, "prac" practitioners, "lic" practitioners
+# holding the intermediate certificate, "any" everyone
+EXTRAS_PRACTICE: list[tuple[str, str]] = [
+    ("持有中级社会工作者职业资格证书。", "lic"), ("扎根{county}{years}年。", "any"), ("喜欢跟一线社工一起下村入户。", "prac"),
+    ("2021年起参与新区乡镇社工站建设。", "prac"), ("做过六年社区网格员，后来转行做社工。", "prac"), ("是新区专家支持团队成员。", "any"),
+    ("", "any"),
+]
 MOTTOS = ["我相信每个人都有改变的力量。", "做社工，说到底是陪伴。", "希望和年轻社工一起成长。", "有问题欢迎随时找我聊。",
           "擅长把复杂的事拆成一步一步来做。", "比起讲课，我更愿意到现场去。", "遇到难题欢迎一起琢磨。", "时间允许的话随叫随到。",
-          "近两年主要精力放在雄安。", "", ""]
+          "近两年主要精力放在雄安。", "我习惯先听再说。", "好的方案是在现场改出来的。", "愿意做年轻社工的陪练。",
+          "服务对象教会了我很多。", "做事讲究有记录、有反思。", "别怕问题多，一起拆开来看。", "专业的事交给专业的人。",
+          "每次下村都有新收获。", "", ""]
 
 # --------------------------------------------------------------------------
 # Resource bank: type, name, description, provider, county ('' = district-wide), quantity, tags
@@ -870,6 +906,22 @@ RESOURCES_FIXED: list[tuple[str, str, str, str, str, int, tuple[str, ...]]] = [
     ("media_channel", "乡镇广播与村务公众号", "各村广播和村务公众号，适合政策宣传和活动通知。", "安新县融媒体中心", "安新县", 10, ("政策解读", "乡村振兴")),
 ]
 
+# What each funding programme makes available in a year (元): about 3.5 million in 2026, against the
+# "近700万元" of public and charitable money the article counts for all the years up to 2023-10.
+FUNDING_AMOUNTS: dict[str, int] = {
+    "孵化基地公益创投资金": 520_000, "新区本级社会工作专项资金": 1_200_000, "乡镇社工站运营补贴": 600_000,
+    "“一老一小”关爱专项资金": 180_000, "儿童友好城市建设小额资助": 150_000, "乡村振兴社区基金": 120_000,
+    "心理援助服务专项经费": 200_000, "社会组织党建工作经费": 90_000, "残疾人服务项目补贴": 160_000,
+    "志愿服务项目扶持资金": 60_000, "品牌项目培育奖励": 60_000, "99公益日配捐额度": 100_000,
+}
+MICRO_WISH_AMOUNT = 10_000  # a county's 微心愿 fund: 20 wishes of at most 500 元
+
+
+def funding_amount(name: str) -> int:
+    """The yearly amount of a funding programme (元)."""
+    return FUNDING_AMOUNTS.get(name, MICRO_WISH_AMOUNT if "微心愿" in name else 0)
+
+
 # --------------------------------------------------------------------------
 # Project bank: name, tags.  "{town}" names are instantiated per location.
 # --------------------------------------------------------------------------
@@ -965,9 +1017,12 @@ PROJECT_APPROACH: dict[str, list[str]] = {
     "专业督导": ["组织月度团体督导和个别督导", "建立督导记录和督导成效评估制度"],
 }
 PROJECT_OPENINGS = [
-    "{org}自{year}年起在{place}实施。", "项目由{org}承接，服务范围覆盖{place}。", "{year}年启动，{org}在{place}落地执行。",
-    "这是{org}的代表性项目，扎根{place}。", "{place}的居民对这个项目并不陌生：{org}从{year}年开始做起。",
+    "{org}自{year}年起在{place}实施。", "项目由{org}于{year}年承接，服务范围覆盖{place}。", "{year}年启动，{org}在{place}落地执行。",
+    "这是{org}的代表性项目，{year}年起扎根{place}。", "{place}的居民对这个项目并不陌生：{org}从{year}年开始做起。",
 ]
+PROJECT_YEAR = re.compile(r"(\d{4})年(?:起|启动|承接|开始)")  # how a description states the year a project started
+FIRST_PROJECT = "“心桥”心理援助与社会工作服务项目"  # the New Area's first project (March 2020, article)
+ARTICLE_PROJECTS = 16  # projects the article counts at its date
 # Outcome sentences: one "volume" sentence, optionally followed by one "results" sentence.
 PROJECT_OUTCOMES_VOLUME = [
     "累计服务{a}人次，开展小组{b}个共{c}节，建立服务档案{d}份。",
@@ -975,6 +1030,8 @@ PROJECT_OUTCOMES_VOLUME = [
     "服务{a}人次；小组{c}节；培训社工{f}人次。",
     "截至{y}年底，开展活动{e}场，个案跟进{d}例，培育志愿者{f}名。",
 ]
+# result sentences that need the project to have run a year (award: also an organisation of 3+ years and 6+ staff)
+RESULT_NEEDS = ["year", "year", "award", "year", "year"]
 PROJECT_OUTCOMES_RESULT = [
     "形成服务案例{g}篇，其中{h}篇入选新区优秀案例；链接资金和物资约{k}万元。",
     "直接受益{d2}户家庭，{b}个服务点常态化运行。",
@@ -1089,19 +1146,75 @@ def fill(template: str, slots: dict[str, object]) -> str:
 
 @dataclass
 class Org:
-    """An incubated organisation or township social-work station."""
+    """An incubated organisation, township social-work station or the county guidance centre.
+
+    ``stages`` is the stage history ``[(stage, since), ...]``; ``staff_count`` and ``licensed`` are the
+    figures at ``until()`` (now, or the day the organisation left the base); earlier figures grow linearly
+    from ``staff0`` at the founding.
+    """
 
     id: str
     name: str
-    stage: str
+    kind: str  # agency | station | centre
     county: str
     township: str
-    founded_year: int
-    staff_count: int
+    founded: datetime
     focus: tuple[str, ...]
-    is_station: bool
     short: str
-    founded_month: int = 1  # hidden; only used to keep need texts consistent with the org's age
+    stages: list[tuple[str, datetime]] = field(default_factory=list)
+    admitted_on: datetime | None = None
+    left_on: datetime | None = None
+    status: str = "applicant"
+    staff0: int = 2
+    staff_count: int = 2
+    licensed: int = 1
+    n_villages: int = 8
+
+    @property
+    def is_station(self) -> bool:
+        """Township social-work station."""
+        return self.kind == "station"
+
+    @property
+    def founded_year(self) -> int:
+        """Year of founding (the only part of the date the files show)."""
+        return self.founded.year
+
+    @property
+    def stage(self) -> str:
+        """Current stage (at now, or when the organisation left)."""
+        return self.stages[-1][0]
+
+    def until(self) -> datetime:
+        """The date the current figures refer to."""
+        return self.left_on or NOW
+
+    def stage_at(self, t: datetime) -> str:
+        """The stage the organisation was in at time t."""
+        current = self.stages[0][0]
+        for stage, since in self.stages:
+            if since <= t:
+                current = stage
+        return current
+
+    def staff_at(self, t: datetime) -> int:
+        """Staff at time t: linear growth from ``staff0`` at the founding to ``staff_count``."""
+        span = (self.until() - self.founded).total_seconds()
+        frac = min(1.0, max(0.0, (t - self.founded).total_seconds() / span)) if span > 0 else 1.0
+        return max(1, round(self.staff0 + (self.staff_count - self.staff0) * frac))
+
+    def licensed_at(self, t: datetime) -> int:
+        """Licensed social workers at time t (the same share of the staff as now, at least one)."""
+        return max(1, min(self.staff_at(t), round(self.licensed * self.staff_at(t) / self.staff_count)))
+
+    def served_at(self, t: datetime) -> bool:
+        """Whether the organisation could file a need at time t: admitted, and not withdrawn (a graduate still
+        turns to the base's libraries after leaving its office)."""
+        return self.admitted_on is not None and self.admitted_on <= t and (self.status != "left" or t < self.left_on)
+
+    def resident_at(self, t: datetime) -> bool:
+        """Whether the base served the organisation at time t (admitted, not yet left)."""
+        return self.admitted_on is not None and self.admitted_on <= t and (self.left_on is None or t < self.left_on)
 
 
 @dataclass
@@ -1120,6 +1233,7 @@ class Need:
     style: str = ""
     mess: str = "plain"
     status: str = "open"
+    stage: str = ""  # the organisation's stage when the need was filed
 
 
 @dataclass
@@ -1173,6 +1287,7 @@ class Project:
     outcomes: str
     latent: np.ndarray
     quality: float
+    start: datetime = NOW  # when the project started (the description states the year)
 
 
 def latent_from(weights: dict[str, float]) -> np.ndarray:
@@ -1188,20 +1303,64 @@ def latent_from(weights: dict[str, float]) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def build_orgs() -> list[Org]:
-    """Hand-written agencies first (雄泽, 容善, 筑爱 as O001-O003), then stations."""
+def _month_start(year: int, month: int, day: int = 1) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+def _add_months(t: datetime, months: int) -> datetime:
+    y, m = divmod(t.month - 1 + months, 12)
+    return t.replace(year=t.year + y, month=m + 1, day=min(t.day, 28))
+
+
+def build_orgs(rng: np.random.Generator) -> list[Org]:
+    """Hand-written agencies first (雄泽, 容善, 筑爱 as O001-O003), then stations, then the centre; each with
+    its founding date, stage history, admission round, leaving date and staff figures."""
     orgs: list[Org] = []
-    for name, stage, county, town, year, staff, focus in AGENCIES:
-        short = name.removeprefix(county)
-        orgs.append(Org("", name, stage, county, town, year, staff, focus, False, short))
-    for county, town, stage, year, staff in STATIONS:
+    for name, county, town, (year, month), focus in AGENCIES:
+        founded = _month_start(year, month, int(rng.integers(1, 28)))
+        orgs.append(Org("", name, "agency", county, town, founded, focus, name.removeprefix(county)))
+    for county, town, (year, month) in STATIONS:
         name = f"{town}社会工作服务站" if town in AREAS else f"{county}{town}社会工作服务站"
         local = "征迁安置融入" if town in AREAS else "乡村振兴"
         second = "养老服务" if len(orgs) % 2 else "儿童保护"
-        orgs.append(Org("", name, stage, county, town, year, staff, ("社工站运营", local, second), True, f"{town}社工站"))
+        founded = _month_start(year, month, int(rng.integers(1, 28)))
+        orgs.append(Org("", name, "station", county, town, founded, ("社工站运营", local, second), f"{town}社工站"))
+    name, county, town, (year, month) = CENTRE
+    orgs.append(Org("", name, "centre", county, town, _month_start(year, month, 10),
+                    ("社工站运营", "专业督导", "能力建设"), name.removeprefix(county)))
     for i, o in enumerate(orgs, 1):
         o.id = f"O{i:03d}"
-        o.founded_month = (i * 5) % 9 + 2  # deterministic, March..October style spread
+        # stage history: start-up, growing after about two to three years, mature after five to six (agencies)
+        o.stages = [("初创期", o.founded)]
+        grow = _add_months(o.founded, int(rng.integers(24, 49) if o.kind == "agency" else rng.integers(20, 61)))
+        if grow <= NOW:
+            o.stages.append(("成长期", grow))
+            mature = _add_months(o.founded, int(rng.integers(48, 67)))
+            if o.kind == "agency" and mature <= NOW:
+                o.stages.append(("成熟期", mature))
+        # admission: the first yearly round at least 90 days (stations and the centre: 30) after the founding
+        delay = timedelta(days=90 if o.kind == "agency" else 30)
+        o.admitted_on = next(r for r in ADMISSION_ROUNDS if r >= o.founded + delay)
+        if o.admitted_on > NOW:
+            o.admitted_on, o.status = None, "applicant"
+        else:
+            o.status = "resident"
+            if o.name in LEFT_EARLY:
+                o.left_on, o.status = LEFT_EARLY[o.name], "left"
+            elif o.stage == "成熟期":  # 出壳: leave at the first round at least four months after maturing
+                out = next(r for r in ADMISSION_ROUNDS if r >= o.stages[-1][1] + timedelta(days=120))
+                if out <= NOW:
+                    o.left_on, o.status = out, "graduated"
+        if o.left_on is not None:
+            o.stages = [(s, t) for s, t in o.stages if t < o.left_on]
+        lo, hi = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 14), ("agency", "成熟期"): (12, 26),
+                  ("station", "初创期"): (2, 4), ("station", "成长期"): (3, 8),
+                  ("centre", "初创期"): (4, 6), ("centre", "成长期"): (5, 8)}[(o.kind, o.stage)]
+        o.staff_count = int(rng.integers(lo, hi + 1))
+        o.staff0 = min(o.staff_count, int(rng.integers(2, 5)) if o.kind == "agency" else 2)
+        share = float(rng.uniform(0.35, 0.65)) if o.kind != "centre" else 0.85
+        o.licensed = max(1, min(o.staff_count, round(o.staff_count * share)))
+        o.n_villages = int(rng.integers(6, 19))
     return orgs
 
 
@@ -1220,16 +1379,18 @@ STAGE_PRIOR: dict[str, dict[str, float]] = {
 FIELD_WEIGHT = {"初创期": 0.8, "成长期": 1.1, "成熟期": 1.1}
 
 
-def need_categories(rng: np.random.Generator, org: Org) -> tuple[str, list[tuple[str, float]]]:
-    """Draw the hidden primary category and 0-2 weighted secondaries for a need."""
-    prior = STAGE_PRIOR[org.stage]
+def need_categories(rng: np.random.Generator, org: Org, stage: str) -> tuple[str, list[tuple[str, float]]]:
+    """Draw the hidden primary category and 0-2 weighted secondaries for a need (``stage``: at filing)."""
+    prior = STAGE_PRIOR[stage]
     w = []
     for label in LABELS:
-        base = prior.get(label, FIELD_WEIGHT[org.stage])
+        base = prior.get(label, FIELD_WEIGHT[stage])
         if label in org.focus:
             base *= 3.5
         if org.is_station and label == "社工站运营":
             base *= 1.5
+        if org.is_station and label == "机构规范化管理":
+            base *= 0.3  # a station is no registered body: no charter, board or annual inspection
         w.append(base)
     primary = str(pick_w(rng, LABELS, w))
     n_sec = int(rng.choice([0, 1, 2], p=[0.35, 0.45, 0.20]))
@@ -1241,7 +1402,7 @@ def need_categories(rng: np.random.Generator, org: Org) -> tuple[str, list[tuple
 
 def months_since_founding(org: Org, t: datetime) -> int:
     """Whole months between the organisation's founding and t (at least 1)."""
-    return max(1, (t.year - org.founded_year) * 12 + t.month - org.founded_month)
+    return max(1, (t.year - org.founded.year) * 12 + t.month - org.founded.month)
 
 
 def age_text(months: int) -> str:
@@ -1251,46 +1412,85 @@ def age_text(months: int) -> str:
     return "一年多" if months < 24 else f"{months // 12}年多"
 
 
-def situation_ok(text: str, org: Org, months: int) -> bool:
-    """Whether a flagged situation fits the organisation.
+XINYU_BUILT = datetime(2023, 7, 1, tzinfo=UTC)
+AGENCY_ONLY_WORDS = {"年检", "理事会", "等级评估", "注册登记", "章程"}  # stations are not registered bodies  # 心语小屋 opened with 护苗行动 in 2023
 
-    ``A|`` agencies only, ``Y|`` agencies at most 30 months old, ``B|`` ≥ 15 staff, ``M|`` ≥ 5 staff,
-    ``S|`` ≤ 10 staff; unflagged situations fit everyone.
+
+def situation_ok(text: str, org: Org, t: datetime) -> bool:
+    """Whether a flagged text fits the organisation at time t.
+
+    Flags before ``|`` (all must hold): ``A`` agency, ``T`` station, ``Y`` agency at most 30 months old,
+    ``O`` at least 24 months old, ``V`` at least 36 months old, ``B`` ≥ 15 staff, ``M`` ≥ 5 staff,
+    ``S`` ≤ 10 staff, ``L`` at most half the staff licensed, ``N`` in 初创期 (has not run a project yet),
+    ``G`` past 初创期 (has run projects), ``R`` not in a resettlement area, ``H`` 心语小屋 exist (from July
+    2023), ``W`` 心语小屋 two years old (from July 2025); unflagged texts fit everyone.
     """
-    flag = text[:2]
-    return {
-        "A|": not org.is_station,
-        "Y|": not org.is_station and months <= 30,
-        "B|": org.staff_count >= 15,
-        "M|": org.staff_count >= 5,
-        "S|": org.staff_count <= 10,
-    }.get(flag, True)
+    if "|" not in text:
+        return True
+    months = months_since_founding(org, t)
+    staff = org.staff_at(t)
+    stage = org.stage_at(t)
+    test = {
+        "A": lambda: org.kind == "agency",
+        "T": lambda: org.kind == "station",
+        "Y": lambda: org.kind == "agency" and months <= 30,
+        "O": lambda: months >= 24,
+        "V": lambda: months >= 36,
+        "B": lambda: staff >= 15,
+        "M": lambda: staff >= 5,
+        "S": lambda: staff <= 10,
+        "L": lambda: org.licensed_at(t) * 2 <= staff,
+        "N": lambda: stage == "初创期",
+        "G": lambda: stage != "初创期",
+        "R": lambda: org.township not in AREAS,
+        "H": lambda: t >= XINYU_BUILT,
+        "W": lambda: t >= XINYU_BUILT + timedelta(days=731),
+    }
+    return all(test[flag]() for flag in text.split("|")[0])
+
+
+def village_of(rng: np.random.Generator, org: Org) -> str:
+    """A village of the organisation's township (a resettlement area's: of its county's first rural township)."""
+    town = org.township if org.township in VILLAGES else RURAL_TOWNS[org.county][0]
+    return pick(rng, VILLAGES[town])
+
+
+def deadline_month(rng: np.random.Generator, t: datetime) -> str:
+    """A month one to four months after t, as a filer writes it (``5月``, ``明年2月``)."""
+    m = t.month + int(rng.integers(1, 5))
+    return f"{m}月" if m <= 12 else f"明年{m - 12}月"
 
 
 def need_slots(rng: np.random.Generator, org: Org, t: datetime) -> dict[str, object]:
-    """Values for the placeholders of need templates."""
+    """Values for the placeholders of need templates, as they were at time t."""
     site = org.township if org.township in AREAS else pick(rng, RESETTLE_SITES[org.county])
     months = months_since_founding(org, t)
+    staff = org.staff_at(t)
     return {
-        "town": org.township, "county": org.county, "site": site, "village": pick(rng, VILLAGES),
-        "staff": org.staff_count, "n": int(rng.integers(6, 19)), "months": months, "age": age_text(months),
-        "org": org.short, "month": int(rng.integers(1, 13)),
-        "k": max(3, min(org.staff_count + int(rng.integers(0, 8)), 40)),
+        "town": org.township, "county": org.county, "site": site, "village": village_of(rng, org),
+        "staff": staff, "lic": org.licensed_at(t), "n": org.n_villages, "months": months, "age": age_text(months),
+        "org": org.short, "month": deadline_month(rng, t),
+        "k": max(2, min(staff - int(rng.integers(0, 3)), 40)),
     }
 
 
-def pick_situation(rng: np.random.Generator, label: str, org: Org, months: int) -> int:
-    """Index of a situation of ``label`` that fits the organisation."""
-    ok = [i for i, text in enumerate(NEED_SITUATIONS[label]) if situation_ok(text, org, months)]
+def pick_situation(rng: np.random.Generator, label: str, org: Org, t: datetime) -> int:
+    """Index of a situation of ``label`` that fits the organisation at time t."""
+    ok = [i for i, text in enumerate(NEED_SITUATIONS[label]) if situation_ok(text, org, t)]
     return ok[int(rng.integers(len(ok)))]
+
+
+def pick_fitting(rng: np.random.Generator, texts: list[str], org: Org, t: datetime) -> str:
+    """One of ``texts`` that fits the organisation at time t, flags removed."""
+    ok = [x for x in texts if situation_ok(x, org, t)]
+    return pick(rng, ok).split("|")[-1]
 
 
 def compose_need_text(rng: np.random.Generator, org: Org, t: datetime, primary: str, secs: list[tuple[str, float]],
                       urgency: str, style: str, max_len: int) -> tuple[str, str]:
     """Write a need title and description in one of several voices."""
     slots = need_slots(rng, org, t)
-    months = months_since_founding(org, t)
-    k = pick_situation(rng, primary, org, months)
+    k = pick_situation(rng, primary, org, t)
     situation = fill(NEED_SITUATIONS[primary][k].split("|")[-1], slots)
     title = NEED_TITLES[primary][k]
     r = rng.random()
@@ -1303,19 +1503,20 @@ def compose_need_text(rng: np.random.Generator, org: Org, t: datetime, primary: 
     elif r < 0.32 and urgency == "high":
         title = f"{title}（急）"
     visible_secs = [c for c, _ in secs if rng.random() < 0.75]
-    sec_raw = [fill(NEED_SITUATIONS[c][pick_situation(rng, c, org, months)].split("|")[-1], slots) for c in visible_secs]
+    sec_raw = [fill(NEED_SITUATIONS[c][pick_situation(rng, c, org, t)].split("|")[-1], slots) for c in visible_secs]
     sec_sits = [c + text for c, text in zip(sample_k(rng, CONNECTORS, len(sec_raw)), sec_raw, strict=True)]
-    ask = pick(rng, NEED_ASKS[primary]) if rng.random() < 0.75 else pick(rng, ASKS_GENERIC)
+    ask = pick_fitting(rng, NEED_ASKS[primary], org, t) if rng.random() < 0.75 else pick(rng, ASKS_GENERIC)
     if urgency == "high" and rng.random() < 0.6:
         closer = pick(rng, CLOSERS_URGENT)
     elif urgency == "low" and rng.random() < 0.4:
         closer = pick(rng, CLOSERS_LOW)
     else:
         closer = fill(pick(rng, CLOSERS_GENERIC), slots)
-    contexts = STATION_CONTEXT[org.stage] if org.is_station else STAGE_CONTEXT[org.stage]
-    ctx = fill(pick(rng, contexts), slots) if rng.random() < 0.55 else ""
+    stage = org.stage_at(t)
+    contexts = STATION_CONTEXT[stage] if org.is_station else STAGE_CONTEXT[stage]
+    ctx = fill(pick_fitting(rng, contexts, org, t), slots) if rng.random() < 0.55 else ""
     if org.is_station:
-        opener = fill(pick(rng, OPENERS_STATION), slots)
+        opener = fill(pick_fitting(rng, OPENERS_STATION, org, t), slots)
     elif rng.random() < 0.6:
         opener = fill(pick(rng, OPENERS_DIRECTOR), slots)
     else:
@@ -1341,7 +1542,9 @@ def compose_need_text(rng: np.random.Generator, org: Org, t: datetime, primary: 
 
     def note(n_sec: int, with_ctx: bool, with_closer: bool) -> str:
         who = "站长" if org.is_station else pick(rng, ["负责人", "项目主管", "一线社工"])
-        kw = pick(rng, next(c for c in TAXONOMY if c.label == primary).keywords)
+        kws = [w for w in next(c for c in TAXONOMY if c.label == primary).keywords
+               if not (org.is_station and w in AGENCY_ONLY_WORDS)]
+        kw = pick(rng, kws)
         body = situation + "".join(sec_sits[:n_sec])
         lead = pick(rng, ["（基地走访记录）", "【电话回访】", "入驻机构座谈会上，", ""])
         return f"{lead}{org.short}{who}反映：“{body}”建议匹配熟悉{kw}的老师。" + (closer if with_closer else "")
@@ -1393,15 +1596,17 @@ def random_need_time(rng: np.random.Generator) -> datetime:
 
 
 def build_needs(rng: np.random.Generator, orgs: list[Org]) -> list[Need]:
-    """Draw N_NEEDS needs; organisation weights depend on stage and base residency."""
-    org_w = []
-    for o in orgs:
-        w = {"初创期": 0.9, "成长期": 1.2, "成熟期": 1.4}[o.stage]
+    """Draw N_NEEDS needs, each filed by an organisation the base served at the time (admitted, not
+    withdrawn, founded at least 45 days before; graduates go on filing); weights depend on the stage then."""
+
+    def weight(o: Org, t: datetime) -> float:
+        w = {"初创期": 0.9, "成长期": 1.2, "成熟期": 1.4}[o.stage_at(t)]
         if o.id in ("O001", "O002", "O003"):
             w *= 1.8
         if o.is_station:
             w *= 0.8
-        org_w.append(w)
+        return w
+
     times = sorted(random_need_time(rng) for _ in range(N_NEEDS))
     n_trad = round(0.10 * N_NEEDS)
     mess_modes = (["trad_pinyin"] * round(0.03 * N_NEEDS) + ["trad_ascii"] * 10 + ["trad_fullwidth"] * 7)
@@ -1410,9 +1615,10 @@ def build_needs(rng: np.random.Generator, orgs: list[Org]) -> list[Need]:
     mess_modes = [mess_modes[int(i)] for i in rng.permutation(N_NEEDS)]
     needs: list[Need] = []
     for i, t in enumerate(times):
-        ok = [j for j, o in enumerate(orgs) if datetime(o.founded_year, o.founded_month, 1, tzinfo=UTC) + timedelta(days=45) <= t]
-        org = orgs[int(pick_w(rng, ok, [org_w[j] for j in ok]))]
-        primary, secs = need_categories(rng, org)
+        ok = [j for j, o in enumerate(orgs)
+              if o.kind != "centre" and o.served_at(t) and o.founded + timedelta(days=45) <= t]
+        org = orgs[int(pick_w(rng, ok, [weight(orgs[j], t) for j in ok]))]
+        primary, secs = need_categories(rng, org, org.stage_at(t))
         urgency = str(pick_w(rng, ["low", "medium", "high"], [0.3, 0.45, 0.25]))
         style = str(pick_w(rng, ["narrative", "bullet", "terse", "note", "question", "brief"],
                            [0.42, 0.09, 0.14, 0.14, 0.14, 0.07]))
@@ -1421,15 +1627,18 @@ def build_needs(rng: np.random.Generator, orgs: list[Org]) -> list[Need]:
             style = "narrative"  # the full-width variant needs digits or letters to convert
         for _ in range(50):
             title, desc = compose_need_text(rng, org, t, primary, secs, urgency, style, 220 if mode == "trad_pinyin" else 300)
-            desc_m = messy(desc, mode)
             has_alnum = any(ch.isascii() and ch.isalnum() for ch in desc)
+            if mode == "trad_fullwidth" and not has_alnum:  # the full-width variant needs a digit to convert
+                desc, has_alnum = desc + f"参加的社工大概{max(2, org.staff_at(t))}人。", True
+            desc_m = messy(desc, mode)
             if 30 <= len(desc_m) <= 300 and (has_alnum or mode != "trad_fullwidth"):
                 break
         else:  # the banks always allow a short enough text; fail loudly if an edit breaks that
-            raise RuntimeError("could not compose a need description of valid length")
+            raise RuntimeError(f"could not compose a need description of valid length: {org.name} {t} {mode} {style} {desc}")
         latent = latent_from({primary: 1.0, **dict(secs)})
         needs.append(Need(f"N{i + 1:04d}", org, messy(title, mode), desc_m,
-                          observed_tags(rng, primary, secs), urgency, t, latent, primary, style, mode))
+                          observed_tags(rng, primary, secs), urgency, t, latent, primary, style, mode,
+                          stage=org.stage_at(t)))
     return needs
 
 
@@ -1524,24 +1733,73 @@ def listed_specialties(rng: np.random.Generator, prof: dict[str, float]) -> tupl
 
 FIELD_OF_WORK = {"academic": "社会工作教学和研究", "psych": "心理咨询", "doctor": "精神卫生", "lawyer": "律师",
                  "cpa": "财务审计", "media": "媒体和公益传播", "party": "党建工作", "rehab": "康复治疗"}
-EXPERIENCE_LINES = [
-    "近三年为新区{n}家社工机构和社工站提供过陪伴式指导。", "曾参与容东片区回迁社区的入户需求调研，走访过{m}户家庭。",
-    "在{county}的几个乡镇社工站驻点过，对基层情况比较熟。", "给孵化基地的入驻机构讲过{k}次课，也做过一对一辅导。",
-    "擅长案例教学，课后会给大家留能直接用的工具表格。", "可以提供线上咨询，线下一般安排在周末。",
-    "参与过2020年新区首批扶贫社工站的建设。", "曾获评保定市优秀社会工作者。", "主编过一套面向乡镇社工站的实务培训教材。",
-    "带过{j}届社会工作专业实习生。", "每年有两到三个月在雄安驻点。", "对白洋淀周边村庄的风俗人情比较了解。",
+# (sentence, who may write it, categories one of which the expert must practise, or empty): see EXTRAS_PRACTICE;
+# "acad" academics only, "senior" academics and senior practitioners (督导, 高级社工师)
+EXPERIENCE_LINES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("近三年为新区{n}家社工机构和社工站提供过陪伴式指导。", "sw", ()),
+    ("曾参与容东片区回迁社区的入户需求调研，走访过{m}户家庭。", "sw", ("征迁安置融入", "社区治理")),
+    ("在{county}{town}的社工站驻点过，对基层情况比较熟。", "sw", ("社工站运营", "乡村振兴", "能力建设")),
+    ("给孵化基地的入驻机构讲过{k}次课，也做过一对一辅导。", "any", ()),
+    ("擅长案例教学，课后会给大家留能直接用的工具表格。", "sw", ()),
+    ("可以提供线上咨询，线下一般安排在周末。", "any", ()),
+    ("参与过2020年新区首批扶贫社工站的建设。", "prac", ("乡村振兴", "社工站运营")),
+    ("曾获评保定市优秀社会工作者。", "prac", ()),
+    ("主编过一套面向乡镇社工站的实务培训教材。", "acad", ("社工站运营", "能力建设")),
+    ("带过{j}届社会工作专业实习生。", "senior", ()),
+    ("每年有两到三个月在雄安驻点。", "acad", ()),
+    ("对白洋淀周边村庄的风俗人情比较了解。", "any", ("乡村振兴",)),
 ]
+# place-bound experience of social workers: "曾在{town}{activity}。" with a township of the expert's county
+FIELD_ACTIVITIES: dict[str, str] = {
+    "养老服务": "组织过高龄独居老人的分级探访", "儿童保护": "做过困境儿童的入户排查", "乡村振兴": "陪村里的妇女办过苇编合作小组",
+    "社区治理": "带过楼门议事会", "社工站运营": "帮社工站理过台账和服务流程", "个案管理": "牵头开过困难家庭的个案会议",
+    "小组工作": "带过留守妈妈互助小组", "心理援助": "参与过汛期后的心理疏导", "志愿者管理": "培育过村里的志愿服务队",
+    "残障服务": "做过重度残疾人的居家康复探访", "资源链接": "帮村里对接过爱心企业的助学资源", "党建引领": "协助组建过联合党支部",
+}
+# what specialists (lawyers, accountants, counsellors…) write about their own work
+SPECIALIST_LINES: dict[str, list[str]] = {
+    "psych": ["做过{k}场面向一线人员的减压团体。", "接听心理援助热线多年。"], "doctor": ["在精神科门诊工作{years}年。"],
+    "lawyer": ["为{n}家社会组织做过法律顾问。", "常年参与法律援助值班。"], "cpa": ["为{n}家社会组织做过年度审计。", "熟悉非营利组织会计制度。"],
+    "media": ["做过{years}年媒体记者。"], "party": ["联系着{n}家社会组织的党建工作。"], "rehab": ["在康复机构工作{years}年。"],
+}
 SOCIAL_WORK_ONLY = re.compile("社工|实习生")  # lines a lawyer or counsellor would not write about themselves
 ORIGINS = ["中学老师", "乡镇卫生院护士", "村干部", "企业人事", "幼儿园老师", "社区网格员", "记者"]
+BIO_SHARE_LIMIT = 3  # no sentence of a bio (numbers masked) is written by more than this many experts
+RESCUE_LEADS = ["近年来", "这些年", "工作中", "平时", "多年来"]
+_DIGITS = re.compile(r"\d+")
+
+
+def bio_sentences(text: str) -> list[str]:
+    """A bio cut into sentences (ending with 。！？), numbers masked: what BIO_SHARE_LIMIT counts."""
+    return [_DIGITS.sub("#", x) for x in re.findall(r"[^。！？]+[。！？]?", text) if x.strip()]
+
+
+def may_write(who: str, kind: str, title: str) -> bool:
+    """Whether an expert of this kind and title writes a line meant for ``who``."""
+    return {"any": True, "sw": kind != "specialist", "acad": kind == "academic", "prac": kind == "practitioner",
+            "lic": kind == "practitioner" and title in ("中级社工师", "站长", "项目主管"),
+            "senior": kind == "academic" or title in ("督导", "高级社工师")}[who]
+
+
+def bio_phrase(rng: np.random.Generator, label: str, kind: str) -> str:
+    """A phrase about one field of the expert (``a|`` academics, ``p|`` practitioners, ``w|`` both only)."""
+    ok = [x for x in BIO_PHRASES[label]
+          if not ((x.startswith("a|") and kind != "academic") or (x.startswith("w|") and kind == "specialist")
+                  or (x.startswith("p|") and kind != "practitioner"))]
+    return pick(rng, ok or [x for x in BIO_PHRASES[label] if "|" not in x] or BIO_PHRASES[label]).split("|")[-1]
 
 
 def write_bio(rng: np.random.Generator, name: str, affil: str, title: str, kind: str, field_key: str,
-              prof: dict[str, float], county: str, listed: list[str]) -> str:
-    """A bio in one of several first- / third-person styles (≤ 400 chars); mentions even unlisted strengths."""
+              prof: dict[str, float], county: str, listed: list[str], used: Counter) -> str:
+    """A bio in one of several first- / third-person styles (≤ 400 chars); mentions even unlisted strengths.
+
+    ``used`` counts the (number-masked) sentences already written: a sentence that BIO_SHARE_LIMIT experts
+    wrote already is reworded with a lead word or left out, so no template sentence is everyone's.
+    """
     ranked = sorted(prof, key=lambda c: (-prof[c], LABELS.index(c)))
-    phrases = [pick(rng, BIO_PHRASES[c]) for c in ranked[:3]]
+    phrases = [bio_phrase(rng, c, kind) for c in ranked[:3]]
     p1 = phrases[0]
-    p2 = phrases[1] if len(phrases) > 1 else pick(rng, BIO_PHRASES[ranked[0]])
+    p2 = phrases[1] if len(phrases) > 1 else bio_phrase(rng, ranked[0], kind)
     areas = "、".join(listed)
     years = int(rng.integers(5, 21))
     work = FIELD_OF_WORK.get(field_key) or pick(rng, ["社工行业", "一线社会工作", "社区服务"])
@@ -1553,44 +1811,75 @@ def write_bio(rng: np.random.Generator, name: str, affil: str, title: str, kind:
     }[kind]
     style = str(pick_w(rng, styles[0], styles[1]))
     extra_a = pick(rng, EXTRAS_ACADEMIC)
-    extra_p = fill(pick(rng, EXTRAS_PRACTICE), {"county": county, "years": years})
-    motto = pick(rng, MOTTOS if kind != "specialist" else [m for m in MOTTOS if not SOCIAL_WORK_ONLY.search(m)])
+    extra_p = fill(pick(rng, [x for x, who in EXTRAS_PRACTICE if may_write(who, kind, title)]),
+                   {"county": county, "years": years})
+    mottos = MOTTOS if kind != "specialist" else [m for m in MOTTOS if not SOCIAL_WORK_ONLY.search(m)]
+    motto = pick(rng, mottos)
+    # (sentence, rewordings to try when BIO_SHARE_LIMIT experts wrote it already); the first says who the expert is
+    both = f"{p1}，{p2}。"
+    leads = [lead + both for lead in RESCUE_LEADS]
+    parts: list[tuple[str, list[str]]]
     if style == "cv":
-        bio = f"{name}，{affil}{title}，{pick(rng, DEGREES)}。{p1}，{p2}。{extra_a}"
+        parts = [(f"{name}，{affil}{title}，{pick(rng, DEGREES)}{extra_a}。", []), (both, leads)]
     elif style == "cv_long":
-        bio = f"{name}，{pick(rng, DEGREES)}，现任{affil}{title}。{p1}；{p2}。"
+        parts = [(f"{name}，{pick(rng, DEGREES)}，现任{affil}{title}{extra_a}{pick(rng, EXTRAS_ACADEMIC)}。", []),
+                 (f"{p1}；{p2}。", leads)]
         if len(phrases) > 2:
-            bio += f"近年来{phrases[2]}。"
-        bio += extra_a + pick(rng, EXTRAS_ACADEMIC)
+            parts.append((f"近年来{phrases[2]}。", [f"{x}{phrases[2]}。" for x in ("这几年", "最近几年", "此外还")]))
     elif style == "cv2":
-        bio = f"{affil}{title}。{p1}；{p2}。" + (extra_a if kind == "academic" else extra_p)
+        parts = [(f"{affil}{title}，{p1}；{p2}。", [f"{name}，{affil}{title}，{p1}；{p2}。"])]
+        parts.append((f"{name}{extra_a}。" if kind == "academic" and extra_a else extra_p, []))
     elif style == "terse":
         label = "研究方向" if kind == "academic" else pick(rng, ["擅长领域", "服务领域", "主要方向"])
-        bio = f"{label}：{areas}。代表性工作：{p1}；{p2}。"
+        parts = [(f"{label}：{areas}；代表性工作：{p1}；{p2}。",
+                  [f"{label}：{areas}；{x}：{p1}；{p2}。" for x in ("主要经历", "做过的事", "近年工作")])]
     elif style == "first":
         lead = pick(rng, [f"我在{work}领域做了{years}年，", f"做{work}{years}年了，", f"入行{years}年，"])
-        bio = f"{lead}{p1}。{p2}。{motto}"
+        parts = [(f"{lead}{p1}，{p2}。", [f"{lead}{x}{p1}，{p2}。" for x in ("主要", "一直", "这些年")]), (motto, [])]
     elif style == "first2":
-        bio = f"大家好，我是{name}，在{affil}做{title}。{p1}，{p2}。{extra_p}{motto}"
+        parts = [(f"大家好，我是{name}，在{affil}做{title}。", []), (both, leads), (extra_p, []), (motto, [])]
     elif style == "origin":
-        bio = f"{years}年前从{pick(rng, ORIGINS)}转行做社工。{p1}，{p2}。{motto}"
+        origin = f"{years}年前从{pick(rng, ORIGINS)}转行做社工，"
+        parts = [(f"{origin}{p1}，{p2}。", [f"{origin}{x}{p1}，{p2}。" for x in ("后来", "这些年", "现在")]), (motto, [])]
     elif style == "two":
-        bio = f"我的工作主要有两块：一是{p1}；二是{p2}。{motto}"
+        parts = [(f"我的工作主要有两块：一是{p1}；二是{p2}。", [f"我的工作{x}：一是{p1}；二是{p2}。"
+                                                         for x in ("分两块", "有两部分", "大致两方面")]), (motto, [])]
     elif style == "informal":
-        bio = f"{name}老师{p1}，{p2}，" + pick(rng, ["在一线社工里口碑不错。", "和基地合作多年。", "讲课接地气，大家都爱听。"])
+        parts = [(f"{name}老师{p1}，{p2}，"
+                  + pick(rng, ["在一线社工里口碑不错。", "和基地合作多年。", "讲课接地气，大家都爱听。"]), [])]
     else:
-        bio = f"{title}，{p1}。"
+        parts = [(f"{affil}{title}，{p1}。", [f"{name}，{affil}{title}，{p1}。"])]
     if style not in ("short", "terse") and rng.random() < 0.75:
         n_lines = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
-        slots = {"n": int(rng.integers(5, 25)), "m": int(rng.integers(3, 30)) * 10, "k": int(rng.integers(3, 20)),
-                 "j": int(rng.integers(2, 9)), "county": county}
-        lines = EXPERIENCE_LINES if kind != "specialist" else [x for x in EXPERIENCE_LINES if not SOCIAL_WORK_ONLY.search(x)]
-        bio += "".join(fill(line, slots) for line in sample_k(rng, lines, n_lines))
-    return bio[:400]
+        towns = RURAL_TOWNS[county]
+        slots = {"n": int(rng.integers(3, 16)), "m": int(rng.integers(3, 30)) * 10, "k": int(rng.integers(3, 20)),
+                 "j": int(rng.integers(2, 9)), "county": county, "town": pick(rng, towns), "years": years}
+        lines = [x for x, who, cats in EXPERIENCE_LINES
+                 if may_write(who, kind, title) and (not cats or any(prof.get(c, 0) >= 0.3 for c in cats))]
+        if kind != "specialist":
+            lines += [f"曾在{{town}}{FIELD_ACTIVITIES[c]}。" for c in ranked[:2] if c in FIELD_ACTIVITIES]
+        else:
+            lines += SPECIALIST_LINES.get(field_key, [])
+        parts += [(fill(line, slots), []) for line in sample_k(rng, lines, n_lines)]
+    kept: list[str] = []
+    for text, rewordings in parts:
+        if not text:
+            continue
+        for option in [text, *rewordings]:
+            keys = bio_sentences(option)
+            if all(used[k] < BIO_SHARE_LIMIT for k in keys):
+                used.update(set(keys))
+                kept.append(option)
+                break
+    if not kept:  # every sentence was taken: say who the expert is
+        kept = [f"{name}，{affil}{title}。"]
+        used.update(set(bio_sentences(kept[0])))
+    return "".join(kept)[:400]
 
 
-def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
-    """Draw N_EXPERTS experts: academics, practitioners (≈10% from incubated orgs) and specialists."""
+def build_experts(rng: np.random.Generator, orgs: list[Org], rng_bio: np.random.Generator) -> list[Expert]:
+    """Draw N_EXPERTS experts: academics, practitioners (≈10% from incubated orgs) and specialists; the bios
+    are written from a stream of their own (``rng_bio``), so rewording them does not reshuffle the experts."""
     n_org, n_acad, n_spec = 32, 92, 78
     n_prac = N_EXPERTS - n_org - n_acad - n_spec
     kinds = ["org"] * n_org + ["academic"] * n_acad + ["practitioner"] * n_prac + ["specialist"] * n_spec
@@ -1598,8 +1887,13 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
     names = unique_names(rng, N_EXPERTS)
     station_towns = {o.township for o in orgs if o.is_station}
     free_stations = [(c, t) for c, ts in COUNTIES.items() for t in ts if t not in station_towns]
-    agencies = [o for o in orgs if not o.is_station]
+    agencies = [o for o in orgs if o.kind == "agency" and o.status != "applicant"]
     org_w = [{"初创期": 0.4, "成长期": 1.0, "成熟期": 2.2}[o.stage] for o in agencies]
+    room = [max(1, o.staff_count // 4) for o in agencies]  # an organisation lends a quarter of its staff at most
+    centre = next(o for o in orgs if o.kind == "centre")
+    centre_room = max(1, centre.staff_count // 4)
+    heads: set[str] = set()
+    used_sentences: Counter = Counter()
     used_email: set[str] = set()
     used_phone: set[str] = set()
     experts: list[Expert] = []
@@ -1607,10 +1901,16 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
         name, sur_py, given_py = names[i]
         org_id, focus, spec = "", (), None
         if kind == "org":
-            org = agencies[int(pick_w(rng, list(range(len(agencies))), org_w))]
+            j = int(pick_w(rng, list(range(len(agencies))), [w if r > 0 else 0.0 for w, r in zip(org_w, room, strict=True)]))
+            room[j] -= 1
+            org = agencies[j]
             affil, org_id, focus, home = org.name, org.id, org.focus, org.county
             title, base_sen = str(pick_w(rng, ["机构负责人", "督导", "高级社工师", "中级社工师", "项目主管"],
                                          [0.3, 0.25, 0.2, 0.15, 0.1])), 0.6
+            if title == "机构负责人" and org.id in heads:
+                title = "督导"  # an organisation has one head
+            if title == "机构负责人":
+                heads.add(org.id)
             kind = "practitioner"
         elif kind == "academic":
             affil = str(pick_w(rng, [a for a, _ in ACADEMIC_AFFILS], [w for _, w in ACADEMIC_AFFILS]))
@@ -1627,7 +1927,13 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
                 affil = f"{town}社会工作服务站" if town in AREAS else f"{home}{town}社会工作服务站"
                 title = str(pick_w(rng, ["站长", "中级社工师", "高级社工师", "督导"], [0.4, 0.35, 0.15, 0.1]))
                 focus = ("社工站运营", "乡村振兴" if town not in AREAS else "征迁安置融入")
-            else:
+            elif affil == "{county}社会工作指导中心":  # the one county guidance centre, else the base's staff
+                if home == centre.county and centre_room > 0:
+                    affil, org_id, focus = centre.name, centre.id, centre.focus
+                    centre_room -= 1
+                else:
+                    affil = BASE
+            if not affil.endswith("服务站"):
                 affil = affil.format(county=home)
                 # 站长 only at stations; 机构负责人 only at (non-incubated) agencies
                 allowed = [t for t in PRACTICE_TITLES if t[0] != "站长" and (t[0] != "机构负责人" or (affil.endswith("中心") and "市" in affil))]
@@ -1657,7 +1963,7 @@ def build_experts(rng: np.random.Generator, orgs: list[Org]) -> list[Expert]:
         course_pool = [c for cat in sorted(prof, key=lambda c: -prof[c]) if prof[cat] >= 0.3 for c in COURSES[cat]]
         courses = sample_k(rng, course_pool, n_courses) if course_pool else []
         field_key = spec[0] if spec is not None else kind
-        bio = write_bio(rng, name, affil, title, kind, field_key, prof, home, listed)
+        bio = write_bio(rng_bio, name, affil, title, kind, field_key, prof, home, listed, used_sentences)
         experts.append(Expert(f"E{i + 1:04d}", name, affil, org_id, title, listed, bio, counties, capacity,
                               bool(rng.random() < 0.9), make_phone(rng, used_phone),
                               make_email(rng, sur_py, given_py, used_email), courses, kind, seniority,
@@ -1697,15 +2003,22 @@ def build_resources(rng: np.random.Generator, orgs: list[Org]) -> list[Resource]
         rows.append(("venue", f"{o.short}多功能活动室", f"社工站一楼活动室，约{int(rng.integers(4, 13)) * 10}平方米，"
                      f"{pick(rng, ['工作日白天可预约', '周末需提前三天预约', '晚上也能开放'])}，适合小组活动和居民议事。",
                      o.name, o.county, 1, tags))
+    centre = next(o for o in orgs if o.kind == "centre")
     for county in COUNTY_NAMES:
-        rows.append(("supervision_service", f"{county}社会工作指导中心督导服务", "县级社会工作指导中心提供的季度督导和站点巡查。",
-                     f"{county}社会工作指导中心", county, 4, ("专业督导", "社工站运营")))
+        if county == centre.county:  # the one county guidance centre serves its own county's stations
+            rows.append(("supervision_service", f"{centre.name}督导服务", "县级社会工作指导中心提供的季度督导和站点巡查。",
+                         centre.name, county, 4, ("专业督导", "社工站运营")))
+            host = centre.name
+        else:  # no guidance centre in this county (yet): the base supervises its stations
+            rows.append(("supervision_service", f"{county}社工站季度督导", "孵化基地为本县乡镇社工站提供的季度督导和站点巡查。",
+                         BASE, county, 4, ("专业督导", "社工站运营")))
+            host = BASE
         rows.append(("funding", f"{county}慈善协会“微心愿”项目资金", "认领困难群众微心愿的小额资金，单个心愿不超过500元。",
                      f"{county}慈善协会", county, 20, ("资源链接", "养老服务", "儿童保护")))
         rows.append(("volunteer_team", f"{county}社工站志愿者联盟", "各社工站志愿者骨干联合组成，可跨站支援大型活动。",
-                     f"{county}社会工作指导中心", county, 3, ("志愿者管理", "社工站运营")))
+                     host, county, 3, ("志愿者管理", "社工站运营")))
         rows.append(("training_course", f"{county}社工站新入职社工岗前培训", "每季度一期，含社工站职责、台账规范和入户技巧。",
-                     f"{county}社会工作指导中心", county, 30, ("能力建设", "社工站运营")))
+                     host, county, 30, ("能力建设", "社工站运营")))
     towns = sample_k(rng, [(c, t) for c, ts in RURAL_TOWNS.items() for t in ts], 8)
     for c, t in towns[:4]:
         rows.append(("venue", f"{t}心语小屋", "配绘本、沙盘和情绪角的儿童空间，放学后开放，可预约开展儿童小组。",
@@ -1751,41 +2064,78 @@ PROJECT_BACKGROUND: dict[str, list[str]] = {
 PROJECT_PLACES = [("容东", "容城县", "容东片区"), ("雄东", "雄县", "雄东片区"), ("淀", "安新县", ""), ("苇编", "安新县", "")]
 
 
+def project_start_floor(org: Org, name: str) -> int:
+    """The earliest year a project can start: the organisation has grown out of 初创期 (the first project of
+    the New Area excepted), not before 2020, 心语小屋 and 护苗行动 not before 2023."""
+    grown = org.stages[1][1].year if len(org.stages) > 1 else 9999
+    lo = max(2020, org.founded.year + 1, org.founded.year if name == FIRST_PROJECT else grown)
+    if "心语小屋" in name or "护苗行动" in name:
+        lo = max(lo, 2023)
+    return lo
+
+
 def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
-    """Brand projects with prose descriptions and numeric outcomes."""
+    """Brand projects with prose descriptions and numeric outcomes that fit the running organisation's
+    size and the time the project has run; 16 of them had started by the article's date."""
     specs: list[tuple[str, tuple[str, ...], Org, str]] = []
     stage_w = {"初创期": 0.3, "成长期": 1.5, "成熟期": 3.0}
+    runners = [o for o in orgs if o.status not in ("applicant", "left") and len(o.stages) > 1]
 
     def choose_org(tags: tuple[str, ...], pool: list[Org]) -> Org:
         w = [stage_w[o.stage] * (1 + 2 * len(set(tags) & set(o.focus))) for o in pool]
         return pool[int(pick_w(rng, list(range(len(pool))), w))]
 
+    # district-wide brand projects are run by agencies (the centre: those about stations); stations run local ones
+    brand_runners = [o for o in runners if o.kind == "agency" or (o.kind == "centre")]
     for name, tags in PROJECTS_BASE:
-        pool, place = orgs, ""
+        pool, place = [o for o in brand_runners if o.kind == "agency" or "社工站" in name], ""
         for word, county, area in PROJECT_PLACES:
             if word in name:
-                pool, place = [o for o in orgs if o.county == county], area
+                pool, place = [o for o in pool if o.county == county], area
+        if name == FIRST_PROJECT:
+            pool = [o for o in orgs if o.kind == "agency" and o.founded < datetime(2020, 3, 1, tzinfo=UTC)]
+        elif "护苗行动" in name:  # reported by the article in 2023: run by an agency grown by then
+            pool = [o for o in pool if o.kind == "agency" and o.stage_at(ARTICLE_DATE) != "初创期"]
         specs.append((name, tags, choose_org(tags, pool), place))
     used_local: set[str] = set()
+    per_template: Counter = Counter()
     while len(specs) < 70:
         tmpl, tags = PROJECTS_LOCAL[int(rng.integers(len(PROJECTS_LOCAL)))]
+        if per_template[tmpl] >= 3 and ("心语小屋" in tmpl or "一老一小" in tmpl):
+            continue  # a brand carried by a few projects only (a bare brand cannot name them all)
         if "回迁" in tmpl:
-            org = choose_org(tags, [o for o in orgs if o.county in ("容城县", "雄县")])
+            org = choose_org(tags, [o for o in runners if o.county in ("容城县", "雄县") and o.kind != "centre"
+                                    and (o.kind == "agency" or o.township in AREAS)])
             town = "容东片区" if org.county == "容城县" else "雄东片区"
         else:
-            org = choose_org(tags, orgs)
+            org = choose_org(tags, [o for o in runners if o.kind != "centre"])
             town = org.township if org.township not in AREAS else pick(rng, RURAL_TOWNS[org.county])
         name = tmpl.format(town=town)
         if name in used_local:
             continue
         used_local.add(name)
+        per_template[tmpl] += 1
         specs.append((name, tags, org, town))
+    # start years: uniform from the earliest possible year; then at most ARTICLE_PROJECTS started by 2023
+    years = [int(rng.integers(project_start_floor(org, name), 2027)) for name, _, org, _ in specs]
+    years = [2020 if name == FIRST_PROJECT else 2023 if "护苗行动" in name else y
+             for (name, _, _, _), y in zip(specs, years, strict=True)]
+    early = [i for i, y in enumerate(years) if y <= 2023 and specs[i][0] != FIRST_PROJECT and "护苗行动" not in specs[i][0]]
+    while len(early) + 2 > ARTICLE_PROJECTS:
+        i = early.pop(int(rng.integers(len(early))))
+        years[i] = int(rng.integers(2024, 2027))
+    floors = [project_start_floor(org, name) for name, _, org, _ in specs]
+    late = [i for i, y in enumerate(years) if y > 2023 and floors[i] <= 2023]
+    while len(early) + 2 < ARTICLE_PROJECTS and late:  # the article counts 16 projects by its date
+        i = late.pop(int(rng.integers(len(late))))
+        years[i] = int(rng.integers(floors[i], 2024))
+        early.append(i)
     out: list[Project] = []
-    for i, (name, tags, org, fixed_place) in enumerate(specs, 1):
-        year = int(rng.integers(max(org.founded_year + 1, 2020), 2026))
+    for i, ((name, tags, org, fixed_place), year) in enumerate(zip(specs, years, strict=True), 1):
+        start = datetime(year, 3 if name == FIRST_PROJECT else int(rng.integers(1, 13 if year < 2026 else 8)), 1, tzinfo=UTC)
         if fixed_place:
             place = fixed_place
-        elif rng.random() < 0.6:
+        elif rng.random() < 0.6 or org.is_station:
             place = org.township
         else:
             place = f"{org.county}{pick(rng, ['多个乡镇', '各社工站', '部分村（社区）'])}"
@@ -1799,20 +2149,35 @@ def build_projects(rng: np.random.Generator, orgs: list[Org]) -> list[Project]:
         if len(tags) > 1 and rng.random() < 0.6:
             desc += "。此外还" + pick(rng, PROJECT_APPROACH[tags[1]])
         desc += "。"
-        max_months = (2026 - year) * 12 + 9
-        nums = {"a": int(rng.integers(8, 120)) * 50, "b": int(rng.integers(3, 16)), "c": int(rng.integers(20, 120)),
-                "d": int(rng.integers(15, 160)), "e": int(rng.integers(20, 150)), "f": int(rng.integers(15, 200)),
-                "g": int(rng.integers(3, 20)), "h": int(rng.integers(1, 4)), "k": round(float(rng.uniform(2, 60)), 1),
-                "m": int(rng.integers(6, max(7, min(37, max_months)))), "v": int(rng.integers(2, 19)),
-                "p": int(rng.integers(88, 100)), "y": min(year + 1, 2025), "d2": int(rng.integers(15, 160)), "h2": int(rng.integers(4, 9))}
-        outcomes = fill(pick(rng, PROJECT_OUTCOMES_VOLUME), nums)
-        if rng.random() < 0.7:
-            outcomes += fill(pick(rng, PROJECT_OUTCOMES_RESULT), nums)
+        months = max(3, (NOW.year - start.year) * 12 + NOW.month - start.month)
+        staff = org.staff_at(start + timedelta(days=15 * months))
+        scale = staff * months  # person-months behind the figures
+        groups = max(1, round(scale * float(rng.uniform(0.01, 0.03))))
+        cases = max(3, round(scale * float(rng.uniform(0.1, 0.35))))
+        written = max(1, round(months / 6 * float(rng.uniform(0.4, 1.2))))
+        until = min(2025, NOW.year - 1)
+        award_year = int(rng.integers(year + 1, until + 1)) if year + 1 <= until else 0
+        nums = {"a": max(2, round(scale * float(rng.uniform(2, 6)) / 10)) * 10, "b": groups,
+                "c": groups * int(rng.integers(4, 9)), "d": cases, "e": max(3, round(scale * float(rng.uniform(0.08, 0.25)))),
+                "f": max(3, round(staff * float(rng.uniform(1.5, 5)))), "g": written,
+                "h": min(written, int(rng.integers(1, 4))), "k": round(scale * float(rng.uniform(0.01, 0.06)), 1),
+                "m": months, "v": org.n_villages if org.is_station else int(rng.integers(2, 13)),
+                "p": int(rng.integers(88, 100)), "y": until, "d2": max(3, round(cases * float(rng.uniform(0.5, 0.9)))),
+                "h2": max(1, min(8, round(months / 8)))}
+        nums["h2"] = max(nums["h2"], nums["h"])
+        volume = list(PROJECT_OUTCOMES_VOLUME)
+        if year > until:  # "截至2025年底" only for projects that had started by then
+            volume = [v for v in volume if "{y}" not in v]
+        outcomes = fill(pick(rng, volume), nums)
+        if rng.random() < 0.7 and months >= 12:
+            ok = [r for r, need in zip(PROJECT_OUTCOMES_RESULT, RESULT_NEEDS, strict=True)
+                  if need == "year" or (award_year and staff >= 6 and award_year - org.founded.year >= 3)]
+            outcomes += fill(pick(rng, ok), {**nums, "y": award_year})
         prof = {tags[0]: float(rng.uniform(0.8, 1.0))}
         for t in tags[1:]:
             prof[t] = float(rng.uniform(0.45, 0.85))
         quality = float(np.clip(rng.normal({"初创期": 0.45, "成长期": 0.6, "成熟期": 0.72}[org.stage], 0.12), 0.1, 0.98))
-        out.append(Project(f"P{i:03d}", name, org, list(tags), desc, outcomes, latent_from(prof), quality))
+        out.append(Project(f"P{i:03d}", name, org, list(tags), desc, outcomes, latent_from(prof), quality, start))
     return out
 
 
@@ -1934,7 +2299,7 @@ class Simulation:
 
     def stage_fit(self, need: Need, ttype: str, j: int) -> float:
         """How well the target suits the organisation's stage (hidden rule, in [-1, 1])."""
-        stage = need.org.stage
+        stage = need.stage
         if ttype == "expert":
             e = self.experts[j]
             sf = STAGE_FIT_KIND[stage][e.kind] + 0.5 * (e.seniority - 0.5) * (STAGES.index(stage) - 1)
@@ -1958,7 +2323,7 @@ class Simulation:
         if ttype == "expert":
             return [j for j, e in enumerate(self.experts) if e.unavailable_since is None or t < e.unavailable_since]
         if ttype == "project":
-            return [j for j, p in enumerate(self.projects) if p.org.id != need.org.id]
+            return [j for j, p in enumerate(self.projects) if p.org.id != need.org.id and p.start <= t]
         return list(range(len(self.resources)))
 
     def rating(self, kind: str, rel: float, sf: float, q: float, region: float, load_frac: float) -> int:
@@ -2075,7 +2440,7 @@ class Simulation:
                 self.push(t0, "session", (ni, "expert", 1))
             for ttype, p_extra in (("resource", P_RESOURCE_SESSION), ("project", P_PROJECT_SESSION)):
                 if rng.random() < p_extra:
-                    t1 = work_time(rng, t0 + timedelta(days=float(rng.uniform(0, 12))))
+                    t1 = max(work_time(rng, t0 + timedelta(days=float(rng.uniform(0, 12)))), t0 + timedelta(minutes=30))
                     if t1 < NOW - timedelta(hours=12):
                         self.push(t1, "session", (ni, ttype, 1))
         while self._heap:
@@ -2121,16 +2486,177 @@ class Simulation:
 
 
 # --------------------------------------------------------------------------
+# Incubation plans (goals per stage, milestones with due dates) and outcomes of engagements
+# --------------------------------------------------------------------------
+
+# (kind, stage) -> [(goal, [milestones])]; the first goal of an agency's 成熟期 is always its graduation
+GOALS: dict[tuple[str, str], list[tuple[str, list[str]]]] = {
+    ("agency", "初创期"): [
+        ("完成登记与内部制度建设", ["制定财务、人事、档案三项制度", "召开第一次规范的理事会", "建立项目合同与票据台账"]),
+        ("明确机构发展方向", ["完成一次SWOT机构诊断", "形成三年发展规划初稿", "确定一至两个核心服务领域"]),
+        ("打牢专业基础", ["全员参加个案管理仿真实训", "新增两名持证社工", "建立统一的服务记录模板"]),
+        ("承接第一个项目", ["完成一份项目书并参加公益创投路演", "独立承接一个政府购买服务项目"]),
+    ],
+    ("agency", "成长期"): [
+        ("建立骨干梯队", ["确定两名项目骨干并配对导师", "骨干独立负责一个项目"]),
+        ("提炼品牌项目", ["梳理一个服务模式并形成案例", "申报一个品牌项目"]),
+        ("建立督导机制", ["签订外部督导协议", "每月开展一次团体督导"]),
+        ("多元筹资", ["完成一次基金会项目申请", "上线一次网络募捐"]),
+    ],
+    ("agency", "成熟期"): [
+        ("出壳准备", ["完成出壳评估", "迁出基地办公区"]),
+        ("通过等级评估", ["完成等级评估自评", "获评3A及以上等级"]),
+        ("带动新机构", ["结对陪伴一家初创机构", "为入驻机构开放一次项目观摩"]),
+    ],
+    ("station", "初创期"): [
+        ("站点规范运营", ["按运营手册建立服务台账", "明确与民政所、村委会的分工"]),
+        ("建立服务网络", ["设立村级服务点", "完成全镇困境群体摸排"]),
+    ],
+    ("station", "成长期"): [
+        ("提质增效", ["每季度开展两个专业小组", "接受一次专家督导巡回"]),
+        ("打造特色亮点", ["形成一个特色服务案例", "申报示范站点"]),
+    ],
+    ("centre", "初创期"): [("建立县域督导网络", ["完成全县社工站走访", "制定季度督导计划"])],
+    ("centre", "成长期"): [("指导站点提质增效", ["组织全县社工站业务培训", "完成年度站点评估"])],
+}
+P_DONE = {"初创期": 0.72, "成长期": 0.8, "成熟期": 0.9}
+
+
+def build_milestones(rng: np.random.Generator, orgs: list[Org]) -> list[dict[str, object]]:
+    """The incubation plan of every admitted organisation: for each stage it spent at the base, one or two
+    goals and their milestones, due within that stage; ``planned`` if due after now, else done or missed."""
+    rows: list[dict[str, object]] = []
+    for o in orgs:
+        if o.admitted_on is None:
+            continue
+        for k, (stage, since) in enumerate(o.stages):
+            start = max(since, o.admitted_on)
+            end = o.stages[k + 1][1] if k + 1 < len(o.stages) else (o.left_on or NOW + timedelta(days=365))
+            if (end - start).days < 60:
+                continue
+            bank = GOALS[(o.kind, stage)]
+            if o.kind == "agency" and stage == "成熟期":
+                goals = [bank[0], *sample_k(rng, bank[1:], 1)]
+            else:
+                goals = sample_k(rng, bank, min(len(bank), int(rng.integers(1, 3))))
+            for goal, steps in goals:
+                for step in steps:
+                    if goal == "出壳准备":  # due shortly before the round at which the organisation leaves
+                        out = o.left_on or next(r for r in ADMISSION_ROUNDS if r >= since + timedelta(days=120))
+                        due = out - timedelta(days=int(rng.integers(10, 40)))
+                    else:
+                        span = (min(end, start + timedelta(days=540)) - start).days
+                        due = start + timedelta(days=int(rng.integers(min(45, span - 1), span)))
+                    due = max(due, start)
+                    if due > NOW:
+                        status = "planned"
+                    else:
+                        status = "done" if rng.random() < P_DONE[stage] or (goal == "出壳准备" and o.status == "graduated") else "missed"
+                    rows.append({"org_id": o.id, "stage": stage, "goal": goal, "milestone": step,
+                                 "due_on": due.date().isoformat(), "status": status})
+    for i, r in enumerate(rows, 1):
+        r["id"] = f"M{i:04d}"
+    return rows
+
+
+# what changed after an engagement: (category of the need) -> sentences, for goals met
+CHANGED_EXPERT: dict[str, list[str]] = {
+    "政策解读": ["把相关文件逐条理了一遍，形成了站里的自查清单", "对照政策要求调整了项目申报材料"],
+    "机构规范化管理": ["财务、人事、档案制度都落了地，按制度开了一次理事会", "年检材料一次通过"],
+    "能力建设": ["社工开始用统一的评估表和过程记录", "团队做了三次案例演练，记录写得规范多了"],
+    "骨干培养": ["两名骨干各自独立负责了一个项目", "建立了导师制，新人有人带了"],
+    "品牌建设": ["提炼出一句话的服务定位，公众号改了版", "写成两篇服务案例并投稿"],
+    "资源链接": ["和两家爱心企业签了合作协议，建起了资源台账", "对接到一批助学物资和志愿老师"],
+    "个案管理": ["按个案管理流程重新梳理了高风险对象，开起了联席会", "转介有了回执，个案不再“石沉大海”"],
+    "小组工作": ["按老师改过的方案带完了一期小组，前后测有明显变化", "组员流失少了，小组结束后转成了互助小组"],
+    "战略规划": ["完成SWOT诊断，理事会通过了三年规划", "确定了两个核心服务方向，砍掉了零散项目"],
+    "专业督导": ["建立了每月一次的团体督导", "复杂个案有人把关，社工情绪也稳定了"],
+    "社区治理": ["居民议事会定了公约，楼道堆物少了", "培育出两支愿意参与公共事务的居民队伍"],
+    "征迁安置融入": ["回迁老人开始下楼参加活动，楼栋兴趣小组建起来了", "邻里互助小组每周活动一次"],
+    "乡村振兴": ["妇女手工小组接到第一批订单", "监测户参加了技能培训，有两户找到了工作"],
+    "儿童保护": ["心语小屋排出了固定的服务课程表", "理清了强制报告流程，和学校、派出所建了联系"],
+    "养老服务": ["按风险分级排出了探访频次，高龄独居老人全覆盖", "照护者支持小组办起来了"],
+    "心理援助": ["学会了风险评估和转介流程，跟进对象都有了安全计划", "社工减压团体开了四次，大家状态好多了"],
+    "筹资与财务管理": ["预算按要求重编，基金会项目申请通过", "财务制度和实际操作对上了，对账不再出错"],
+    "项目设计与评估": ["用逻辑模型重写了项目书，中期评估顺利通过", "建起了自己的成效指标和前后测工具"],
+    "志愿者管理": ["志愿者按专长分了组，常来的人多了一倍", "时间银行积分规则定下来并试运行"],
+    "社工站运营": ["台账精简了一半，社工能多下村了", "对照运营手册理清了站点职责"],
+    "党建引领": ["党建活动和服务结合起来，党员志愿者开始认领微心愿", "联合党支部成立并开展了活动"],
+    "残障服务": ["为几户残疾人家庭制定了居家康复计划", "对接到辅具适配和康复训练资源"],
+}
+CHANGED_RESOURCE = {
+    "venue": "借到场地，活动按计划办完了", "funding": "拿到资助，服务按期启动", "training_course": "参训社工回去用上了课上的工具",
+    "simulation_lab": "仿真实训后，社工对流程心里有数了", "manual": "对照手册补齐了制度和表格", "supervision_service": "督导按月开展，个案有人把关",
+    "volunteer_team": "志愿者团队补上了人手", "media_channel": "服务故事发出来了，阅读量比以往高",
+}
+CHANGED_PROJECT = "参考这个项目的做法调整了自己的服务方案"
+CHANGED_PARTLY = ["，但还需要时间巩固", "，人手不足的问题还在", "，后续还要再跟进一次", "，只完成了计划的一部分"]
+CHANGED_NO = ["时间没对上，服务只开了个头", "对方的经验和我们的情况差别较大，没能用上", "人员变动，合作中途停了",
+              "方案太理想化，落不了地"]
+
+
+def build_outcomes(rng: np.random.Generator, decisions: list[dict[str, object]], needs: list[Need],
+                   resources: list[Resource]) -> list[dict[str, object]]:
+    """The follow-up of completed engagements: goal met, the rating of the completed row, the expert's hours,
+    what changed and an optional follow-up date; engagements completed in the last month partly still wait."""
+    need_by = {n.id: n for n in needs}
+    rtype = {r.id: r.type for r in resources}
+    accepted_at = {(d["need_id"], d["target_type"], d["target_id"]): d["decided_at"]
+                   for d in decisions if d["decision"] == "accepted"}
+    rows: list[dict[str, object]] = []
+    for d in decisions:
+        if d["decision"] != "completed":
+            continue
+        done = cast(datetime, d["decided_at"])
+        if (NOW - done).days < 30 and rng.random() < 0.7:
+            continue  # still waiting for its follow-up
+        rating = int(cast(int, d["rating"]))
+        u = float(rng.random())
+        if rating >= 4:
+            met = "yes" if u < 0.88 else "partly"
+        elif rating == 3:
+            met = "partly" if u < 0.7 else "yes" if u < 0.85 else "no"
+        else:
+            met = "no" if u < 0.65 else "partly"
+        ttype, tid = str(d["target_type"]), str(d["target_id"])
+        days = (done - cast(datetime, accepted_at[(d["need_id"], ttype, tid)])).days
+        hours: object = ""
+        if ttype == "expert" and rng.random() < 0.9:
+            hours = min(120.0, max(2.0, round(days * float(rng.uniform(0.08, 0.25)) * 2) / 2))
+        if met == "no":
+            changed = pick(rng, CHANGED_NO)
+        else:
+            if ttype == "expert":
+                changed = pick(rng, CHANGED_EXPERT[need_by[str(d["need_id"])].primary])
+            elif ttype == "resource":
+                changed = CHANGED_RESOURCE[rtype[tid]]
+            else:
+                changed = CHANGED_PROJECT
+            if met == "partly":
+                changed += pick(rng, CHANGED_PARTLY)
+        follow = ""
+        if rng.random() < (0.2 if met == "yes" else 0.7):
+            follow = (done + timedelta(days=int(rng.integers(30, 120)))).date().isoformat()
+        rows.append({"decision_id": d["id"], "goal_met": met, "rating": rating, "hours": hours,
+                     "changed": changed + "。", "follow_up_on": follow})
+    return rows
+
+
+# --------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------
 
 COLUMNS: dict[str, list[str]] = {
     "taxonomy": ["code", "label", "label_en", "description", "keywords"],
-    "organisations": ["id", "name", "stage", "county", "township", "founded_year", "staff_count"],
+    "organisations": ["id", "name", "stage", "county", "township", "founded_year", "staff_count", "kind", "status",
+                      "admitted_on", "left_on", "licensed_social_workers"],
+    "stages": ["org_id", "stage", "since"],
+    "milestones": ["id", "org_id", "stage", "goal", "milestone", "due_on", "status"],
+    "outcomes": ["decision_id", "goal_met", "rating", "hours", "changed", "follow_up_on"],
     "needs": ["id", "org_id", "title", "description", "tags", "urgency", "status", "created_at"],
     "experts": ["id", "name", "affiliation", "org_id", "title", "specialties", "bio", "counties", "capacity", "available",
                 "phone", "email", "courses"],
-    "resources": ["id", "type", "name", "description", "provider", "county", "quantity", "tags", "seats"],
+    "resources": ["id", "type", "name", "description", "provider", "county", "quantity", "tags", "seats", "amount_yuan"],
     "projects": ["id", "name", "org_id", "tags", "description", "outcomes"],
     "decisions": ["id", "need_id", "target_type", "target_id", "decision", "rating", "decided_at", "rank"],
     "events": ["id", "kind", "title", "description", "tags", "expert_ids", "venue_id", "resource_ids", "county",
@@ -2148,6 +2674,11 @@ def write_csv(name: str, rows: list[list[object]]) -> None:
             w.writerow(["" if v is None else str(v) for v in r])
 
 
+def day(t: datetime | None) -> str:
+    """A date as YYYY-MM-DD, or empty."""
+    return "" if t is None else t.date().isoformat()
+
+
 def join(items: list[str] | tuple[str, ...]) -> str:
     """Join a list-valued field with the ASCII semicolon."""
     return ";".join(items)
@@ -2157,14 +2688,17 @@ def write_all(orgs: list[Org], needs: list[Need], experts: list[Expert], resourc
               projects: list[Project], decisions: list[dict[str, object]], seats: dict[str, int]) -> None:
     """Serialise every library."""
     write_csv("taxonomy", [[c.code, c.label, c.label_en, c.description, join(c.keywords)] for c in TAXONOMY])
-    write_csv("organisations", [[o.id, o.name, o.stage, o.county, o.township, o.founded_year, o.staff_count] for o in orgs])
+    write_csv("organisations", [[o.id, o.name, o.stage, o.county, o.township, o.founded_year, o.staff_count, o.kind,
+                                 o.status, day(o.admitted_on), day(o.left_on), o.licensed] for o in orgs])
+    write_csv("stages", [[o.id, stage, day(since)] for o in orgs for stage, since in o.stages])
     write_csv("needs", [[n.id, n.org.id, n.title, n.description, join(n.tags), n.urgency, n.status, iso(n.created_at)]
                         for n in needs])
     write_csv("experts", [[e.id, e.name, e.affiliation, e.org_id, e.title, join(e.specialties), e.bio, join(e.counties),
                            e.capacity, "true" if e.available else "false", e.phone, e.email, join(e.courses)]
                           for e in experts])
     write_csv("resources", [[r.id, r.type, r.name, r.description, r.provider, r.county, r.quantity, join(r.tags),
-                             seats.get(r.id, "")] for r in resources])
+                             seats.get(r.id, ""), funding_amount(r.name) if r.type == "funding" else ""]
+                            for r in resources])
     write_csv("projects", [[p.id, p.name, p.org.id, join(p.tags), p.description, p.outcomes] for p in projects])
     write_csv("decisions", [[d["id"], d["need_id"], d["target_type"], d["target_id"], d["decision"], d["rating"],
                              iso(cast(datetime, d["decided_at"])), d["rank"]] for d in decisions])
@@ -2204,16 +2738,15 @@ def verify() -> dict[str, object]:
 
     # organisations
     org_by = {o["id"]: o for o in orgs}
-    stage_years = {"初创期": (2022, 2024), "成长期": (2019, 2021), "成熟期": (2015, 2018)}
-    stage_staff = {"初创期": (2, 8), "成长期": (5, 22), "成熟期": (18, 60)}
+    stage_staff = {("agency", "初创期"): (2, 8), ("agency", "成长期"): (6, 14), ("agency", "成熟期"): (12, 26),
+                   ("station", "初创期"): (2, 4), ("station", "成长期"): (3, 8), ("centre", "成长期"): (5, 8)}
     for o in orgs:
-        lo, hi = stage_years[o["stage"]]
-        assert lo <= int(o["founded_year"]) <= hi, o
-        lo, hi = stage_staff[o["stage"]]
+        assert 2017 <= int(o["founded_year"]) <= NOW.year, o
+        lo, hi = stage_staff[(o["kind"], o["stage"])]
         assert lo <= int(o["staff_count"]) <= hi, o
+        assert 1 <= int(o["licensed_social_workers"]) <= int(o["staff_count"]), o
         assert o["township"] in COUNTIES[o["county"]]
     stage_share = Counter(o["stage"] for o in orgs)
-    assert all(abs(stage_share[s] / len(orgs) - p) < 0.08 for s, p in zip(STAGES, (0.4, 0.35, 0.25), strict=True))
 
     # needs
     t2s = opencc.OpenCC("t2s")
@@ -2225,9 +2758,11 @@ def verify() -> dict[str, object]:
         assert n["urgency"] in ("low", "medium", "high") and n["status"] in ("open", "matched", "closed")
         t = parse_ts(n["created_at"])
         assert datetime(2023, 1, 1, tzinfo=UTC) <= t <= datetime(2026, 10, 31, 23, 59, tzinfo=UTC)
-        assert t.year >= int(org_by[n["org_id"]]["founded_year"])
+        org = org_by[n["org_id"]]
+        assert t.year >= int(org["founded_year"]) and org["admitted_on"] and org["admitted_on"] <= n["created_at"][:10], n
+        assert org["status"] != "left" or n["created_at"][:10] < org["left_on"], n
     open_share = sum(n["status"] == "open" for n in needs) / len(needs)
-    assert 0.40 <= open_share <= 0.50, open_share
+    assert 0.38 <= open_share <= 0.50, open_share
     trad_share = sum(t2s.convert(n["description"]) != n["description"] for n in needs) / len(needs)
     pinyin_re = re.compile(r"[\u4e00-\u9fff]\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\)")
     pinyin_share = sum(bool(pinyin_re.search(n["description"])) for n in needs) / len(needs)
@@ -2323,6 +2858,87 @@ def verify() -> dict[str, object]:
     }
 
 
+def verify_story() -> dict[str, object]:
+    """Assert that the files tell the seed article's story at its date and grow plausibly to now."""
+    orgs, stages, milestones = read("organisations"), read("stages"), read("milestones")
+    decisions, outcomes, projects, resources = read("decisions"), read("outcomes"), read("projects"), read("resources")
+    experts, attendees, events = read("experts"), read("attendees"), read("events")
+    article = ARTICLE_DATE.date().isoformat()
+    by_id = {o["id"]: o for o in orgs}
+    history: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for r in stages:
+        history[r["org_id"]].append((r["stage"], r["since"]))
+
+    def stage_on(org_id: str, date: str) -> str:
+        return [s for s, since in history[org_id] if since <= date][-1]
+
+    for o in orgs:
+        h = history[o["id"]]
+        assert h and h[-1][0] == o["stage"] and [s for s, _ in h] == STAGES[:len(h)], o
+        assert [since for _, since in h] == sorted(since for _, since in h) and h[0][1][:4] == o["founded_year"]
+        assert o["kind"] in KINDS and o["status"] in ("applicant", "resident", "graduated", "left")
+        assert (o["status"] == "applicant") == (o["admitted_on"] == "")
+        assert (o["status"] in ("graduated", "left")) == (o["left_on"] != "")
+        assert o["status"] != "graduated" or o["stage"] == "成熟期"
+        assert o["admitted_on"] == "" or o["admitted_on"] in {day(r) for r in ADMISSION_ROUNDS}
+        assert o["left_on"] == "" or o["admitted_on"] < o["left_on"] <= day(NOW)
+    agencies = [o for o in orgs if o["kind"] == "agency"]
+    founded_then = sum(h[0][1] <= article for o in agencies for h in [history[o["id"]]])
+    assert founded_then <= 24 and all(history[o["id"]][0][1] >= day(NEW_AREA_FOUNDED) for o in orgs)
+    rongshan = history["O002"][0][1]
+    assert sum(history[o["id"]][0][1] < rongshan for o in agencies) <= 3  # 容善 is one of the earliest
+    assert sum(o["kind"] == "centre" for o in orgs) == 1
+    assert sum(o["kind"] == "station" and history[o["id"]][0][1] <= article for o in orgs) <= 35
+    assert all(history[o["id"]][0][1] >= day(FIRST_STATION) for o in orgs if o["kind"] == "station")
+    assert stage_on("O001", article) == "初创期"  # 雄泽 was just founded
+    licensed = sum(int(o["licensed_social_workers"]) for o in orgs)
+    assert licensed <= 550
+    starters = [o for o in agencies if o["admitted_on"] and o["admitted_on"] <= article
+                and (not o["left_on"] or o["left_on"] > article) and stage_on(o["id"], article) == "初创期"]
+    assert len(starters) >= 7, len(starters)  # 雄泽 "and six more" with the same needs
+    # milestones
+    for m in milestones:
+        o = by_id[m["org_id"]]
+        assert m["stage"] in [s for s, _ in history[o["id"]]] and o["admitted_on"] and m["due_on"] >= o["admitted_on"]
+        assert (m["status"] == "planned") == (m["due_on"] > day(NOW)) and m["status"] in ("planned", "done", "missed")
+        assert m["status"] != "planned" or o["status"] == "resident"
+        assert not o["left_on"] or m["due_on"] <= o["left_on"]
+    # outcomes: one per completed engagement at most, with its rating
+    completed = {d["id"]: d for d in decisions if d["decision"] == "completed"}
+    assert len({r["decision_id"] for r in outcomes}) == len(outcomes)
+    for r in outcomes:
+        d = completed[r["decision_id"]]
+        assert r["rating"] == d["rating"] and r["goal_met"] in ("yes", "partly", "no") and r["changed"]
+        assert r["hours"] == "" or (d["target_type"] == "expert" and float(r["hours"]) > 0)
+        assert r["follow_up_on"] == "" or r["follow_up_on"] > d["decided_at"][:10]
+    # projects: none before 2020, 护苗行动 in 2023, at most 16 by the article's date
+    years = {p["id"]: int(PROJECT_YEAR.search(p["description"]).group(1)) for p in projects}
+    assert min(years.values()) == 2020 and 10 <= sum(y <= ARTICLE_DATE.year for y in years.values()) <= ARTICLE_PROJECTS
+    assert all(years[p["id"]] == 2023 for p in projects if "护苗行动" in p["name"])
+    funding = [int(r["amount_yuan"]) for r in resources if r["type"] == "funding"]
+    assert all(r["amount_yuan"] == "" for r in resources if r["type"] != "funding") and all(a > 0 for a in funding)
+    assert 1_000_000 <= sum(funding) <= 7_000_000
+    # the bios: no sentence (numbers masked) written by more than a few experts
+    shared = Counter(k for e in experts for k in set(bio_sentences(opencc.OpenCC("t2s").convert(
+        unicodedata.normalize("NFKC", e["bio"])))))
+    assert max(shared.values()) <= BIO_SHARE_LIMIT, shared.most_common(3)
+    # attendees: organisations the base served on the day of the event
+    starts = {e["id"]: e["starts_at"][:10] for e in events}
+    for a in attendees:
+        o = by_id[a["org_id"]]
+        assert o["admitted_on"] and o["admitted_on"] <= starts[a["event_id"]], a
+        assert not o["left_on"] or starts[a["event_id"]] < o["left_on"], a
+    return {
+        "organisations": dict(Counter((o["kind"], o["status"]) for o in orgs)),
+        "stages_now": dict(Counter(o["stage"] for o in orgs)),
+        "agencies_at_article": founded_then, "starters_at_article": len(starters),
+        "staff_now": sum(int(o["staff_count"]) for o in orgs), "licensed_now": licensed,
+        "projects_by_article": sum(y <= ARTICLE_DATE.year for y in years.values()),
+        "funding_per_year": sum(funding), "milestones": dict(Counter(m["status"] for m in milestones)),
+        "outcomes": f"{len(outcomes)}/{len(completed)} completed", "bio_sentence_max_share": max(shared.values()),
+    }
+
+
 # --------------------------------------------------------------------------
 # Events: trainings, workshops and supervision rounds, and who attended them
 # --------------------------------------------------------------------------
@@ -2373,12 +2989,14 @@ def build_events(rng: np.random.Generator, orgs: list[Org], needs: list[Need], e
             day += timedelta(days=1)
         kind, title, tags, whom = EVENT_SERIES[int(rng.integers(0, len(EVENT_SERIES)))]
         county = pick(rng, COUNTY_NAMES) if whom != "all" else ""
+        served = [o for o in orgs if o.kind != "centre" and o.resident_at(day)]  # the base's organisations that day
         if whom == "all":
-            invited = sample_k(rng, [o for o in orgs if not o.is_station], int(rng.integers(8, 16)))
+            invited = sample_k(rng, [o for o in served if not o.is_station], int(rng.integers(8, 16)))
         elif whom == "stations":
-            invited = [o for o in orgs if o.is_station and o.county == county]
+            invited = [o for o in served if o.is_station and o.county == county]
         else:
-            invited = [o for o in orgs if o.county == county and (set(o.focus) & set(tags) or rng.random() < 0.3)]
+            invited = [o for o in served if o.county == county and (set(o.focus) & set(tags) or rng.random() < 0.3)
+                       and not (o.is_station and "年检" in title)]
             invited = invited[:14]
         if len(invited) < 3:
             continue
@@ -2468,25 +3086,35 @@ def verify_events() -> dict[str, object]:
 def main() -> None:
     """Generate, write and verify all libraries."""
     # One independent stream per stage, so editing a phrase bank does not reshuffle the match history.
-    rng_needs, rng_experts, rng_resources, rng_projects, rng_sim = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(SEED).spawn(5))
-    orgs = build_orgs()
+    streams = np.random.SeedSequence(SEED).spawn(10)
+    (rng_needs, rng_experts, rng_resources, rng_projects, rng_sim, rng_events, rng_orgs, rng_outcomes,
+     rng_plans, rng_bios) = (np.random.default_rng(s) for s in streams)
+    orgs = build_orgs(rng_orgs)
     needs = build_needs(rng_needs, orgs)
-    experts = build_experts(rng_experts, orgs)
+    experts = build_experts(rng_experts, orgs, rng_bios)
+    for o in orgs:  # the social workers an organisation lends as experts hold a licence
+        lent = sum(e.org_id == o.id and e.title in ("机构负责人", "督导", "高级社工师", "中级社工师") for e in experts)
+        o.licensed = min(o.staff_count, max(o.licensed, lent))
     resources = build_resources(rng_resources, orgs)
     projects = build_projects(rng_projects, orgs)
     sim = Simulation(rng_sim, needs, experts, resources, projects)
     sim.run()
     decisions = sim.finish()
-    # the events are drawn from a stream of their own: the files above stay as they were before events
-    rng_events = np.random.default_rng(np.random.SeedSequence(SEED).spawn(6)[5])
     seats = venue_seats(rng_events, resources)
     events, attendees = build_events(rng_events, orgs, needs, experts, resources, seats)
+    milestones = build_milestones(rng_plans, orgs)
+    outcomes = build_outcomes(rng_outcomes, decisions, needs, resources)
     write_all(orgs, needs, experts, resources, projects, decisions, seats)
     write_events(events, attendees)
+    write_csv("milestones", [[m["id"], m["org_id"], m["stage"], m["goal"], m["milestone"], m["due_on"], m["status"]]
+                             for m in milestones])
+    write_csv("outcomes", [[r["decision_id"], r["goal_met"], r["rating"], r["hours"], r["changed"], r["follow_up_on"]]
+                           for r in outcomes])
     for key, value in verify().items():
         print(f"{key}: {value}")
     for key, value in verify_events().items():
+        print(f"{key}: {value}")
+    for key, value in verify_story().items():
         print(f"{key}: {value}")
 
 

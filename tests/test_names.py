@@ -70,7 +70,7 @@ def test_the_misses_are_brands_several_items_share(trained) -> None:
 def test_experts_are_found_by_their_names(trained) -> None:
     rates = known_item_rates(trained, "expert", ks=(1,)).set_index("form")
     assert rates.loc["as_written", "success"] >= 0.95
-    found = trained.recommend({"text": "想请沈桂芳老师讲讲个案管理"}, k=1, target_types=["expert"])["expert"][0]
+    found = trained.recommend({"text": "想请沈桂芳老师讲讲养老服务"}, k=1, target_types=["expert"])["expert"][0]
     assert found["id"] == "E0042"
     term = found["reasons"]["terms"][0]
     assert term["term"] == "沈桂芳" and term["spans"] == [[2, 5]]

@@ -115,8 +115,9 @@ def test_the_gate_serves_a_type_only_when_it_beats_the_base_score(gated) -> None
         beats = enough and verdict["gain"] > reranker.gate_min_gain and verdict["gain_ci"][0] > -0.01
         assert verdict["serves"] is bool(beats)
         assert (target_type in reranker.models_) is bool(beats)
-    # on today's simulated history no type clears the bar: the weighted sum serves (and says why)
-    assert verdicts["expert"]["sessions"] >= 30 and verdicts["expert"]["gain_ci"][0] <= -0.01
+    # on today's simulated history the experts have enough later needs to be judged (the verdict, either way,
+    # is checked above); projects have too few and the weighted sum serves them (and says why)
+    assert verdicts["expert"]["sessions"] >= 30
     assert not verdicts["project"]["serves"] and "later needs" in verdicts["project"]["why"]
     assert reranker.summary()["gate"] == verdicts
 
