@@ -275,7 +275,9 @@ def test_organisations_import_and_export_with_the_file_columns(client, db_url, t
     assert header == (
         "id,name,stage,county,township,founded_year,staff_count,kind,status,admitted_on,left_on,licensed_social_workers"
     )
-    assert repo.export_file("milestones", tmp_path / "m.csv", url=db_url) == 0
+    written = repo.export_file("milestones", tmp_path / "m.csv", url=db_url)  # the seeded plan, back unchanged
+    report = repo.import_file("milestones", tmp_path / "m.csv", url=db_url)
+    assert written > 0 and (report.created, report.updated, report.unchanged) == (0, 0, written)
 
 
 def test_migration_0005_keeps_organisations_resident_and_links_closed_engagements(db_url) -> None:

@@ -509,6 +509,7 @@ Text5000 = _text(5000)
 Description = _text(5000, required=True)
 Year = _optional_whole(1900, 2100)
 Count = _optional_whole(0, 1_000_000)
+Yuan = _optional_whole(0, 10_000_000_000)  # a fund's amount: up to ten billion yuan
 Capacity = _whole(0, 1000)
 Rating = _optional_whole(1, 5)
 Rank = _optional_whole(1, 10_000)
@@ -646,7 +647,7 @@ class ResourceIn(_Record):
     quantity: Count = None
     tags: Tags = []
     seats: Count = None  # venues: how many people it seats (events need seats >= attendees)
-    amount_yuan: Count = None  # funding: the amount in yuan (its funder is ``provider``)
+    amount_yuan: Yuan = None  # funding: the amount in yuan (its funder is ``provider``)
 
     @field_validator("amount_yuan")
     @classmethod
