@@ -414,32 +414,16 @@ def _seed_events(session: Session, directory: str | os.PathLike | None) -> None:
     from matcher.library import data_dir as default_data_dir
 
     root = Path(directory) if directory is not None else default_data_dir()
-    now = utcnow()
-    for kind in EVENT_KINDS:
-        path = root / f"{kind}.csv"
-        if not path.is_file():
-            continue
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        rows = []
-        for number, record in enumerate(frame.to_dict("records"), start=1):
-            try:
-                rows.append({**_validated(kind, record), "updated_at": now})
-            except RecordError as error:
-                raise LibraryError(f"{path}: row {number}: {error}") from error
-        if rows:
-            session.execute(insert(_KINDS[kind].table), rows)
+    _seed_kinds(session, root, EVENT_KINDS)
     session.flush()
 
 
-def _seed_file(session: Session, directory: str | os.PathLike | None) -> None:
-    """The organisation file of ``data/`` when present: ``stages.csv`` (``org_id,stage,since``; ids
-    ``S00001``… in file order), ``milestones.csv`` and ``outcomes.csv`` (keyed by the id of the
-    ``completed`` decision that closed the engagement). Each row is validated as the API validates it."""
-    from matcher.library import data_dir as default_data_dir
-
-    root = Path(directory) if directory is not None else default_data_dir()
+def _seed_kinds(session: Session, root: Path, kinds: Iterable[str]) -> None:
+    """Insert the rows of ``root/<kind>.csv`` for each kind whose file is present, each validated as the
+    API validates it; a bad row stops the seeding with the file and row named. A ``stages`` row
+    without an id gets ``S00001``… in file order."""
     now = utcnow()
-    for kind in FILE_KINDS:
+    for kind in kinds:
         path = root / f"{kind}.csv"
         if not path.is_file():
             continue
@@ -454,6 +438,16 @@ def _seed_file(session: Session, directory: str | os.PathLike | None) -> None:
                 raise LibraryError(f"{path}: row {number}: {error}") from error
         if rows:
             session.execute(insert(_KINDS[kind].table), rows)
+
+
+def _seed_file(session: Session, directory: str | os.PathLike | None) -> None:
+    """The organisation file of ``data/`` when present: ``stages.csv`` (``org_id,stage,since``; ids
+    ``S00001``… in file order), ``milestones.csv`` and ``outcomes.csv`` (keyed by the id of the
+    ``completed`` decision that closed the engagement). Each row is validated as the API validates it."""
+    from matcher.library import data_dir as default_data_dir
+
+    root = Path(directory) if directory is not None else default_data_dir()
+    _seed_kinds(session, root, FILE_KINDS)
     path = root / "outcomes.csv"
     if path.is_file():
         closing = {
