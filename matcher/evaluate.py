@@ -601,7 +601,14 @@ def _pyplot() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei", "DejaVu Sans"]
+    fonts = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei"]
+    manager = matplotlib.font_manager.fontManager
+    if not {font.name for font in manager.ttflist} & set(fonts):
+        # a font cache built before a CJK font was installed does not list it: add the files on disk
+        for path in matplotlib.font_manager.findSystemFonts():
+            if "CJK" in path or "wqy" in path.lower():
+                manager.addfont(path)
+    plt.rcParams["font.sans-serif"] = [*fonts, "DejaVu Sans"]
     plt.rcParams["axes.unicode_minus"] = False
     return plt
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -101,8 +102,18 @@ def test_gaps_by_category_and_county(libs, tmp_path) -> None:
     counties = summary.loc[summary["dimension"] == "county"]
     assert counties["needs"].sum() == len(needs)
     assert counties["weak"].sum() == needs["weak"].sum()
-    evaluation.plot_gaps(summary, tmp_path / "gaps.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluation.plot_gaps(summary, tmp_path / "gaps.png")
     assert (tmp_path / "gaps.png").stat().st_size > 1000
+    if any("CJK" in path for path in _system_fonts()):  # the Chinese labels are drawn, not boxes
+        assert not [w for w in caught if "missing from font" in str(w.message)]
+
+
+def _system_fonts() -> list[str]:
+    from matplotlib import font_manager
+
+    return font_manager.findSystemFonts()
 
 
 def _overlap(needs: list[str], targets: list[str], idf: dict[str, float] | None = None) -> pd.DataFrame:
