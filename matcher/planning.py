@@ -667,16 +667,7 @@ def plan_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 PLAN_COLUMNS = (
     "event",
-    "kind",
-    "title",
-    "tags",
-    "expert_ids",
-    "venue_id",
-    "resource_ids",
-    "county",
-    "starts_at",
-    "ends_at",
-    "seats",
+    *PLAN_EVENT_FIELDS[: PLAN_EVENT_FIELDS.index("needs")],  # the event's own fields, then one need a row
     "need_id",
     "org_id",
     "score",
