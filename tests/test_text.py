@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from benchmarks.segmenters import data_texts
 from matcher import text as text_module
 from matcher.text import normalise, script_views, segment, segment_blocks, split_list, text_blocks, tokenize
-from tests.conftest import ROOT, SHARED, requires_shared
+from tests.conftest import SHARED, requires_shared
 
 
 @pytest.mark.parametrize(
@@ -170,15 +170,6 @@ def _jieba_words(text: str) -> list[tuple[str, int, int]]:
     ]
 
 
-def _library_texts() -> list[str]:
-    texts = []
-    for path in sorted((ROOT / "data").glob("*.csv")):
-        frame = pd.read_csv(path, dtype=str)
-        for column in frame.columns:
-            texts.extend(v for v in frame[column].dropna() if any("\u4e00" <= c <= "\u9fff" for c in v))
-    return texts
-
-
 def _random_texts(n: int, seed: int = 0) -> list[str]:
     """Chinese characters with digits, Latin letters, jieba's block symbols, punctuation, whitespace, and
     the characters jieba-rs counts as Chinese where jieba does not (extension A, U+9FD6-, compatibility,
@@ -197,7 +188,7 @@ requires_native = pytest.mark.skipif(text_module._native() is None, reason="rjie
 @requires_native
 @pytest.mark.parametrize("source", ["libraries", "random"])
 def test_native_segmenter_cuts_as_jieba(source: str) -> None:
-    texts = _library_texts() if source == "libraries" else _random_texts(3000)
+    texts = data_texts() if source == "libraries" else _random_texts(3000)
     assert len(texts) > 1000
     views = [normalise(t) for t in texts]
     views += [script_views(v)[0] for v in views]  # what the vectoriser segments
