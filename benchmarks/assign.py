@@ -3,7 +3,7 @@
 
 The libraries are those of ``batch.py`` (the generator of ``latency.py``; experts have capacities of
 1–5 and no load, needs one or two tags and a county), written as JSONL files and given to
-:func:`matcher.assignment.run_assign`, the function behind ``matcher assign --needs … --experts …``.
+:func:`matcher.jobs.assign.job.run_assign`, the function behind ``matcher assign --needs … --experts …``.
 Every stage is timed (load = read the files + fit the matcher, candidates = the top N of every need,
 feasibility, solve = greedy + min-cost flow, write), and the result is checked: no expert beyond
 capacity, the flow's objective against greedy's. A second part times the solver alone on a random
@@ -49,7 +49,7 @@ def write_jsonl(frame: pd.DataFrame, path: Path, columns: dict[str, str]) -> Pat
 
 def solver_only(needs: int, experts: int, candidates: int, seed: int) -> dict[str, Any]:
     """The solver on a random candidate graph of the same size (scores uniform, capacities 1–5)."""
-    from matcher.assign import Problem, solve_greedy, solve_min_cost_flow
+    from matcher.jobs.assign.solver import Problem, solve_greedy, solve_min_cost_flow
 
     rng = np.random.default_rng(seed)
     need_ids = [f"N{i:06d}" for i in range(needs)]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from matcher.assignment import AssignOptions, run_assign
+    from matcher.jobs.assign.job import AssignOptions, run_assign
 
     logging.getLogger("jieba").setLevel(logging.WARNING)
     info = machine()

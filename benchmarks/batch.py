@@ -14,7 +14,7 @@ warm from the case before:
 * ``matcher``: the shipped path end to end with the default parameters: ``batch.fit_matcher`` on the
   experts, then ``batch.match_to_file`` (chunks of 500 needs, one sparse product each, top 10,
   Parquet), in one process (``workers 1``) and in two (``workers 2``);
-* ``matcher, no segment cache``: ``matcher-2`` with :func:`matcher.text.segment`'s memory of
+* ``matcher, no segment cache``: ``matcher-2`` with :func:`matcher.text.segment.segment`'s memory of
   segmented blocks switched off (every block segmented by jieba each time it occurs), to show what
   that cache contributes on these generated texts, whose phrases recur far more than real ones;
 * ``matcher, pruned``: the vocabulary learnt from a quarter of the 20,000 experts
@@ -127,7 +127,7 @@ def corpus_dataset(corpus: Path, size: str, cache: Path, needs: int | None = Non
 
 def read_frames(expert_file: Path, need_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if expert_file.suffix == ".jsonl":  # a perf corpus: read as `matcher batch` reads the files
-        from matcher.batch import needs_frame, read_inputs, targets_frame
+        from matcher.jobs.batch import needs_frame, read_inputs, targets_frame
 
         need_table, tables = read_inputs(need_file, {"expert": expert_file})
         experts, needs = targets_frame(tables), needs_frame(need_table)
@@ -249,7 +249,7 @@ def run_matcher(
     experts: pd.DataFrame, needs: pd.DataFrame, out: Path, workers: int | None, fit_sample: int | None = None
 ) -> dict:
     """``batch.fit_matcher`` then ``batch.match_to_file``; ``workers`` None: the defaults (every usable core)."""
-    from matcher.batch import fit_matcher, match_to_file
+    from matcher.jobs.batch import fit_matcher, match_to_file
 
     started = time.perf_counter()
     model = fit_matcher(experts, fit_sample=fit_sample, workers=workers)
@@ -277,8 +277,9 @@ def run_cli(expert_file: Path, need_file: Path, out: Path) -> dict:
 
 
 def without_segment_cache() -> None:
-    """Switch off :func:`matcher.text.segment`'s memory of blocks in this process (jieba every time)."""
-    from matcher import text, vectorize
+    """Switch off :func:`matcher.text.segment.segment`'s memory of blocks in this process (jieba every time)."""
+    from matcher.matching import vectorize
+    from matcher.text import segment as text
 
     def segment_block(block: str) -> tuple[str, ...]:
         return tuple(word for word, _, _ in text.tokenize(block))
@@ -290,7 +291,7 @@ def without_segment_cache() -> None:
 
 def repetition(needs: pd.DataFrame, experts: pd.DataFrame) -> dict[str, float]:
     """How often jieba's blocks recur in the texts: distinct blocks over all blocks."""
-    from matcher.text import _blocks, normalise
+    from matcher.text.segment import _blocks, normalise
 
     docs = ["\n".join(t for t in texts if t) for texts in experts["texts"]] + needs["text"].tolist()
     blocks = [b for doc in docs for b in _blocks().split(normalise(doc)) if b]

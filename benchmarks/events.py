@@ -8,7 +8,7 @@ of ``matcher events plan`` proposes events for four weeks; the benchmark reports
   one-to-one assignment of the same experts' free capacity serves at that threshold, greedily by score);
 * expert capacity units used per need served: one per event for events, one per need one-to-one;
 * the optimiser's time and status (and whether it stopped at its limit);
-* that the plan breaks no constraint (:func:`matcher.planning.check_plan`) and that the database
+* that the plan breaks no constraint (:func:`matcher.jobs.planning.check_plan`) and that the database
   accepts every event and attendee when the plan is committed (the same rules as the API).
 
 A second part times the optimiser on generated instances larger than the base's libraries.
@@ -36,8 +36,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from matcher.planning import PlanInputs, PlanOptions, check_plan, commit_plan, eligibility, plan_inputs, solve  # noqa: E402
-from matcher.rank import WEAK_SCORE  # noqa: E402
+from matcher.jobs.planning import PlanInputs, PlanOptions, check_plan, commit_plan, eligibility, plan_inputs, solve  # noqa: E402
+from matcher.matching.rank import WEAK_SCORE  # noqa: E402
 
 logger = logging.getLogger("benchmarks.events")
 
@@ -56,7 +56,7 @@ def one_to_one(inputs: PlanInputs, threshold: float) -> int:
 
 
 def embedded(period: tuple[date, date], threshold: float, time_limit: float) -> dict[str, Any]:
-    from matcher.training import train_version
+    from matcher.matching.training import train_version
 
     folder = Path(tempfile.mkdtemp(prefix="events-bench-"))
     url = f"sqlite:///{folder / 'matcher.sqlite3'}"

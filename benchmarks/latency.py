@@ -254,7 +254,7 @@ class BM25:
     def __init__(self, docs: list[str], ids: np.ndarray) -> None:
         from rank_bm25 import BM25Okapi
 
-        from matcher.text import normalise, segment
+        from matcher.text.segment import normalise, segment
 
         self.tokens = lambda text: segment(normalise(text))
         self.bm25 = BM25Okapi([self.tokens(d) for d in docs])
@@ -364,7 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import rank_bm25  # noqa: F401
     except ImportError:
         raise SystemExit("rank-bm25 is not installed: .venv/bin/pip install -e '.[test]'") from None
-    from matcher.model import build_matcher
+    from matcher.matching.estimator import build_matcher
 
     logging.getLogger("jieba").setLevel(logging.WARNING)
     info = machine()

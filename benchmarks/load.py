@@ -63,7 +63,7 @@ def bare_app():
     """A bare Flask matcher: the model of ``$BARE_MODELS_DIR`` behind ``POST /match`` (gunicorn factory)."""
     from flask import Flask, jsonify, request
 
-    from matcher import persist
+    from matcher.matching import persist
 
     model, manifest = persist.load(root=Path(os.environ["BARE_MODELS_DIR"]))
     app = Flask("bare")
@@ -89,9 +89,9 @@ def build(workdir: Path, n_experts: int, seed: int) -> dict[str, Any]:
     """Database with ``n_experts`` generated experts, a trained version and its copy, API keys, needs."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.latency import Generator
+    from matcher.matching.training import train_version
     from matcher.store import keys
     from matcher.store.repository import ensure_database, import_file, transaction
-    from matcher.training import train_version
 
     url = f"sqlite:///{workdir / 'load.sqlite3'}"
     models = workdir / "models"

@@ -5,7 +5,7 @@ jieba (with matcher's user dictionary, its HMM for unknown words and its stop wo
 reference. Each candidate cuts the same distinct blocks (jieba cuts a text into blocks of Chinese
 characters, letters and digits and segments each on its own, so comparing blocks compares texts):
 
-* ``matcher (rjieba)``: what :func:`matcher.text.segment` does where rjieba is installed (jieba-rs,
+* ``matcher (rjieba)``: what :func:`matcher.text.segment.segment` does where rjieba is installed (jieba-rs,
   jieba's blocks, the user dictionary with jieba's dictionary total);
 * ``rjieba, whole text``: ``rjieba.Jieba().cut(text)`` on whole texts with the user words added,
   without matcher's block handling;
@@ -56,7 +56,7 @@ def corpus_texts(folder: Path) -> list[str]:
 
 def distinct_blocks(texts: Iterable[str]) -> list[str]:
     """jieba's blocks of the normalised texts and of their CJK views, each once, in order of appearance."""
-    from matcher.text import _blocks, normalise, script_views
+    from matcher.text.segment import _blocks, normalise, script_views
 
     seen: dict[str, None] = {}
     for text in texts:
@@ -69,7 +69,7 @@ def distinct_blocks(texts: Iterable[str]) -> list[str]:
 
 
 def kept(words: Iterable[str]) -> list[str]:
-    from matcher.text import _MEANINGLESS, _stop_words
+    from matcher.text.segment import _MEANINGLESS, _stop_words
 
     stop = _stop_words()
     return [w for w in words if w not in stop and not _MEANINGLESS.match(w)]
@@ -77,7 +77,7 @@ def kept(words: Iterable[str]) -> list[str]:
 
 def candidates() -> dict[str, Callable[[str], list[str]] | str]:
     """name -> cut function (every word of a block), or why it is not measured."""
-    from matcher import text
+    from matcher.text import segment as text
 
     found: dict[str, Callable[[str], list[str]] | str] = {}
     if text._native() is not None:
@@ -107,7 +107,7 @@ def candidates() -> dict[str, Callable[[str], list[str]] | str]:
 
 
 def compare(name: str, blocks: list[str]) -> dict[str, Any]:
-    from matcher import text
+    from matcher.text import segment as text
 
     reference_cut = text._tokenizer().cut
     started = time.perf_counter()
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, texts in sets:
         print(f"[segmenters] {name}: {len(texts)} texts", file=sys.stderr, flush=True)
         results.append({"n_texts": len(texts), **compare(name, distinct_blocks(texts))})
-    from matcher.text import segmenter
+    from matcher.text.segment import segmenter
 
     report = {"segmenter": segmenter(), "loadavg": os.getloadavg(), "results": results}
     print(markdown(results))

@@ -52,9 +52,12 @@ def timed(owner: Any, attribute: str, name: str, *, key: Any = None) -> None:
 
 
 def instrument() -> None:
-    from matcher import batch, model, text, vectorize
-    from matcher.model import Matcher
-    from matcher.vectorize import TextVectorizer
+    from matcher.jobs import batch
+    from matcher.matching import estimator as model
+    from matcher.matching import vectorize
+    from matcher.matching.estimator import Matcher
+    from matcher.matching.vectorize import TextVectorizer
+    from matcher.text import segment as text
 
     timed(batch, "fit_matcher", "fit")
     timed(model, "normalise_many", "fit / normalise the profiles")
@@ -102,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
-    from matcher import batch
-    from matcher.text import segmenter
+    from matcher.jobs import batch
+    from matcher.text.segment import segmenter
 
     need_table, tables = batch.read_inputs(args.needs, {"expert": args.experts})
     targets, needs = batch.targets_frame(tables), batch.needs_frame(need_table)

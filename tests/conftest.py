@@ -118,7 +118,7 @@ def toy_targets() -> pd.DataFrame:
 @pytest.fixture
 def toy_matcher(toy_targets):
     """A default matcher fitted on the toy library."""
-    from matcher.model import build_matcher
+    from matcher.matching.estimator import build_matcher
 
     return build_matcher().fit(toy_targets)
 
@@ -126,7 +126,7 @@ def toy_matcher(toy_targets):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A model trained on the embedded libraries in a private models folder (trained once per run)."""
-    from matcher.training import train_version
+    from matcher.matching.training import train_version
 
     models = tmp_path_factory.mktemp("models")
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'matcher.sqlite3'}"

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from matcher import persist
 from matcher.errors import ConflictError, ModelError
+from matcher.matching import persist
 from tests.access_support import bearer, copy_database, make_keys
 
 KEY = "a signing key for tests only"

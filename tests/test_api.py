@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from matcher import persist
+from matcher.matching import persist
 
 PROBLEM = "application/problem+json"
 

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher import assign, bookings
-from matcher.assign import AssignmentError, Problem, alternates, solve, solve_greedy, solve_min_cost_flow
-from matcher.assignment import AssignOptions, run_assign
 from matcher.errors import ConflictError
-from matcher.feasibility import check_feasibility
+from matcher.jobs.assign import booking as bookings
+from matcher.jobs.assign import solver as assign
+from matcher.jobs.assign.feasibility import check_feasibility
+from matcher.jobs.assign.job import AssignOptions, run_assign
+from matcher.jobs.assign.solver import AssignmentError, Problem, alternates, solve, solve_greedy, solve_min_cost_flow
 from tests.test_batch import write_rows
 
 # ------------------------------------------------------------------ random instances

@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from matcher import batch
-from matcher.batch import PARQUET_SCHEMA, BatchError, check_inputs, run_batch, write_matches
-from matcher.model import MATCH_COLUMNS, build_matcher
-from matcher.tables import TableError, read_table
+from matcher.inputs.files import TableError, read_table
+from matcher.jobs import batch
+from matcher.jobs.batch import PARQUET_SCHEMA, BatchError, check_inputs, run_batch, write_matches
+from matcher.matching.estimator import MATCH_COLUMNS, build_matcher
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "need_id,target_type,target_id,rank,score"
@@ -855,9 +855,9 @@ def _target_files(targets: pd.DataFrame, folder: Path) -> dict[str, Path]:
 
 def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
     """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
-    from matcher.library import needs_frame as stored_needs
-    from matcher.library import targets_frame as stored_targets
-    from matcher.training import stored_libraries
+    from matcher.inputs.library import needs_frame as stored_needs
+    from matcher.inputs.library import targets_frame as stored_targets
+    from matcher.matching.training import stored_libraries
 
     libs = stored_libraries(trained["database"], trained["data"])
     files = _target_files(stored_targets(libs), tmp_path)
@@ -879,9 +879,9 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
 
 def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Needs without tags (typed free text) get the same inferred tags, so the same rows, in batch and HTTP."""
-    from matcher.library import needs_frame as stored_needs
-    from matcher.library import targets_frame as stored_targets
-    from matcher.training import stored_libraries
+    from matcher.inputs.library import needs_frame as stored_needs
+    from matcher.inputs.library import targets_frame as stored_targets
+    from matcher.matching.training import stored_libraries
 
     monkeypatch.setenv("MATCHER_DATA_DIR", str(trained["data"]))
     libs = stored_libraries(trained["database"], trained["data"])

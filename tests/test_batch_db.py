@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from matcher import batch
-from matcher.batch import BatchError, parts_dir, run_batch, run_batch_db
-from matcher.engines import DaskEngine, EngineError
-from matcher.text import segmenter, usable_cores
+from matcher.jobs import batch
+from matcher.jobs.batch import BatchError, parts_dir, run_batch, run_batch_db
+from matcher.jobs.executors import DaskEngine, EngineError
+from matcher.text.segment import segmenter, usable_cores
 from tests.conftest import ROOT
 from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
 
@@ -376,7 +376,7 @@ def test_batch_benchmark_runs_small(tmp_path: Path) -> None:
 def test_fit_sample_indexes_every_target(tmp_path: Path) -> None:
     """A vocabulary learnt from a sample still indexes and scores every target, the same way each run."""
     paths = write_library(tmp_path / "in")
-    from matcher.batch import fit_matcher, read_inputs, targets_frame
+    from matcher.jobs.batch import fit_matcher, read_inputs, targets_frame
 
     _, tables = read_inputs(paths["needs"], targets_of(paths))
     frame = targets_frame(tables)

@@ -17,7 +17,7 @@ from datetime import date
 import pytest
 from openpyxl import load_workbook
 
-from matcher.bureau import PeriodError, bureau_report, parse_period, report_workbook
+from matcher.documents.bureau import PeriodError, bureau_report, parse_period, report_workbook
 from matcher.store import repository as repo
 from tests.conftest import ROOT
 
@@ -338,7 +338,7 @@ def test_http_report_roles_and_errors(make_app, url) -> None:
 def test_seeded_frames_equal_the_files_with_the_file_columns(url) -> None:
     import pandas as pd
 
-    from matcher.library import load_libraries
+    from matcher.inputs.library import load_libraries
 
     files = load_libraries(FIXTURE)
     with repo.transaction(url) as session:
@@ -358,7 +358,7 @@ def test_seeded_frames_equal_the_files_with_the_file_columns(url) -> None:
 
 
 def test_cli_labels_write_a_judgments_file_of_outcomes_and_attendance(tmp_path) -> None:
-    from matcher.judgments import read_judgments
+    from matcher.matching.judgments import read_judgments
 
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'labels.sqlite3'}", "MATCHER_DATA_DIR": str(FIXTURE), "PATH": ""}
     command = [sys.executable, "-m", "matcher.cli", "labels"]

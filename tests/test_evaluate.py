@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher import evaluate as evaluation
-from matcher import judgments
-from matcher.library import load_libraries
-from matcher.model import build_matcher
+from matcher.inputs.library import load_libraries
+from matcher.matching import judgments
+from matcher.matching.estimator import build_matcher
+from matcher.quality import evaluate as evaluation
 from tests.conftest import ROOT, SHARED, requires_shared
 
 BENCH = SHARED / "bench" / "zh"
@@ -93,7 +93,7 @@ def test_outputs_are_written(history, tmp_path) -> None:
 
 
 def test_gaps_by_category_and_county(libs, tmp_path) -> None:
-    from matcher.library import targets_frame
+    from matcher.inputs.library import targets_frame
 
     model = build_matcher().fit(targets_frame(libs))
     needs, summary = evaluation.find_gaps(model, libs, threshold=0.3)
@@ -200,7 +200,7 @@ def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> N
 @pytest.mark.shared
 @requires_shared("bench/zh")
 def test_tune_writes_params_in_the_params_format(tmp_path) -> None:
-    from matcher.tune import tune
+    from matcher.quality.tune import tune
 
     bench = evaluation.load_bench(BENCH).subset(80, seed=2)
     grid = {"matcher__judged__evidence_margin": [0.05, 1.0], "matcher__judged__max_iter": [30], "rerank": [True]}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from matcher.explore import coverage, needs_by
-from matcher.library import Libraries
+from matcher.inputs.library import Libraries
+from matcher.quality.explore import coverage, needs_by
 
 
 @pytest.fixture

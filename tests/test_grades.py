@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from matcher.grades import LABEL_COLUMNS, event_labels, grade
+from matcher.matching.grades import LABEL_COLUMNS, event_labels, grade
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_labels_come_from_held_events_only_for_each_expert() -> None:
 def test_labels_of_the_database_are_not_decisions(tmp_path) -> None:
     from sqlalchemy import func, select
 
-    from matcher.grades import event_labels_db
+    from matcher.matching.grades import event_labels_db
     from matcher.store import repository as repo
     from matcher.store.schema import Decision
     from tests.conftest import ROOT

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher import grades, metrics, persist
 from matcher.errors import ModelError
-from matcher.judgments import read_judgments
-from matcher.model import build_matcher
+from matcher.matching import grades, persist
+from matcher.matching.estimator import build_matcher
+from matcher.matching.judgments import read_judgments
+from matcher.quality import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,7 +240,7 @@ def test_batch_model_with_other_targets_uses_the_fitted_vocabulary(files: dict[s
     assert {t for _, t in scores} <= {"E1", "E2", "E9"} and ("N1", "E9") in scores
     model, _ = persist.load_folder(version)
     features = len(model.feature_names_)
-    from matcher.batch import read_table, targets_frame
+    from matcher.jobs.batch import read_table, targets_frame
 
     model.sync_targets(targets_frame({"expert": read_table(fewer)}))
     assert len(model.feature_names_) == features  # no refit: the version's vocabulary
@@ -374,7 +375,7 @@ def test_a_database_version_says_so(tmp_path: Path) -> None:
 
 
 def test_serving_standing_equals_the_training_standing() -> None:
-    from matcher.judgments import STANDING_FEATURES, _standing_one, standing_features
+    from matcher.matching.judgments import STANDING_FEATURES, _standing_one, standing_features
 
     rng = np.random.default_rng(0)
     base = np.round(rng.random(30), 2)  # ties included

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from matcher.errors import LibraryError
-from matcher.library import load_libraries, needs_frame, open_engagements, targets_frame
+from matcher.inputs.library import load_libraries, needs_frame, open_engagements, targets_frame
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from matcher import metrics
+from matcher.quality import metrics
 
 RANKED = ["E1", "E2", "E3", "E4", "E5"]
 RELEVANT = {"E2", "E4", "E9"}  # E9 is never ranked

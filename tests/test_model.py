@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from matcher.model import MATCH_COLUMNS, Matcher, build_matcher, params_of
+from matcher.matching.estimator import MATCH_COLUMNS, Matcher, build_matcher, params_of
 from tests.conftest import target
 
 
@@ -322,7 +322,7 @@ def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.mark.parametrize(("k", "county"), [(10, None), (1, None), (3, "雄县")])
 def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, k, county) -> None:
     """Approximate dense scores, then the candidates re-scored exactly: the same rows as scoring all."""
-    import matcher.model as model_module
+    import matcher.matching.estimator as model_module
 
     experts, needs = generated
     model = build_matcher(params).fit(experts)
@@ -343,7 +343,7 @@ def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, 
 def test_the_dense_copy_is_not_pickled(generated) -> None:
     import pickle
 
-    import matcher.model as model_module
+    import matcher.matching.estimator as model_module
 
     model = build_matcher().fit(generated[0])
     model.index_["expert"].dense_common()

@@ -8,11 +8,11 @@ import copy
 import pandas as pd
 import pytest
 
-from matcher.known_item import FORMS, known_item_rates, known_item_table, query_forms
-from matcher.library import load_libraries, needs_frame, targets_frame
-from matcher.model import build_matcher
-from matcher.names import mask_organisation, name_forms, organisation_forms
-from matcher.text import normalise
+from matcher.inputs.library import load_libraries, needs_frame, targets_frame
+from matcher.matching.estimator import build_matcher
+from matcher.matching.names import mask_organisation, name_forms, organisation_forms
+from matcher.quality.known_item import FORMS, known_item_rates, known_item_table, query_forms
+from matcher.text.segment import normalise
 from tests.conftest import ROOT
 
 

@@ -13,8 +13,8 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from matcher import grades
-from matcher.auth import hash_token
+from matcher.matching import grades
+from matcher.service.roles import hash_token
 from matcher.store import repository as repo
 from matcher.store.schema import AuditEntry, Decision, Outcome
 

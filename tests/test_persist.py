@@ -8,9 +8,9 @@ import pickle
 import pandas as pd
 import pytest
 
-from matcher import persist
 from matcher.errors import ModelError, NotFoundError
-from matcher.text import SEGMENTERS, segmenter
+from matcher.matching import persist
+from matcher.text.segment import SEGMENTERS, segmenter
 
 
 @pytest.fixture

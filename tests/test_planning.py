@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher.planning import (
+from matcher.jobs.planning import (
     PLAN_EVENT_FIELDS,
     PlanError,
     PlanInputs,
@@ -110,7 +110,7 @@ def test_the_check_finds_broken_constraints() -> None:
 
 def _best_by_brute_force(inputs: PlanInputs, options: PlanOptions, slots: list) -> int:
     """The best objective over every assignment of needs to (expert, tag) groups and of slots and venues."""
-    from matcher.planning import KIND_OF_TAG, _eligible, _free
+    from matcher.jobs.planning import KIND_OF_TAG, _eligible, _free
 
     needs = inputs.needs
     choices = []
@@ -161,7 +161,7 @@ def _best_by_brute_force(inputs: PlanInputs, options: PlanOptions, slots: list) 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_small_plans_are_optimal_by_brute_force(seed) -> None:
-    from matcher.planning import _slots
+    from matcher.jobs.planning import _slots
 
     inputs = generated(100 + seed, n_needs=7, n_experts=2, n_venues=2, busy=2)
     inputs.experts["free"] = [1 + seed % 2, 2]

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from matcher.privacy import index_text, redact_item
-from matcher.redact import redact as redacted_text
+from matcher.text.privacy import index_text, redact_item
+from matcher.text.redact import redact as redacted_text
 from matcher.web.monitoring import JsonFormatter
 from tests.access_support import bearer, copy_database, make_keys
 

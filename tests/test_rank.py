@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matcher.rank import top_k
+from matcher.matching.rank import top_k
 
 
 def test_best_first_and_ties_by_index() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher import rerank
-from matcher.library import load_libraries, needs_frame, targets_frame
-from matcher.model import build_matcher
-from matcher.rank import maximal_marginal_relevance
+from matcher.inputs.library import load_libraries, needs_frame, targets_frame
+from matcher.matching import rerank
+from matcher.matching.estimator import build_matcher
+from matcher.matching.rank import maximal_marginal_relevance
 from tests.conftest import ROOT
 
 
@@ -240,7 +240,7 @@ def test_tags_absent_are_inferred_and_an_empty_list_is_kept(reranked) -> None:
 def test_tag_threshold_is_chosen_by_cross_validation(libs, reranked) -> None:
     from sklearn.base import clone
 
-    from matcher.tagging import THRESHOLDS
+    from matcher.matching.tagging import THRESHOLDS
 
     tagger = reranked.tagger_
     assert tagger.threshold_ in THRESHOLDS and 0.4 < tagger.cv_f1_ <= 1
@@ -340,7 +340,7 @@ def test_manifest_and_models_list_say_which_types_are_reranked_and_why(tmp_path,
     from click.testing import CliRunner
 
     from matcher.cli import cli
-    from matcher.training import train_version
+    from matcher.matching.training import train_version
 
     models = tmp_path / "models"
     version = train_version(

@@ -17,10 +17,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from matcher import metrics
-from matcher.model import build_matcher
-from matcher.text import latin_tokens, normalise, script_views, stem
-from matcher.vectorize import TextVectorizer
+from matcher.matching.estimator import build_matcher
+from matcher.matching.vectorize import TextVectorizer
+from matcher.quality import metrics
+from matcher.text.segment import latin_tokens, normalise, script_views, stem
 from tests.conftest import target
 
 DATA = Path(__file__).parent / "data" / "mixed_script.jsonl"

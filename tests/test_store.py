@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, NotFoundError
-from matcher.library import load_libraries
+from matcher.inputs.library import load_libraries
 from matcher.store import repository as repo
 from matcher.store.db import _alembic_config, current_revision, engine_for, session_scope, upgrade
 from matcher.store.records import FeedbackIn

@@ -1,4 +1,4 @@
-"""Tests of matcher.tables: reading and validating one library file."""
+"""Tests of matcher.inputs.files: reading and validating one library file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from matcher.errors import LibraryError
-from matcher.tables import COLUMNS, Problem, Table, TableError, read_table, write_rejects
+from matcher.inputs.files import COLUMNS, Problem, Table, TableError, read_table, write_rejects
 
 LONG_TEXT = "社区养老服务需求评估与个案管理。" * 1875  # 30,000 characters
 
@@ -351,7 +351,7 @@ def test_duplicate_canonical_columns(tmp_path: Path, header: str, message: str) 
 
 def test_ignored_columns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_csv(tmp_path / "extra.csv", "id,备注,text,联系电话,,\nE1,老会员,社区服务,123,,\n")
-    with caplog.at_level(logging.INFO, logger="matcher.tables"):
+    with caplog.at_level(logging.INFO, logger="matcher.inputs.files"):
         table = read_table(path)
     assert table.ignored_columns == ["备注", "联系电话"]
     assert "ignoring columns 备注, 联系电话" in caplog.text

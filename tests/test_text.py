@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.segmenters import data_texts
-from matcher import text as text_module
-from matcher.text import normalise, script_views, segment, segment_blocks, split_list, text_blocks, tokenize
+from matcher.text import segment as text_module
+from matcher.text.segment import normalise, script_views, segment, segment_blocks, split_list, text_blocks, tokenize
 from tests.conftest import SHARED, requires_shared
 
 
@@ -119,7 +119,7 @@ def test_split_list(cell, expected) -> None:
 
 
 def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher import text as text_module
+    from matcher.text import segment as text_module
 
     texts = [normalise(f"第{i}家社工机构想做个案管理,小组工作第{i}期;Case {i} management") for i in range(40)]
     expected = [[word for word, _, _ in tokenize(t)] for t in texts]
@@ -131,7 +131,7 @@ def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.
 
 
 def test_normalise_many_in_processes_equals_normalise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher import text as text_module
+    from matcher.text import segment as text_module
 
     raw = ["首頁(yè)", "ＳＷＯＴ分析，ＮＧＯ２０２３", "個案管理和小組工作", "", "全角\u3000空格"] * 10
     monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
@@ -142,7 +142,7 @@ def test_no_processes_are_forked_while_other_threads_run(monkeypatch: pytest.Mon
     """A thread could hold a lock at the fork (jieba's, logging's) and hang the child: segment in-process."""
     import threading
 
-    from matcher import text as text_module
+    from matcher.text import segment as text_module
 
     texts = [normalise(f"第{i}期督导小组,社区{i}号") for i in range(30)]
     monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)

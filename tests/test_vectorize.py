@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from matcher.vectorize import TextVectorizer, char_ngrams
+from matcher.matching.vectorize import TextVectorizer, char_ngrams
 
 DOCS = [
     "个案管理实务与转介",
@@ -89,7 +89,7 @@ def test_grid_search_over_vectoriser_parameters() -> None:
 
 
 def test_bm25_transformer_by_hand() -> None:
-    from matcher.vectorize import BM25Transformer
+    from matcher.matching.vectorize import BM25Transformer
 
     counts = np.array([[2, 0, 1], [0, 1, 1]])  # lengths 3 and 2, avgdl 2.5
     bm25 = BM25Transformer(k1=1.0, b=0.5, norm=None).fit(counts)
@@ -203,7 +203,7 @@ def test_words_counted_with_arrays_equal_the_analyser(weighting: str, monkeypatc
 
 @pytest.mark.parametrize("weighting", ["okapi", "tfidf"])
 def test_fit_in_chunks_gives_the_same_vectors(weighting: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher import vectorize
+    from matcher.matching import vectorize
 
     docs = TextVectorizer().preprocess(LIBRARY)
     queries = TextVectorizer().preprocess(QUERIES)
@@ -218,7 +218,7 @@ def test_fit_in_chunks_gives_the_same_vectors(weighting: str, monkeypatch: pytes
 
 
 def test_counting_in_processes_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher import vectorize
+    from matcher.matching import vectorize
 
     docs = TextVectorizer().preprocess(LIBRARY * 3)
     serial = TextVectorizer()

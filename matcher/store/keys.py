@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from matcher.auth import ROLES, Identity, hash_token, new_token
 from matcher.errors import ConflictError, NotFoundError
+from matcher.service.roles import ROLES, Identity, hash_token, new_token
 from matcher.store.records import to_local_iso
 from matcher.store.schema import ApiKey, WebSession, utcnow
 

@@ -327,8 +327,8 @@ def _number(value: Any) -> Any:
 
 
 def _model_version(value: Any) -> Any:
-    """A model version as ``matcher models`` names them (``20261129T080000Z``: :data:`matcher.persist.VERSION_PATTERN`)."""
-    from matcher.persist import VERSION_PATTERN
+    """A model version as ``matcher models`` names them (``20261129T080000Z``: :data:`matcher.matching.persist.VERSION_PATTERN`)."""
+    from matcher.matching.persist import VERSION_PATTERN
 
     value = _optional_text(value)
     if isinstance(value, str) and not VERSION_PATTERN.match(value):

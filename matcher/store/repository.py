@@ -43,10 +43,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from matcher.documents.writer import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
-from matcher.library import FILES, OPTIONAL_COLUMNS, Libraries, check_data_dir, load_libraries, load_places
-from matcher.output import append_row, atomic_file, save_workbook, workbook, write_csv
-from matcher.privacy import index_text
+from matcher.inputs.files import Problem, TableError, read_rows
+from matcher.inputs.library import FILES, OPTIONAL_COLUMNS, Libraries, check_data_dir, load_libraries, load_places
 from matcher.store import audit
 from matcher.store import events as event_rules
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
@@ -89,8 +89,8 @@ from matcher.store.schema import (
     Tag,
     utcnow,
 )
-from matcher.tables import Problem, TableError, read_rows
-from matcher.text import normalise, segment, split_list
+from matcher.text.privacy import index_text
+from matcher.text.segment import normalise, segment, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -411,7 +411,7 @@ def _seed_events(session: Session, directory: str | os.PathLike | None) -> None:
     Each row is validated as the API validates it; the files are the base's own records, so their
     history (held events, ratings) is stored as written.
     """
-    from matcher.library import data_dir as default_data_dir
+    from matcher.inputs.library import data_dir as default_data_dir
 
     root = Path(directory) if directory is not None else default_data_dir()
     _seed_kinds(session, root, EVENT_KINDS)
@@ -444,7 +444,7 @@ def _seed_file(session: Session, directory: str | os.PathLike | None) -> None:
     """The organisation file of ``data/`` when present: ``stages.csv`` (``org_id,stage,since``; ids
     ``S00001``… in file order), ``milestones.csv`` and ``outcomes.csv`` (keyed by the id of the
     ``completed`` decision that closed the engagement). Each row is validated as the API validates it."""
-    from matcher.library import data_dir as default_data_dir
+    from matcher.inputs.library import data_dir as default_data_dir
 
     root = Path(directory) if directory is not None else default_data_dir()
     _seed_kinds(session, root, FILE_KINDS)
@@ -574,7 +574,7 @@ def _rows(session: Session, kind: str, *, live: bool = True) -> list[dict[str, A
 
 
 def load_libraries_db(session: Session) -> Libraries:
-    """The live libraries as :class:`~matcher.library.Libraries` frames, as ``load_libraries`` gives them.
+    """The live libraries as :class:`~matcher.inputs.library.Libraries` frames, as ``load_libraries`` gives them.
 
     Same columns and dtypes as the files give, rows ordered by id, soft-deleted records left out
     (decisions and engagements of deleted needs too), plus the ``engagements`` frame (``id, need_id,
@@ -828,7 +828,7 @@ def _relevance(session: Session, kind: str, rows: list[dict[str, Any]], query: s
     single character never matches on its own (``养老`` does not find a text with only ``老师``;
     ``个案`` finds ``个案管理``). A query without such a word matches nothing.
     """
-    from matcher.vectorize import TextVectorizer
+    from matcher.matching.vectorize import TextVectorizer
 
     words = [w for w in dict.fromkeys(segment(normalise(index_text(query)))) if len(w) >= 2]
     if not words:
@@ -1759,7 +1759,7 @@ def export_file(kind: str, path: str | os.PathLike, *, url: str | None = None, a
 
     Columns are those of ``data/<kind>.csv`` (decisions add ``comment, model_version, score``); lists
     are joined with ``;`` in CSV and XLSX and are arrays in JSONL; times are UTC ISO 8601 with ``Z``.
-    Importing the file again changes nothing. Cells are written by :mod:`matcher.output` (typed
+    Importing the file again changes nothing. Cells are written by :mod:`matcher.documents.writer` (typed
     XLSX text, CSV texts that could start a formula quoted). An export of experts with phone or
     e-mail is audited as a view of their contact details by ``actor``. Returns the number of
     records written.

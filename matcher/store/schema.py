@@ -301,7 +301,7 @@ class Milestone(_Record, Base):
 class Outcome(Base):
     """The follow-up of a completed engagement, keyed by the ``completed`` decision that closed it.
 
-    A derived label for learning (:mod:`matcher.grades`), never a row of ``decisions``.
+    A derived label for learning (:mod:`matcher.matching.grades`), never a row of ``decisions``.
     """
 
     __tablename__ = "outcomes"

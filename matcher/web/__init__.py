@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from matcher.service import MatchService
+from matcher.service.match import MatchService
 from matcher.web.errors import register_error_handlers
 
 __all__ = ["create_app"]

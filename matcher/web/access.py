@@ -7,7 +7,7 @@ authenticated, in this order:
 2. the page's session cookie (``matcher_session``, HttpOnly, SameSite=Strict), made by
    ``POST /session`` with a key and stored server-side; writes made with it must carry the session's
    token in ``X-CSRF-Token`` (403 otherwise);
-3. no key and no cookie: while **no key is configured** (:class:`matcher.auth.KeyRing`) and the
+3. no key and no cookie: while **no key is configured** (:class:`matcher.service.roles.KeyRing`) and the
    request comes from a loopback address without any header a proxy adds (:data:`PROXY_HEADERS`:
    ``Forwarded``, ``Via``, ``X-Forwarded-*``, ``X-Real-IP``, ``CF-Connecting-IP``, ``True-Client-IP``,
    any ``…-Client-IP``…), it is served as the local coordinator; otherwise 401.
@@ -29,9 +29,9 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
-from matcher.auth import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
 from matcher.errors import MatcherError
-from matcher.privacy import CONTACT_FIELDS, redact_item
+from matcher.service.roles import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
+from matcher.text.privacy import CONTACT_FIELDS, redact_item
 from matcher.web.errors import AccessError
 from matcher.web.openapi import PUBLIC, operation
 from matcher.web.payload import json_body, respond

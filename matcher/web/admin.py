@@ -11,8 +11,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g
 from flask.typing import ResponseReturnValue
 
-from matcher import persist
 from matcher.errors import ConflictError, ModelError
+from matcher.matching import persist
 from matcher.web.access import audit
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, query, respond

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, current_app
 from flask.typing import ResponseReturnValue
 
-from matcher.service import MatchRequest, MatchResponse, MatchService
+from matcher.service.match import MatchRequest, MatchResponse, MatchService
 from matcher.web.monitoring import observe_match
 from matcher.web.openapi import PUBLIC, operation
 from matcher.web.payload import json_body, respond
@@ -52,5 +52,5 @@ def health() -> ResponseReturnValue:
     ),
 )
 def match() -> ResponseReturnValue:
-    """Match a free-text or stored need; see :meth:`matcher.service.MatchService.match`."""
+    """Match a free-text or stored need; see :meth:`matcher.service.match.MatchService.match`."""
     return respond(match_and_time(MatchRequest.model_validate(json_body())), MatchResponse)

@@ -1,6 +1,6 @@
 """The bureau report over HTTP: ``GET /v1/report`` (JSON, for the page's 工作报表) and ``GET /v1/report.xlsx``.
 
-The same figures as ``matcher report`` (:mod:`matcher.bureau`); a bad period or county is 400.
+The same figures as ``matcher report`` (:mod:`matcher.documents.bureau`); a bad period or county is 400.
 Aggregate figures hold no personal data: coordinators and analysts may read them.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
-from matcher.report import XLSX_MEDIA_TYPE
+from matcher.documents.recommendations import XLSX_MEDIA_TYPE
 from matcher.web.errors import BadRequestError
 from matcher.web.openapi import operation
 from matcher.web.payload import query, respond
@@ -22,7 +22,7 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 
 def _report() -> dict[str, Any]:
-    from matcher.bureau import PeriodError, bureau_report
+    from matcher.documents.bureau import PeriodError, bureau_report
     from matcher.store.repository import transaction
 
     wanted = query(ReportQuery)
@@ -61,7 +61,7 @@ def report() -> ResponseReturnValue:
 )
 def report_xlsx() -> ResponseReturnValue:
     """The report as a workbook."""
-    from matcher.bureau import report_workbook
+    from matcher.documents.bureau import report_workbook
 
     body = _report()
     suffix = f"-{body['county']}" if body["county"] else ""

@@ -15,8 +15,8 @@ from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from matcher.rank import WEAK_SCORE
-from matcher.report import XLSX_MEDIA_TYPE
+from matcher.documents.recommendations import XLSX_MEDIA_TYPE
+from matcher.matching.rank import WEAK_SCORE
 from matcher.web.access import audit, present
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, respond
@@ -102,7 +102,7 @@ class PlanOut(BaseModel):
 )
 def plan_events() -> ResponseReturnValue:
     """Propose events for a period; with ``commit`` store them as planned events with invited attendees."""
-    from matcher.planning import PlanOptions, commit_plan, plan_inputs, solve
+    from matcher.jobs.planning import PlanOptions, commit_plan, plan_inputs, solve
 
     given = PlanIn.model_validate(json_body(not_json_status=400))
     options = PlanOptions(
@@ -144,7 +144,7 @@ def plan_events() -> ResponseReturnValue:
 )
 def signin_sheet(event_id: str) -> ResponseReturnValue:
     """The sign-in sheet; contacts shown to coordinators are written to the audit log."""
-    from matcher.signin import signin_workbook
+    from matcher.documents.signin import signin_workbook
     from matcher.store.repository import get_record, transaction
 
     service = current_app.extensions["matcher"]

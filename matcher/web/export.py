@@ -1,4 +1,4 @@
-"""A need's recommendations with their reasons as an XLSX file (:mod:`matcher.report`).
+"""A need's recommendations with their reasons as an XLSX file (:mod:`matcher.documents.recommendations`).
 
 ``GET /v1/needs/<id>/matches.xlsx`` for a stored need, ``POST /v1/match/export`` for any match
 request (a need typed in freely too). Both match exactly as ``POST /v1/match`` does.
@@ -11,9 +11,9 @@ import re
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
-from matcher.redact import redact
-from matcher.report import XLSX_MEDIA_TYPE, recommendations_workbook
-from matcher.service import MatchRequest
+from matcher.documents.recommendations import XLSX_MEDIA_TYPE, recommendations_workbook
+from matcher.service.match import MatchRequest
+from matcher.text.redact import redact
 from matcher.web.api import match_and_time
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body

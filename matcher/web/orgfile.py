@@ -2,7 +2,7 @@
 
 The file's parts are records of their own (``/v1/organisations``, ``/v1/stages``,
 ``/v1/milestones``, outcomes at ``/v1/engagements/<id>/outcome``); these routes read them together
-(:mod:`matcher.orgfile`). Analysts get every text redacted, as in the other reads.
+(:mod:`matcher.documents.orgfile`). Analysts get every text redacted, as in the other reads.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
-from matcher.report import XLSX_MEDIA_TYPE
+from matcher.documents.recommendations import XLSX_MEDIA_TYPE
 from matcher.web.access import present
 from matcher.web.openapi import operation
 from matcher.web.payload import respond
@@ -23,7 +23,7 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 
 def _file(org_id: str) -> dict:
-    from matcher.orgfile import organisation_file
+    from matcher.documents.orgfile import organisation_file
     from matcher.store.repository import transaction
 
     service = current_app.extensions["matcher"]
@@ -55,7 +55,7 @@ def organisation_file(org_id: str) -> ResponseReturnValue:
 )
 def organisation_file_xlsx(org_id: str) -> ResponseReturnValue:
     """The file as a workbook."""
-    from matcher.orgfile import file_workbook
+    from matcher.documents.orgfile import file_workbook
 
     data = file_workbook(_file(org_id))
     name = f"file-{re.sub(r'[^A-Za-z0-9_.-]', '_', org_id)}.xlsx"

@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from matcher.service import MAX_K, MatchRequest, MatchResponse, MatchService
+from matcher.service.match import MAX_K, MatchRequest, MatchResponse, MatchService
 from matcher.store.records import MODELS, FeedbackIn, NewNeedIn, OutcomeIn
 from matcher.web.access import audit, present
 from matcher.web.api import match_and_time

@@ -3,7 +3,7 @@
 The library items are the record models of :mod:`matcher.store.records` (the ones that validate
 ``POST``/``PUT`` and ``matcher import``) plus the fields the service adds (``updated_at``,
 ``open_engagements``, ``relevance``), so one definition describes what goes in and what comes out.
-The match body is :class:`matcher.service.MatchResponse`. Every model forbids unknown fields: a
+The match body is :class:`matcher.service.match.MatchResponse`. Every model forbids unknown fields: a
 response that drifts from its model fails the tests (``VALIDATE_RESPONSES``) and schemathesis.
 """
 
@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from matcher.auth import ROLES
-from matcher.rank import WEAK_SCORE
+from matcher.matching.rank import WEAK_SCORE
+from matcher.service.roles import ROLES
 from matcher.store.audit import ACTIONS
 from matcher.store.records import GOAL_MET, MODELS, DecisionIn, FeedbackIn, OutcomeIn, Timestamp
 

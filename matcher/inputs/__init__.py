@@ -1,0 +1,1 @@
+"""Inputs: user files, their cells, and the embedded sample libraries."""

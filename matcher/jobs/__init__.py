@@ -1,0 +1,1 @@
+"""Jobs over whole libraries: batch scoring, assignment within capacity, event planning."""

@@ -1,0 +1,1 @@
+"""Matching: vectorisers, the estimator and its scoring, re-rankers, model versions, training."""

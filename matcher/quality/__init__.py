@@ -1,0 +1,1 @@
+"""Quality: metrics, evaluation on the history and on benchmarks, tuning, descriptive statistics."""

@@ -1,0 +1,1 @@
+"""The service: one request in, one response body out, and who may do what."""

@@ -1,0 +1,1 @@
+"""Text: normalisation, segmentation, the one redaction of personal data."""
