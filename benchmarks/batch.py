@@ -285,16 +285,18 @@ def without_segment_cache() -> None:
         return tuple(word for word, _, _ in text.tokenize(block))
 
     text._segment_block = segment_block
-    text.SEGMENT_CACHE_SIZE = 0  # segment_blocks remembers nothing either (a call still cuts each distinct block once)
+    text.SEGMENT_MEMORY.limit = 0  # segment_blocks remembers nothing either (a call still cuts each distinct block once)
+    text.SEGMENT_MEMORY.clear()
     vectorize.prepare_segments = lambda texts: 0  # nothing to remember the words in
 
 
 def repetition(needs: pd.DataFrame, experts: pd.DataFrame) -> dict[str, float]:
     """How often jieba's blocks recur in the texts: distinct blocks over all blocks."""
-    from matcher.text.segment import _blocks, normalise
+    from matcher.text.normalise import normalise
+    from matcher.text.segment import text_blocks
 
     docs = ["\n".join(t for t in texts if t) for texts in experts["texts"]] + needs["text"].tolist()
-    blocks = [b for doc in docs for b in _blocks().split(normalise(doc)) if b]
+    blocks = [b for doc in docs for b in text_blocks(normalise(doc))]
     return {"blocks": len(blocks), "distinct_blocks": len(set(blocks))}
 
 

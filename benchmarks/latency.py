@@ -254,7 +254,8 @@ class BM25:
     def __init__(self, docs: list[str], ids: np.ndarray) -> None:
         from rank_bm25 import BM25Okapi
 
-        from matcher.text.segment import normalise, segment
+        from matcher.text.normalise import normalise
+        from matcher.text.segment import segment
 
         self.tokens = lambda text: segment(normalise(text))
         self.bm25 = BM25Okapi([self.tokens(d) for d in docs])

@@ -56,15 +56,16 @@ def corpus_texts(folder: Path) -> list[str]:
 
 def distinct_blocks(texts: Iterable[str]) -> list[str]:
     """jieba's blocks of the normalised texts and of their CJK views, each once, in order of appearance."""
-    from matcher.text.segment import _blocks, normalise, script_views
+    from matcher.text.normalise import normalise
+    from matcher.text.scripts import script_views
+    from matcher.text.segment import text_blocks
 
     seen: dict[str, None] = {}
     for text in texts:
         doc = normalise(text)
         for view in (doc, script_views(doc)[0]):
-            for block in _blocks().split(view):
-                if block:
-                    seen.setdefault(block, None)
+            for block in text_blocks(view):
+                seen.setdefault(block, None)
     return list(seen)
 
 

@@ -280,9 +280,9 @@ def test_f02_batch_rejects_redact_full_width_numbers(cli_env, tmp_path) -> None:
 
 def test_f02_assignment_outputs_use_the_one_redaction() -> None:
     from matcher.jobs.assign import job as assignment
-    from matcher.text import redact
+    from matcher.text import privacy
 
-    assert assignment.redact is redact.redact
+    assert assignment.redact is privacy.redact
     assert assignment.redact(f"conflict {FULL_WIDTH_PHONE} {DOTTED_PHONE}") == "conflict [电话] [电话]"
 
 

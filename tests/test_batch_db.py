@@ -18,7 +18,8 @@ import pytest
 from matcher.jobs import batch
 from matcher.jobs.batch import BatchError, parts_dir, run_batch, run_batch_db
 from matcher.jobs.executors import DaskEngine, EngineError
-from matcher.text.segment import segmenter, usable_cores
+from matcher.text.processes import usable_cores
+from matcher.text.segment import segmenter
 from tests.conftest import ROOT
 from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
 

@@ -12,7 +12,7 @@ from matcher.inputs.library import load_libraries, needs_frame, targets_frame
 from matcher.matching.estimator import build_matcher
 from matcher.matching.names import mask_organisation, name_forms, organisation_forms
 from matcher.quality.known_item import FORMS, known_item_rates, known_item_table, query_forms
-from matcher.text.segment import normalise
+from matcher.text.normalise import normalise
 from tests.conftest import ROOT
 
 

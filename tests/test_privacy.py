@@ -9,7 +9,7 @@ import re
 import pytest
 
 from matcher.text.privacy import index_text, redact_item
-from matcher.text.redact import redact as redacted_text
+from matcher.text.privacy import redact as redacted_text
 from matcher.web.monitoring import JsonFormatter
 from tests.access_support import bearer, copy_database, make_keys
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matcher.text.redact import redact
+from matcher.text.privacy import redact
 
 
 @pytest.mark.parametrize(

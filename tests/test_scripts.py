@@ -20,7 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from matcher.matching.estimator import build_matcher
 from matcher.matching.vectorize import TextVectorizer
 from matcher.quality import metrics
-from matcher.text.segment import latin_tokens, normalise, script_views, stem
+from matcher.text.normalise import normalise
+from matcher.text.scripts import latin_tokens, script_views, stem
 from tests.conftest import target
 
 DATA = Path(__file__).parent / "data" / "mixed_script.jsonl"

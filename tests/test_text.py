@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.segmenters import data_texts
+from matcher.inputs.cells import split_list
+from matcher.text import normalise as normalise_module
+from matcher.text import processes
 from matcher.text import segment as text_module
-from matcher.text.segment import normalise, script_views, segment, segment_blocks, split_list, text_blocks, tokenize
+from matcher.text.normalise import normalise
+from matcher.text.scripts import script_views
+from matcher.text.segment import segment, segment_blocks, text_blocks, tokenize
 from tests.conftest import SHARED, requires_shared
 
 
@@ -119,42 +124,52 @@ def test_split_list(cell, expected) -> None:
 
 
 def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher.text import segment as text_module
-
+    if processes.fork_cores() < 2:
+        pytest.skip("one core here: no pool to test")
     texts = [normalise(f"第{i}家社工机构想做个案管理,小组工作第{i}期;Case {i} management") for i in range(40)]
     expected = [[word for word, _, _ in tokenize(t)] for t in texts]
+    monkeypatch.setattr(text_module, "_native", lambda: None)  # the pool is for jieba only
     monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)
-    monkeypatch.setattr(text_module, "_SEGMENTED", {})
+    memory = text_module.SegmentMemory(text_module.SEGMENT_CACHE_SIZE)
+    monkeypatch.setattr(text_module, "SEGMENT_MEMORY", memory)
     done = text_module.prepare_segments(texts)
-    assert done == 0 or len(text_module._SEGMENTED) == done > 40
+    assert len(memory) == done > 40  # a pool segmented them and the memory holds their words
     assert [segment(t) for t in texts] == expected
 
 
-def test_normalise_many_in_processes_equals_normalise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matcher.text import segment as text_module
+def test_the_segment_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = text_module.SegmentMemory(3)
+    monkeypatch.setattr(text_module, "SEGMENT_MEMORY", memory)
+    text = normalise("个案管理 小组工作 社区服务 督导")
+    words = segment(text)
+    assert 0 < len(memory) <= 3 and words == [w for w, _, _ in tokenize(text)]
+    assert segment(text) == words
+    assert memory.room() == 3 - len(memory)
+    memory.clear()
+    assert len(memory) == 0 and memory.room() == 3 and segment(text) == words
 
+
+def test_normalise_many_in_processes_equals_normalise(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = ["首頁(yè)", "ＳＷＯＴ分析，ＮＧＯ２０２３", "個案管理和小組工作", "", "全角\u3000空格"] * 10
-    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
-    assert text_module.normalise_many(raw) == [normalise(t) for t in raw]
+    monkeypatch.setattr(normalise_module, "PARALLEL_TEXTS", 1)
+    assert normalise_module.normalise_many(raw) == [normalise(t) for t in raw]
 
 
 def test_no_processes_are_forked_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread could hold a lock at the fork (jieba's, logging's) and hang the child: segment in-process."""
     import threading
 
-    from matcher.text import segment as text_module
-
     texts = [normalise(f"第{i}期督导小组,社区{i}号") for i in range(30)]
     monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)
-    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 1)
-    monkeypatch.setattr(text_module, "_SEGMENTED", {})
+    monkeypatch.setattr(normalise_module, "PARALLEL_TEXTS", 1)
+    monkeypatch.setattr(text_module, "SEGMENT_MEMORY", text_module.SegmentMemory(text_module.SEGMENT_CACHE_SIZE))
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
     try:
-        assert text_module._cores() == 1
+        assert processes.fork_cores() == 1
         assert text_module.prepare_segments(texts) == 0
-        assert text_module.normalise_many(texts) == [normalise(t) for t in texts]
+        assert normalise_module.normalise_many(texts) == [normalise(t) for t in texts]
     finally:
         release.set()
         other.join()
@@ -238,11 +253,11 @@ def test_every_user_word_has_a_frequency() -> None:
 
 
 def test_parallelism_bounds_the_pools(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(text_module, "PARALLEL_TEXTS", 4)
+    monkeypatch.setattr(normalise_module, "PARALLEL_TEXTS", 4)
     texts = ["個案管理與小組工作", "ＳＷＯＴ分析", "全角\u3000空格", "社會工作", "首頁(yè)"] * 3
-    with text_module.parallelism(1):
-        assert text_module._cores() == 1
-        serial = text_module.normalise_many(texts)
-    with text_module.parallelism(None):
-        assert text_module._cores() == min(text_module.usable_cores(), text_module._cores())
-        assert text_module.normalise_many(texts) == serial == [normalise(t) for t in texts]
+    with processes.parallelism(1):
+        assert processes.fork_cores() == 1
+        serial = normalise_module.normalise_many(texts)
+    with processes.parallelism(None):
+        assert processes.fork_cores() == min(processes.usable_cores(), processes.fork_cores())
+        assert normalise_module.normalise_many(texts) == serial == [normalise(t) for t in texts]

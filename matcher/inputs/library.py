@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from matcher.errors import LibraryError, NotFoundError
+from matcher.inputs.cells import split_list, yes_no
+from matcher.text.normalise import normalise
 from matcher.text.privacy import index_text
-from matcher.text.segment import normalise, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -222,15 +223,17 @@ def _parse_int(frame: pd.DataFrame, column: str, path: Path, *, minimum: int = 0
 
 
 def _parse_bool(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    mapping = {"true": True, "1": True, "yes": True, "是": True, "false": False, "0": False, "no": False, "否": False}
-    values = frame[column].str.lower().map(mapping)
+    values = frame[column].map(yes_no)  # True, False, or None (blank or not a yes/no word)
     bad = frame.index[values.isna() & (frame[column] != "")]
     if len(bad):
         index = bad[0]
         raise LibraryError(
             f"{path}: row {_row(frame, index)}, column {column!r}: expected true or false, got {frame.at[index, column]!r}"
         )
-    return values.fillna(True).astype(bool)
+    available = pd.Series(True, index=frame.index)  # a blank cell: available
+    given = values.notna()
+    available[given] = values[given].astype(bool)
+    return available
 
 
 def _check_reference(frame: pd.DataFrame, column: str, known: pd.Series, path: Path, what: str) -> None:

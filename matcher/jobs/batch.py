@@ -43,9 +43,9 @@ from matcher.inputs.files import Table, TableError, read_table, write_rejects
 from matcher.inputs.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
 from matcher.jobs.executors import Engine, EngineError, LocalEngine, make_engine
 from matcher.matching.estimator import MATCH_COLUMNS, Matcher, build_matcher
-from matcher.text.privacy import index_text
-from matcher.text.redact import redact
-from matcher.text.segment import parallelism, segmenter, usable_cores
+from matcher.text.privacy import index_text, redact
+from matcher.text.processes import parallelism, usable_cores
+from matcher.text.segment import segmenter
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from matcher.matching.rerank import (
 )
 from matcher.matching.tagging import TagClassifier, taxonomy_documents
 from matcher.matching.vectorize import TextVectorizer
-from matcher.text.segment import normalise, normalise_many
+from matcher.text.normalise import normalise, normalise_many
 
 logger = logging.getLogger(__name__)
 
@@ -1375,7 +1375,7 @@ def _load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1 << 16)
 def _label(value: str) -> str:
-    """A tag or county normalised (:func:`matcher.text.segment.normalise`), remembered: labels recur on every row."""
+    """A tag or county normalised (:func:`matcher.text.normalise.normalise`), remembered: labels recur on every row."""
     return normalise(value)
 
 

@@ -7,7 +7,7 @@ quotation marks, the brand inside the quotes, and each without its generic suffi
 ``pyahocorasick``). The need's own organisation's name and its short forms (:func:`organisation_forms`)
 are blanked out of the text first, so a need of 红心社会工作服务中心 never names the project 红心社工.
 
-All forms are compared in the normal form of :func:`matcher.text.segment.normalise` (traditional characters,
+All forms are compared in the normal form of :func:`matcher.text.normalise.normalise` (traditional characters,
 full-width punctuation and case folded), so a name typed in traditional characters is found as well.
 """
 
@@ -20,7 +20,7 @@ import ahocorasick
 import numpy as np
 import scipy.sparse as sp
 
-from matcher.text.segment import normalise
+from matcher.text.normalise import normalise
 
 __all__ = ["NameIndex", "mask_organisation", "name_forms", "organisation_forms", "strip_suffix"]
 

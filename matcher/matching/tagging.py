@@ -26,8 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
+from matcher.inputs.cells import split_list
 from matcher.matching.vectorize import TextVectorizer
-from matcher.text.segment import split_list
 
 logger = logging.getLogger(__name__)
 

@@ -19,20 +19,10 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.text.segment import (
-    latin_terms,
-    latin_tokens,
-    normalise,
-    prepare_segments,
-    script_views,
-    segment,
-    segment_blocks,
-    segmenter,
-    stem,
-    stop_word_set,
-    text_blocks,
-    tokenize,
-)
+from matcher.text.normalise import normalise
+from matcher.text.processes import fork_cores, limit_workers
+from matcher.text.scripts import latin_terms, latin_tokens, script_views, stem, stop_word_set
+from matcher.text.segment import prepare_segments, segment, segment_blocks, segmenter, text_blocks, tokenize
 
 __all__ = ["BLOCKS", "WEIGHTINGS", "BM25Transformer", "TextVectorizer", "char_ngrams"]
 
@@ -161,16 +151,12 @@ _FIT_JOB: tuple[dict[str, list[str]], dict[str, tuple[int, int] | None]] | None 
 
 
 def _fit_cores() -> int:
-    from matcher.text import segment as text
-
-    return text._cores()
+    return fork_cores()
 
 
 def _quiet_worker() -> None:
     """A counting process starts no processes of its own."""
-    from matcher.text import segment as text
-
-    text._WORKERS = 1
+    limit_workers(1)
 
 
 def _count_chunk(bounds: tuple[int, int]) -> dict[str, tuple[np.ndarray, sp.csr_matrix]]:
@@ -328,11 +314,11 @@ class BM25Transformer(TransformerMixin, BaseEstimator):
 class TextVectorizer(TransformerMixin, BaseEstimator):
     """Script-aware text vectors: character n-grams, jieba words and stemmed Latin-script words.
 
-    With ``split_scripts`` a text is split into runs by script (:func:`matcher.text.segment.script_views`).
+    With ``split_scripts`` a text is split into runs by script (:func:`matcher.text.scripts.script_views`).
     The CJK runs (Han, kana, Hangul, with the digits written against them: ``2023年``) give the
     ``char`` block (character n-grams within runs, :func:`char_ngrams`) and the ``word`` block (the
     tokenizer's words, punctuation and stop words dropped). Everything else gives the ``latin`` block
-    (:func:`matcher.text.segment.latin_tokens`): words lower-cased, English stop words dropped, Snowball-stemmed
+    (:func:`matcher.text.scripts.latin_tokens`): words lower-cased, English stop words dropped, Snowball-stemmed
     (``analysing`` and ``analysis`` are one term), numbers and tokens with a digit (``2020``, ``5g``)
     kept whole, and no character n-grams: ``SWOT分析`` is ``latin:swot`` plus the n-grams and words of
     ``分析``. Without ``split_scripts`` (the analysis of models saved before it existed) Latin text goes
@@ -354,7 +340,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         Split texts by script (above); False analyses every script with the character and word blocks.
     latin_stem : str or None
         Snowball language of the Latin block's stemmer (``"english"``: with the English spelling
-        variants of :func:`matcher.text.segment.stem` joined), or None for no stemming.
+        variants of :func:`matcher.text.scripts.stem` joined), or None for no stemming.
     latin_stop_words : "english", None or list of str
         Words the Latin block drops (``"english"``: ``matcher/text/dict/stop_words_en.txt``).
     renormalise : bool
@@ -379,7 +365,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     max_features : int or None
         Vocabulary cap of each block (most frequent first); bounds memory on huge libraries.
     preprocessor : callable
-        Applied once to every raw text before both blocks (default :func:`matcher.text.segment.normalise`).
+        Applied once to every raw text before both blocks (default :func:`matcher.text.normalise.normalise`).
     tokenizer : callable
         Word segmenter of the word block (default :func:`matcher.text.segment.segment`).
 
@@ -642,7 +628,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """The character and word blocks' counts of many texts, chunk by chunk, in forked processes.
 
         One chunk per process (at most :data:`_FIT_CHUNK` texts), one process per core (bounded by
-        :func:`matcher.text.segment.parallelism`); ``{}`` for few texts, one core, or no processes to be had,
+        :func:`matcher.text.processes.parallelism`); ``{}`` for few texts, one core, or no processes to be had,
         and the blocks are then counted in this process. The counts are the same either way.
         """
         kinds = {}

@@ -29,9 +29,8 @@ from matcher.inputs.library import Libraries, targets_frame
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher, term_spans
 from matcher.matching.rank import WEAK_SCORE
-from matcher.text.privacy import index_text, shown_index_text
-from matcher.text.redact import redact
-from matcher.text.segment import normalise
+from matcher.text.normalise import normalise
+from matcher.text.privacy import index_text, redact, shown_index_text
 
 logger = logging.getLogger(__name__)
 

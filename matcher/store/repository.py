@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from matcher.documents.writer import append_row, atomic_file, save_workbook, workbook, write_csv
 from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
+from matcher.inputs.cells import cell_key, split_list
 from matcher.inputs.files import Problem, TableError, read_rows
 from matcher.inputs.library import FILES, OPTIONAL_COLUMNS, Libraries, check_data_dir, load_libraries, load_places
 from matcher.store import audit
@@ -66,7 +67,6 @@ from matcher.store.records import (
     OutcomeIn,
     canonical_value,
     field_errors,
-    header_key,
     header_map,
     to_local_iso,
     to_utc_iso,
@@ -89,8 +89,9 @@ from matcher.store.schema import (
     Tag,
     utcnow,
 )
+from matcher.text.normalise import normalise
 from matcher.text.privacy import index_text
-from matcher.text.segment import normalise, segment, split_list
+from matcher.text.segment import segment
 
 logger = logging.getLogger(__name__)
 
@@ -1516,7 +1517,7 @@ def _map_headers(file: str, kind: str, headers: list[str], rows: list[tuple[int,
             if any(not _blank_cell(cells[index]) for _, cells in rows):
                 problems.append(Problem(file, None, None, f"column {index + 1} has values but no header"))
             continue
-        field = aliases.get(header_key(label))
+        field = aliases.get(cell_key(label))
         if field is None:
             known = ", ".join(MODELS[kind].model_fields)
             problems.append(

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE, recommendations_workbook
 from matcher.service.match import MatchRequest
-from matcher.text.redact import redact
+from matcher.text.privacy import redact
 from matcher.web.api import match_and_time
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body

@@ -5,7 +5,7 @@
   and every log line written while the request runs carries it.
 * :class:`JsonFormatter` writes one JSON object per line (``time, level, logger, message,
   request_id`` and any ``extra`` fields). Messages and tracebacks are redacted with
-  :func:`matcher.text.redact.redact` and cut at a bounded length, so a log never holds a need text in
+  :func:`matcher.text.privacy.redact` and cut at a bounded length, so a log never holds a need text in
   full; the package itself logs need ids and lengths only.
 * One access line per request (logger ``matcher.access``): method, route template, status,
   duration, role and key id; the query string's names are logged, never its values.
@@ -32,7 +32,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from flask.typing import ResponseReturnValue
 
-from matcher.text.redact import redact
+from matcher.text.privacy import redact
 from matcher.web.openapi import operation
 
 __all__ = [

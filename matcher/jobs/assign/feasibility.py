@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from matcher.text.segment import normalise
+from matcher.text.normalise import normalise
 
 __all__ = ["FeasibilityReport", "Finding", "check_feasibility"]
 

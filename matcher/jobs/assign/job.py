@@ -45,7 +45,7 @@ from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
 from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve
 from matcher.jobs.executors import Engine, EngineError, make_engine
 from matcher.matching.estimator import Matcher
-from matcher.text.redact import redact
+from matcher.text.privacy import redact
 
 logger = logging.getLogger(__name__)
 
