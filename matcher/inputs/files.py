@@ -24,16 +24,19 @@ import os
 import re
 import unicodedata
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any, NoReturn
 
+import openpyxl
 import pandas as pd
 
 from matcher.documents.writer import FORMULA_TRIGGERS, unescape_csv, write_csv
 from matcher.errors import LibraryError
+from matcher.inputs.cells import HEADER_ALIASES, cell_key, split_items, yes_no
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +58,9 @@ OPTIONAL_COLUMNS: frozenset[str] = frozenset(
     {"name", "tags", "counties", "org_id", "org_name", "capacity", "available"}
 )
 _CANONICAL: frozenset[str] = OPTIONAL_COLUMNS | {"id", "title", "description", "text"}
-_ALIASES: dict[str, str] = {
-    "编号": "id",
-    "名称": "name",
-    "姓名": "name",
-    "标题": "title",
-    "描述": "description",
-    "内容": "description",
-    "简介": "description",
-    "文本": "text",
-    "标签": "tags",
-    "专长": "tags",
-    "地区": "counties",
-    "县区": "counties",
-    "区县": "counties",
-    "机构编号": "org_id",
-    "机构名称": "org_name",
-    "容量": "capacity",
-    "是否可用": "available",
-}
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _SUPPORTED = "CSV (.csv), JSONL (.jsonl, .ndjson) or Excel (.xlsx)"
-_LIST_SEPARATORS = re.compile(r"[;；、]")
 _CAPACITY = re.compile(r"[0-9]+(?:\.0*)?")
-_TRUE = frozenset({"true", "1", "yes", "y", "t", "是", "可用"})
-_FALSE = frozenset({"false", "0", "no", "n", "f", "否", "不可用"})
 _RESERVED = frozenset({"file", "row", "reason"})  # meta columns of the rejects outputs
 _CSV_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _CSV_EOF = re.compile(r"EOF inside string starting at row (\d+)")
@@ -385,8 +366,6 @@ def _read_jsonl(file: str, data: bytes) -> _Raw:
 
 
 def _read_xlsx(file: str) -> _Raw:
-    import openpyxl  # imported lazily: only needed for Excel files
-
     data = _read_bytes(file)
     try:
         with warnings.catch_warnings():
@@ -414,10 +393,6 @@ def _read_xlsx(file: str) -> _Raw:
 
 def _check_formulas(file: str, data: bytes, values: list[list[Any]]) -> None:
     """Fail on the first formula cell without a saved value (a file written by a program, never opened in Excel)."""
-    import zipfile
-
-    import openpyxl
-
     try:
         with zipfile.ZipFile(BytesIO(data)) as archive:
             sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
@@ -447,18 +422,14 @@ def _labels(header: list[Any]) -> list[str]:
 # ------------------------------------------------------------------------ validation
 
 
-def _header_key(label: str) -> str:
-    return unicodedata.normalize("NFKC", label).strip().casefold()
-
-
 def _map_columns(file: str, raw: _Raw) -> tuple[dict[str, int], list[str], list[str]]:
     """Return canonical name → column index, the ignored labels and the rejects labels."""
     mapping: dict[str, int] = {}
     ignored: list[str] = []
     names: list[str] = []
     for index, label in enumerate(raw.headers):
-        key = _header_key(label)
-        canonical = key if key in _CANONICAL else _ALIASES.get(key)
+        key = cell_key(label)
+        canonical = key if key in _CANONICAL else HEADER_ALIASES["table"].get(key)
         name = label or f"(column {index + 1})"
         if canonical is not None:
             if canonical in mapping:
@@ -565,14 +536,13 @@ def _parse_row(
         else:
             message = f"capacity must be a whole number of 0 or more, not '{cell.strip()}'"
             found.append(Problem(file, number, header["capacity"], message))
-    available = True
     cell = _text(values.get("available"))
-    normal = unicodedata.normalize("NFKC", cell).strip().casefold()
-    if normal in _FALSE:
-        available = False
-    elif normal and normal not in _TRUE:
-        message = f"available must be yes or no (true/false, 1/0, y/n, 是/否, 可用/不可用), not '{cell.strip()}'"
-        found.append(Problem(file, number, header["available"], message))
+    available = yes_no(cell)
+    if available is None:
+        available = True
+        if cell_key(cell):
+            message = f"available must be yes or no (true/false, 1/0, y/n, 是/否, 可用/不可用), not '{cell.strip()}'"
+            found.append(Problem(file, number, header["available"], message))
     record = {
         "row": number,
         "id": record_id,
@@ -622,9 +592,10 @@ def _text(value: Any) -> str:
 
 
 def _items(value: Any) -> list[str]:
-    """A list cell: JSON list, or a string separated by ``;``, ``；`` or ``、``."""
-    items = [_text(v) for v in value] if isinstance(value, list) else _LIST_SEPARATORS.split(_text(value))
-    return [s.strip() for s in items if s.strip()]
+    """A list cell: JSON list, or a string separated by ``;``, ``；`` or ``、`` (:func:`~matcher.inputs.cells.split_items`)."""
+    if isinstance(value, list):
+        return [s.strip() for s in map(_text, value) if s.strip()]
+    return split_items(_text(value))
 
 
 def _blank(value: Any) -> bool:

@@ -41,6 +41,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from matcher.inputs.cells import TARGET_TYPE_WORDS, aliases_of, cell_key
 from matcher.inputs.files import Problem, TableError, read_rows
 from matcher.inputs.library import TARGET_TYPES
 from matcher.matching import grades
@@ -104,19 +105,7 @@ FEATURE_LABELS = {
 }
 
 # ------------------------------------------------------------------------------ the file
-_HEADERS: dict[str, tuple[str, ...]] = {
-    "need_id": ("need_id", "需求编号", "需求id"),
-    "target_type": ("target_type", "目标类型", "类型"),
-    "target_id": ("target_id", "expert_id", "目标编号", "专家编号"),
-    "grade": ("grade", "relevance", "评分", "等级", "相关度"),
-}
-_TYPE_WORDS = {"expert": "expert", "专家": "expert", "resource": "resource", "资源": "resource", "project": "project", "项目": "project"}
-
-
-def _key(label: str) -> str:
-    import unicodedata
-
-    return unicodedata.normalize("NFKC", str(label)).strip().casefold()
+_FIELDS = ("need_id", "target_type", "target_id", "grade")
 
 
 def _cell(cells: list[Any], index: int | None) -> Any:
@@ -153,12 +142,12 @@ def read_judgments(
     """
     file = os.fspath(path)
     headers, rows = read_rows(file)
-    keys = {_key(h): i for i, h in enumerate(headers)}
-    mapping = {name: next((keys[a] for a in aliases if _key(a) in keys), None) for name, aliases in _HEADERS.items()}
+    keys = {cell_key(h): i for i, h in enumerate(headers)}
+    mapping = {name: next((keys[a] for a in aliases_of("judgments", name) if a in keys), None) for name in _FIELDS}
     known = {t: set(ids) for t, ids in targets.items()}
     for name in ("need_id", "target_id", "grade"):
         if mapping[name] is None:
-            also = ", ".join(f"'{a}'" for a in _HEADERS[name][1:])
+            also = ", ".join(f"'{a}'" for a in aliases_of("judgments", name)[1:])
             raise TableError([Problem(file, None, name, f"missing column '{name}' (also accepted: {also})")])
     if mapping["target_type"] is None and set(known) - {"expert"}:
         raise TableError(
@@ -183,8 +172,8 @@ def read_judgments(
             fail("need_id", f"unknown need '{need}' (not in the needs file)")
         target_type = "expert"
         if mapping["target_type"] is not None:
-            word = _key(_text(values["target_type"]))
-            target_type = _TYPE_WORDS.get(word, "")
+            word = cell_key(_text(values["target_type"]))
+            target_type = TARGET_TYPE_WORDS.get(word, word)
             if target_type not in TARGET_TYPES:
                 fail("target_type", f"target type must be expert, resource or project, not '{_text(values['target_type'])}'")
         target = _text(values["target_id"])

@@ -6,8 +6,8 @@ accepts what people type into spreadsheets:
 
 * text is stripped; lengths are bounded (names 200, descriptions 5,000, comments 2,000 characters);
 * list fields (``tags``, ``specialties``, ``counties``, ``courses``) take a list or a string split on
-  ``;``, ``；`` or ``、`` (blanks and repeats dropped);
-* booleans take true/false, 1/0, yes/no, 是/否, 可用/不可用;
+  ``;``, ``；`` or ``、`` (blanks and repeats dropped; :mod:`matcher.inputs.cells`);
+* booleans take true/false, 1/0, yes/no, y/n, t/f, 是/否, 可用/不可用 (:func:`matcher.inputs.cells.yes_no`);
 * whole numbers take ``3``, ``"3"``, ``"3.0"`` or full-width ``"３"``;
 * timestamps are ISO 8601; a time without a zone is Asia/Shanghai local time, ``Z`` and offsets are
   honoured; values are kept timezone-aware and stored in UTC (:func:`to_local_iso` shows them in
@@ -20,45 +20,8 @@ accepts what people type into spreadsheets:
 Taxonomy tags and foreign keys need the database and are checked by :mod:`matcher.store.repository`.
 
 Import headers (:func:`header_map`) are matched after Unicode NFKC, trimming and case folding; the
-canonical field names always work. Aliases per kind:
-
-=================  ==========================================================================
-kind               header aliases → field
-=================  ==========================================================================
-all kinds          编号, ID, 代码 → ``id``
-organisations      名称, 机构名称, 机构 → name; 阶段, 发展阶段 → stage; 县区, 区县, 地区, 所在县区 →
-                   county; 乡镇, 街道, 乡镇街道 → township; 成立年份, 成立时间 → founded_year;
-                   人数, 员工人数, 工作人员数 → staff_count; 类型, 机构类型 → kind; 状态, 入驻状态 →
-                   status; 入驻日期, 入驻时间 → admitted_on; 离开日期, 出壳日期 → left_on;
-                   持证社工, 持证社工人数 → licensed_social_workers
-needs              机构编号, 机构ID → org_id; 标题, 名称, 需求标题 → title; 描述, 内容, 简介, 需求描述,
-                   详情 → description; 标签, 类别 → tags; 紧急程度, 紧急度 → urgency; 状态 → status;
-                   创建时间, 提交时间 → created_at
-experts            名称, 姓名 → name; 单位, 工作单位, 所在单位 → affiliation; 机构编号 → org_id;
-                   职称, 职务 → title; 专长, 专业领域, 标签 → specialties; 简介, 个人简介, 描述,
-                   内容 → bio; 地区, 县区, 区县, 服务地区, 服务县区 → counties; 容量, 可承接数 →
-                   capacity; 是否可用, 可用 → available; 电话, 手机, 联系电话 → phone; 邮箱,
-                   电子邮箱 → email; 课程, 授课课程 → courses
-resources          类型, 资源类型 → type; 名称, 资源名称 → name; 描述, 内容, 简介 → description;
-                   提供方, 提供者, 提供单位 → provider; 地区, 县区, 区县 → county; 数量, 容量 →
-                   quantity; 标签 → tags; 座位, 座位数 → seats (venues); 金额, 资金金额 →
-                   amount_yuan (funding)
-projects           名称, 项目名称 → name; 机构编号 → org_id; 标签 → tags; 描述, 内容, 简介 →
-                   description; 成效, 成果, 项目成效 → outcomes
-decisions          需求编号 → need_id; 对象类型, 目标类型 → target_type; 对象编号, 目标编号 →
-                   target_id; 决定, 结果 → decision; 评分 → rating; 备注, 评语 → comment; 模型版本 →
-                   model_version; 排名, 名次 → rank; 得分, 分数 → score; 决定时间, 时间 →
-                   decided_at
-events             类型, 活动类型 → kind; 标题, 名称 → title; 描述, 简介 → description; 标签 → tags;
-                   专家编号 → expert_ids; 场地编号 → venue_id; 资源编号 → resource_ids; 县区, 区县,
-                   地区 → county; 开始时间 → starts_at; 结束时间 → ends_at; 座位, 座位数 → seats;
-                   状态 → status
-attendees          活动编号 → event_id; 机构编号 → org_id; 需求编号 → need_id; 状态, 出席 → status;
-                   评分 → rating; 评语, 备注 → comment
-stages             机构编号 → org_id; 阶段, 发展阶段 → stage; 起始日期, 日期 → since
-milestones         机构编号 → org_id; 阶段 → stage; 目标, 阶段目标 → goal; 里程碑, 节点 → milestone;
-                   截止日期, 到期日 → due_on; 状态 → status
-=================  ==========================================================================
+canonical field names always work, and so do the aliases of each kind (编号 → ``id``, 姓名 → ``name``…)
+listed in :data:`matcher.inputs.cells.HEADER_ALIASES`, where every cell rule lives.
 
 Organisation-file fields are dates (``YYYY-MM-DD``, also ``2026/7/1``); an organisation's
 ``left_on`` is set only once it has graduated (出壳) or left, and never before ``admitted_on``;
@@ -84,6 +47,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from matcher.inputs.cells import HEADER_ALIASES, TARGET_TYPE_WORDS, split_items, yes_no
 
 __all__ = [
     "ATTENDEE_STATUSES",
@@ -120,7 +85,6 @@ __all__ = [
     "canonical_value",
     "clean_text",
     "field_errors",
-    "header_key",
     "header_map",
     "parse_day",
     "parse_timestamp",
@@ -203,7 +167,7 @@ _VALUE_ALIASES: dict[str, dict[str, str]] = {
         "已完成": "completed",
         "取消": "cancelled",
     },
-    "target_type": {"专家": "expert", "资源": "resource", "项目": "project"},
+    "target_type": TARGET_TYPE_WORDS,
     "kind": {"培训": "training", "工作坊": "workshop", "督导": "supervision"},
     "event_status": {
         "计划": "planned",
@@ -250,10 +214,7 @@ _VALUE_ALIASES: dict[str, dict[str, str]] = {
     },
 }
 
-_LIST_SEPARATORS = re.compile(r"[;；、]")
 _WHOLE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
-_TRUE = frozenset({"true", "1", "yes", "y", "t", "是", "可用"})
-_FALSE = frozenset({"false", "0", "no", "n", "f", "否", "不可用"})
 #: Largest score a decision may record (match scores are at most a few units).
 MAX_SCORE = 1000.0
 _ID_PATTERN = r"^[^\s/?#%\\=+\-@][^\s/?#%\\]*$"
@@ -339,16 +300,10 @@ def _model_version(value: Any) -> Any:
 
 
 def _boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        normal = unicodedata.normalize("NFKC", value).strip().casefold()
-        if normal in _TRUE:
-            return True
-        if normal in _FALSE:
-            return False
+    """A yes/no cell (:func:`matcher.inputs.cells.yes_no`); any other value is refused."""
+    answer = yes_no(value)
+    if answer is not None:
+        return answer
     raise ValueError(f"expected true or false (1/0, yes/no, 是/否), got {value!r}")
 
 
@@ -356,14 +311,13 @@ def _items(value: Any) -> Any:
     if _blank(value):
         return []
     if isinstance(value, str):
-        parts = _LIST_SEPARATORS.split(clean_text(value))
-    elif isinstance(value, list | tuple):
+        return list(dict.fromkeys(split_items(clean_text(value))))
+    if isinstance(value, list | tuple):
         parts = [_cell_text(v) for v in value]
         if not all(isinstance(p, str) for p in parts):
             raise ValueError("expected a list of texts")
-    else:
-        raise ValueError(f"expected a list or a text separated by ';', got {type(value).__name__}")
-    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+        return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    raise ValueError(f"expected a list or a text separated by ';', got {type(value).__name__}")
 
 
 def _enumeration(field: str):
@@ -780,210 +734,14 @@ MODELS: dict[str, type[_Record]] = {
 
 # --------------------------------------------------------------------------- import headers
 
-_COMMON_ALIASES = {"编号": "id", "id": "id", "代码": "id"}
-_HEADER_ALIASES: dict[str, dict[str, str]] = {
-    "organisations": {
-        "名称": "name",
-        "机构名称": "name",
-        "机构": "name",
-        "阶段": "stage",
-        "发展阶段": "stage",
-        "县区": "county",
-        "区县": "county",
-        "地区": "county",
-        "所在县区": "county",
-        "乡镇": "township",
-        "街道": "township",
-        "乡镇街道": "township",
-        "成立年份": "founded_year",
-        "成立时间": "founded_year",
-        "人数": "staff_count",
-        "员工人数": "staff_count",
-        "工作人员数": "staff_count",
-        "类型": "kind",
-        "机构类型": "kind",
-        "状态": "status",
-        "入驻状态": "status",
-        "入驻日期": "admitted_on",
-        "入驻时间": "admitted_on",
-        "离开日期": "left_on",
-        "出壳日期": "left_on",
-        "持证社工": "licensed_social_workers",
-        "持证社工人数": "licensed_social_workers",
-    },
-    "needs": {
-        "机构编号": "org_id",
-        "机构id": "org_id",
-        "标题": "title",
-        "名称": "title",
-        "需求标题": "title",
-        "描述": "description",
-        "内容": "description",
-        "简介": "description",
-        "需求描述": "description",
-        "详情": "description",
-        "标签": "tags",
-        "类别": "tags",
-        "紧急程度": "urgency",
-        "紧急度": "urgency",
-        "状态": "status",
-        "创建时间": "created_at",
-        "提交时间": "created_at",
-    },
-    "experts": {
-        "名称": "name",
-        "姓名": "name",
-        "单位": "affiliation",
-        "工作单位": "affiliation",
-        "所在单位": "affiliation",
-        "机构编号": "org_id",
-        "机构id": "org_id",
-        "职称": "title",
-        "职务": "title",
-        "专长": "specialties",
-        "专业领域": "specialties",
-        "标签": "specialties",
-        "tags": "specialties",
-        "简介": "bio",
-        "个人简介": "bio",
-        "描述": "bio",
-        "内容": "bio",
-        "地区": "counties",
-        "县区": "counties",
-        "区县": "counties",
-        "服务地区": "counties",
-        "服务县区": "counties",
-        "容量": "capacity",
-        "可承接数": "capacity",
-        "是否可用": "available",
-        "可用": "available",
-        "电话": "phone",
-        "手机": "phone",
-        "联系电话": "phone",
-        "邮箱": "email",
-        "电子邮箱": "email",
-        "课程": "courses",
-        "授课课程": "courses",
-    },
-    "resources": {
-        "类型": "type",
-        "资源类型": "type",
-        "名称": "name",
-        "资源名称": "name",
-        "描述": "description",
-        "内容": "description",
-        "简介": "description",
-        "提供方": "provider",
-        "提供者": "provider",
-        "提供单位": "provider",
-        "地区": "county",
-        "县区": "county",
-        "区县": "county",
-        "数量": "quantity",
-        "容量": "quantity",
-        "标签": "tags",
-        "座位": "seats",
-        "座位数": "seats",
-        "金额": "amount_yuan",
-        "金额元": "amount_yuan",
-        "资金金额": "amount_yuan",
-    },
-    "projects": {
-        "名称": "name",
-        "项目名称": "name",
-        "机构编号": "org_id",
-        "机构id": "org_id",
-        "标签": "tags",
-        "描述": "description",
-        "内容": "description",
-        "简介": "description",
-        "成效": "outcomes",
-        "成果": "outcomes",
-        "项目成效": "outcomes",
-    },
-    "decisions": {
-        "需求编号": "need_id",
-        "对象类型": "target_type",
-        "目标类型": "target_type",
-        "对象编号": "target_id",
-        "目标编号": "target_id",
-        "决定": "decision",
-        "结果": "decision",
-        "评分": "rating",
-        "备注": "comment",
-        "评语": "comment",
-        "模型版本": "model_version",
-        "排名": "rank",
-        "名次": "rank",
-        "得分": "score",
-        "分数": "score",
-        "决定时间": "decided_at",
-        "时间": "decided_at",
-    },
-    "events": {
-        "类型": "kind",
-        "活动类型": "kind",
-        "标题": "title",
-        "名称": "title",
-        "描述": "description",
-        "简介": "description",
-        "标签": "tags",
-        "专家编号": "expert_ids",
-        "场地编号": "venue_id",
-        "资源编号": "resource_ids",
-        "县区": "county",
-        "区县": "county",
-        "地区": "county",
-        "开始时间": "starts_at",
-        "结束时间": "ends_at",
-        "座位": "seats",
-        "座位数": "seats",
-        "状态": "status",
-    },
-    "attendees": {
-        "活动编号": "event_id",
-        "机构编号": "org_id",
-        "需求编号": "need_id",
-        "状态": "status",
-        "出席": "status",
-        "评分": "rating",
-        "评语": "comment",
-        "备注": "comment",
-    },
-    "stages": {
-        "机构编号": "org_id",
-        "机构id": "org_id",
-        "阶段": "stage",
-        "发展阶段": "stage",
-        "起始日期": "since",
-        "日期": "since",
-    },
-    "milestones": {
-        "机构编号": "org_id",
-        "机构id": "org_id",
-        "阶段": "stage",
-        "目标": "goal",
-        "阶段目标": "goal",
-        "里程碑": "milestone",
-        "节点": "milestone",
-        "截止日期": "due_on",
-        "到期日": "due_on",
-        "状态": "status",
-    },
-}
-
-
-def header_key(label: str) -> str:
-    """How headers compare: NFKC, trimmed, case-folded."""
-    return unicodedata.normalize("NFKC", str(label)).strip().casefold()
 
 
 def header_map(kind: str) -> dict[str, str]:
-    """Header key (see :func:`header_key`) → field of ``kind``: the field names and their aliases."""
+    """Header key (:func:`matcher.inputs.cells.cell_key`) → field of ``kind``: the field names and their
+    aliases (:data:`matcher.inputs.cells.HEADER_ALIASES`)."""
     model = MODELS[kind]
     mapping = {name: name for name in model.model_fields}
-    mapping.update(_COMMON_ALIASES)
-    mapping.update(_HEADER_ALIASES[kind])
+    mapping.update(HEADER_ALIASES[kind])
     return mapping
 
 
