@@ -86,3 +86,4 @@ def test_header_aliases_name_fields_of_their_kind() -> None:
 def test_aliases_of_keeps_their_order() -> None:
     assert aliases_of("judgments", "target_id") == ("target_id", "expert_id", "目标编号", "专家编号")
     assert aliases_of("experts", "id") == ("id", "编号", "代码")
+    assert aliases_of("conflicts", "org_id") == ("org_id", "organisation", "organization", "机构编号", "机构")

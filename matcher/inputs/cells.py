@@ -3,8 +3,9 @@
 Every reader of people's files and requests takes its cells through here, so that the same cell means
 the same everywhere: the user library files of ``matcher batch`` and ``matcher assign``
 (:mod:`matcher.inputs.files`), the embedded libraries (:mod:`matcher.inputs.library`), the records of
-``matcher import`` and the HTTP API (:mod:`matcher.store.records`) and the judgments file
-(:mod:`matcher.matching.judgments`).
+``matcher import`` and the HTTP API (:mod:`matcher.store.records`), the judgments file
+(:mod:`matcher.matching.judgments`) and the conflict and forced-pair files of ``matcher assign``
+(:mod:`matcher.jobs.assign.job`).
 
 * Headers and words compare after Unicode NFKC, trimming and case folding (:func:`cell_key`).
 * A list cell is a list, or a text split on ``;``, ``；`` or ``、`` (:data:`LIST_SEPARATORS`); items are
@@ -284,9 +285,10 @@ _RECORD_HEADERS: dict[str, dict[str, str]] = {
 }
 
 #: Header (after :func:`cell_key`) -> field, per kind of file: ``table`` (a user library file,
-#: :func:`matcher.inputs.files.read_table`), ``judgments`` (:func:`matcher.matching.judgments.read_judgments`;
-#: where several headers of one field are present, the first alias listed wins) and each kind of
-#: record file of ``matcher import`` (:data:`matcher.store.records.MODELS`).
+#: :func:`matcher.inputs.files.read_table`), ``judgments`` (:func:`matcher.matching.judgments.read_judgments`),
+#: ``conflicts`` and ``forced`` (the pair files of ``matcher assign``) and each kind of record file of
+#: ``matcher import`` (:data:`matcher.store.records.MODELS`). Where several headers of one field are
+#: present, the judgments and pair files take the field name, else the first alias listed.
 HEADER_ALIASES: dict[str, dict[str, str]] = {
     "table": {
         "编号": "id",
@@ -319,6 +321,24 @@ HEADER_ALIASES: dict[str, dict[str, str]] = {
         "评分": "grade",
         "等级": "grade",
         "相关度": "grade",
+    },
+    "conflicts": {
+        "expert": "expert_id",
+        "专家编号": "expert_id",
+        "专家": "expert_id",
+        "organisation": "org_id",
+        "organization": "org_id",
+        "机构编号": "org_id",
+        "机构": "org_id",
+        "关系": "relation",
+    },
+    "forced": {
+        "need": "need_id",
+        "需求编号": "need_id",
+        "需求": "need_id",
+        "expert": "expert_id",
+        "专家编号": "expert_id",
+        "专家": "expert_id",
     },
     **{kind: {**_ID_ALIASES, **headers} for kind, headers in _RECORD_HEADERS.items()},
 }

@@ -1,1 +1,1 @@
-"""Text: normalisation, segmentation, the one redaction of personal data."""
+"""Text: normalisation, segmentation, scripts (CJK and Latin), the one redaction of personal data."""

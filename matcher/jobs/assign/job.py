@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 import time
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from matcher.documents.writer import write_csv
+from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_key
 from matcher.inputs.files import TableError, read_rows
 from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
 from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve
@@ -74,15 +74,6 @@ STAGES = ("load", "candidates", "feasibility", "solve", "write")
 CHUNK_SIZE = 500
 _CELLS_PER_CHUNK = 2_000_000
 _NOUN = {"expert": "experts", "resource": "resources"}
-_CONFLICT_HEADERS = {
-    "expert_id": ("expert_id", "expert", "专家编号", "专家"),
-    "org_id": ("org_id", "organisation", "organization", "机构编号", "机构"),
-    "relation": ("relation", "关系"),
-}
-_FORCED_HEADERS = {
-    "need_id": ("need_id", "need", "需求编号", "需求"),
-    "expert_id": ("expert_id", "expert", "专家编号", "专家"),
-}
 
 
 @dataclass
@@ -196,13 +187,15 @@ class AssignReport:
 # ----------------------------------------------------------------------------- inputs
 
 
-def _header_map(file: str, headers: list[str], wanted: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> dict:
-    keys = {unicodedata.normalize("NFKC", h).strip().casefold(): i for i, h in enumerate(headers)}
+def _header_map(file: str, headers: list[str], kind: str, required: tuple[str, ...]) -> dict:
+    """Field -> column index of a ``kind`` file (:data:`matcher.inputs.cells.HEADER_ALIASES`)."""
+    keys = {cell_key(h): i for i, h in enumerate(headers)}
+    wanted = dict.fromkeys(HEADER_ALIASES[kind].values())
     mapping = {}
-    for name, aliases in wanted.items():
-        for alias in aliases:
-            if alias.casefold() in keys:
-                mapping[name] = keys[alias.casefold()]
+    for name in wanted:
+        for alias in aliases_of(kind, name):
+            if alias in keys:
+                mapping[name] = keys[alias]
                 break
     missing = [name for name in required if name not in mapping]
     if missing:
@@ -233,7 +226,7 @@ def read_conflicts(path: str | os.PathLike[str]) -> pd.DataFrame:
         headers, rows = read_rows(file)
     except TableError as error:
         raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, _CONFLICT_HEADERS, ("expert_id", "org_id"))
+    mapping = _header_map(file, headers, "conflicts", ("expert_id", "org_id"))
     records = []
     for number, cells in rows:
         expert, org = _cell(cells, mapping["expert_id"]), _cell(cells, mapping["org_id"])
@@ -253,7 +246,7 @@ def read_forced(path: str | os.PathLike[str]) -> pd.DataFrame:
         headers, rows = read_rows(file)
     except TableError as error:
         raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, _FORCED_HEADERS, ("need_id", "expert_id"))
+    mapping = _header_map(file, headers, "forced", ("need_id", "expert_id"))
     records = []
     for number, cells in rows:
         need, expert = _cell(cells, mapping["need_id"]), _cell(cells, mapping["expert_id"])
