@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 
+from matcher.config import Settings
+
 __all__ = [
     "latin_terms",
     "latin_tokens",
@@ -85,8 +87,6 @@ _tokenizer_lock = threading.Lock()
 #: code, about five times faster), then jieba itself. Both cut with jieba's dictionary, its HMM for
 #: unknown words and the social-work user dictionary, and give the same words (see :func:`segmenter`).
 SEGMENTERS = ("rjieba", "jieba")
-#: Set to ``jieba`` to use jieba even where rjieba is installed.
-SEGMENTER_ENV = "MATCHER_SEGMENTER"
 
 
 def _user_words() -> list[tuple[str, int | None]]:
@@ -138,7 +138,7 @@ def _native():
     frequency; the difference is added as a word no text can contain, so that both totals, and so
     both segmentations, agree.
     """
-    if os.environ.get(SEGMENTER_ENV, "").strip().lower() == "jieba":
+    if Settings.from_env().segmenter == "jieba":
         return None
     try:
         import rjieba
