@@ -11,6 +11,7 @@
   problem+json 414 (:data:`matcher.web.payload.MAX_QUERY_STRING`).
 * Logs: gunicorn's own lines and the app's are JSON (:class:`matcher.web.monitoring.JsonFormatter`);
   the app writes the access lines (with request ids), so gunicorn's access log is off.
+* A worker that exits closes its app (:func:`matcher.web.close_app`: its database connections).
 """
 
 from __future__ import annotations
