@@ -8,6 +8,7 @@ import pytest
 
 from matcher.config import DEFAULT_SQLITE, Settings
 from matcher.inputs.library import data_dir
+from matcher.jobs.executors import EngineError, make_engine
 from matcher.matching import persist
 from matcher.store.db import MAX_ENGINES, database_url, dispose_engines, engine_for
 from matcher.web import close_app, create_app
@@ -117,3 +118,12 @@ def test_engines_are_disposed_when_closed_or_evicted(tmp_path) -> None:
         engine_for(f"sqlite:///{tmp_path / f'{number}.sqlite3'}")
     assert first.pool is not pool and engine_for(url) is not first
     dispose_engines()
+
+
+def test_dask_engine_takes_the_scheduler_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with pytest.raises(EngineError, match="needs --scheduler"):
+        make_engine("dask")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.5:8786")
+    assert make_engine("dask").scheduler == "tcp://10.0.0.5:8786"
+    assert make_engine("dask", scheduler="tcp://other:8786").scheduler == "tcp://other:8786"
