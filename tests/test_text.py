@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.segmenters import data_texts
+from matcher.config import SEGMENTER_ENV
 from matcher.inputs.cells import split_list
 from matcher.text import normalise as normalise_module
 from matcher.text import processes
@@ -231,7 +232,7 @@ def test_native_segmenter_cuts_the_perf_corpus_as_jieba(tmp_path: Path) -> None:
 def test_segmenter_can_be_forced_to_jieba(monkeypatch: pytest.MonkeyPatch) -> None:
     text = normalise("社工站開展個案管理與小組工作，服務征遷安置居民 2023年")
     words = segment(text)
-    monkeypatch.setenv(text_module.SEGMENTER_ENV, "jieba")
+    monkeypatch.setenv(SEGMENTER_ENV, "jieba")
     text_module._native.cache_clear()
     text_module.segmenter.cache_clear()
     try:
@@ -239,7 +240,7 @@ def test_segmenter_can_be_forced_to_jieba(monkeypatch: pytest.MonkeyPatch) -> No
         assert text_module.segmenter()["version"] == text_module.segmenter()["jieba"] != "not installed"
         assert tokenize(text) == _jieba_words(text) and [w for w, _, _ in tokenize(text)] == words
     finally:
-        monkeypatch.delenv(text_module.SEGMENTER_ENV)
+        monkeypatch.delenv(SEGMENTER_ENV)
         text_module._native.cache_clear()
         text_module.segmenter.cache_clear()
     assert text_module.segmenter()["name"] in text_module.SEGMENTERS

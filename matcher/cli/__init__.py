@@ -198,15 +198,14 @@ def serve(host: str, port: int, workers: int, timeout: int) -> None:
 
 def _keys_configured() -> bool:
     """MATCHER_API_KEYS (checked here) or any row of the api_keys table."""
-    import os
-
+    from matcher.config import Settings
     from matcher.inputs.library import data_dir
     from matcher.service.roles import parse_env_keys
     from matcher.store.db import database_url
     from matcher.store.keys import count_keys
     from matcher.store.repository import ensure_database, transaction
 
-    if parse_env_keys(os.environ.get("MATCHER_API_KEYS")):
+    if parse_env_keys(Settings.from_env().api_keys):
         return True
     url = database_url()
     ensure_database(url, data_dir())
@@ -215,12 +214,11 @@ def _keys_configured() -> bool:
 
 
 def _check_bind(host: str) -> None:
-    import os
-
+    from matcher.config import Settings
     from matcher.service.roles import is_loopback, parse_env_keys
 
     if is_loopback(host):
-        parse_env_keys(os.environ.get("MATCHER_API_KEYS"))  # a malformed entry stops the start here
+        parse_env_keys(Settings.from_env().api_keys)  # a malformed entry stops the start here
         return
     if not _keys_configured():
         raise click.UsageError(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -458,8 +459,6 @@ def bureau_report(session: Session, period: str | Period, county: str | None = N
 
 def report_workbook(report: dict[str, Any]) -> bytes:
     """The report as XLSX bytes: a cover sheet (封面), then one sheet per table, through :mod:`matcher.documents.writer`."""
-    from openpyxl.styles import Font
-
     book = workbook()
     cover = book.active
     cover.title = "封面"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -142,8 +143,6 @@ def _day(value: str | None) -> str:
 
 def file_workbook(file: dict[str, Any]) -> bytes:
     """The file as XLSX bytes: sheets 机构, 阶段历史, 孵化计划, 需求, 合作与成效, 活动, 资源."""
-    from openpyxl.styles import Font
-
     org = file["organisation"]
     book = workbook()
     sheet = book.active

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 
 __all__ = [
     "FORMULA_TRIGGERS",
@@ -210,8 +213,6 @@ def xlsx_value(value: Any) -> Any:
 
 def workbook(*, write_only: bool = False) -> Any:
     """A new ``openpyxl.Workbook`` (a write-only one streams large sheets)."""
-    from openpyxl import Workbook
-
     return Workbook(write_only=write_only)
 
 
@@ -220,9 +221,6 @@ def append_row(sheet: Any, values: Sequence[Any]) -> None:
 
     Works on normal and write-only worksheets.
     """
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import Cell
-
     cells = []
     for value in values:
         value = xlsx_value(value)
@@ -237,9 +235,7 @@ def append_row(sheet: Any, values: Sequence[Any]) -> None:
 
 
 def _write_only(sheet: Any) -> bool:
-    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-
-    return isinstance(sheet, WriteOnlyWorksheet)
+    return bool(sheet.parent.write_only)  # the sheet of a write-only workbook
 
 
 def save_workbook(book: Any, path: str | os.PathLike[str] | None = None) -> bytes | None:

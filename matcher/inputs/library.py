@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from matcher.config import DATA_DIR_ENV, Settings
 from matcher.errors import LibraryError, NotFoundError
 from matcher.inputs.cells import split_list, yes_no
 from matcher.text.normalise import normalise
@@ -85,13 +86,12 @@ LIST_COLUMNS = {"tags", "specialties", "counties", "courses", "keywords"}
 STAGES = ("初创期", "成长期", "成熟期")
 
 
-DATA_DIR_ENV = "MATCHER_DATA_DIR"
 PLACES_FILE = "places.csv"
 
 
 def data_dir() -> Path:
     """The library folder: ``$MATCHER_DATA_DIR`` or ``./data`` under the working directory."""
-    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+    return Settings.from_env().data_dir
 
 
 def check_data_dir(directory: str | os.PathLike | None = None) -> Path:

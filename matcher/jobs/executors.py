@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
+from matcher.config import Settings
 from matcher.errors import MatcherError
 
 logger = logging.getLogger(__name__)
@@ -240,5 +241,5 @@ def make_engine(name: str = "local", *, workers: int = 1, scheduler: Any = None)
             raise EngineError("--scheduler goes with --engine dask")
         return LocalEngine(workers)
     if name == "dask":
-        return DaskEngine(scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"))
+        return DaskEngine(scheduler or Settings.from_env().dask_scheduler)
     raise EngineError(f"unknown engine {name!r}; use one of {', '.join(ENGINES)}")

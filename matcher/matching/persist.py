@@ -32,6 +32,7 @@ from typing import Any
 
 import joblib
 
+from matcher.config import SIGNING_KEY_ENV, Settings
 from matcher.errors import ConflictError, ModelError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -59,19 +60,18 @@ MANIFEST = "manifest.json"
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY"
 LOCK = ".lock"
-SIGNING_KEY_ENV = "MATCHER_SIGNING_KEY"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 PACKAGES = ("matcher", "scikit-learn", "numpy", "scipy", "pandas", "joblib", "jieba", "rjieba", "opencc")
 
 
 def models_dir() -> Path:
     """The model folder: ``$MATCHER_MODELS_DIR`` or ``./models`` under the working directory."""
-    return Path(os.environ.get("MATCHER_MODELS_DIR") or "models")
+    return Settings.from_env().models_dir
 
 
 def signing_key(key: str | None = None) -> str | None:
     """``key`` when given, else ``$MATCHER_SIGNING_KEY``; None (or empty) means versions are not signed."""
-    key = key if key is not None else os.environ.get(SIGNING_KEY_ENV)
+    key = key if key is not None else Settings.from_env().signing_key
     return key or None
 
 

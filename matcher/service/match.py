@@ -29,6 +29,11 @@ from matcher.inputs.library import Libraries, targets_frame
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher, term_spans
 from matcher.matching.rank import WEAK_SCORE
+from matcher.quality.evaluate import find_gaps
+from matcher.quality.explore import coverage
+from matcher.store.db import database_url as default_database_url
+from matcher.store.db import dispose_engines
+from matcher.store.repository import ensure_database, load_libraries_db, peek_revision, revision, transaction
 from matcher.text.normalise import normalise
 from matcher.text.privacy import index_text, redact, shown_index_text
 
@@ -272,11 +277,9 @@ class MatchService:
         *,
         signing_key: str | None = None,
     ) -> None:
-        from matcher.store.db import database_url as default_url
-
         self.models_dir = Path(models_dir)
         self.data_dir = Path(data_dir)
-        self.database_url = database_url or default_url()
+        self.database_url = database_url or default_database_url()
         self.signing_key = signing_key
         self._lock = threading.RLock()
         self._ready = False
@@ -290,8 +293,6 @@ class MatchService:
     # ---------------------------------------------------------------- libraries
     def ensure_database(self) -> None:
         """Create, migrate and (when empty) fill the database, once per process."""
-        from matcher.store.repository import ensure_database
-
         with self._lock:
             if not self._ready:
                 ensure_database(self.database_url, self.data_dir)
@@ -304,8 +305,6 @@ class MatchService:
         concurrent requests never queue on SQLite's write lock); only a new revision loads the
         libraries, in a transaction.
         """
-        from matcher.store.repository import load_libraries_db, peek_revision, revision, transaction
-
         self.ensure_database()
         cached = self._libraries
         if cached is not None and peek_revision(self.database_url) == cached[0]:
@@ -319,6 +318,10 @@ class MatchService:
     def revision(self) -> int:
         """The revision of the libraries last loaded (-1 before any)."""
         return self._libraries[0] if self._libraries else -1
+
+    def close(self) -> None:
+        """Dispose of the database engine (its pooled connections); a later call opens a new one."""
+        dispose_engines(self.database_url)
 
     # ---------------------------------------------------------------- model
     def _load_active(self) -> None:
@@ -424,9 +427,6 @@ class MatchService:
         supply-gap analysis of ``matcher gaps`` (a need is weak when its best expert scores below
         ``threshold``) on the libraries as stored now.
         """
-        from matcher.quality.evaluate import find_gaps
-        from matcher.quality.explore import coverage
-
         model, manifest, libraries = self._serving()
         with self._lock:
             gaps, _ = find_gaps(model, libraries, status="open", threshold=threshold)

@@ -8,44 +8,41 @@ so that concurrent writers queue instead of failing or interleaving (read-then-w
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from matcher.config import Settings
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["database_url", "engine_for", "is_sqlite", "session_scope", "upgrade"]
+__all__ = ["database_url", "dispose_engines", "engine_for", "is_sqlite", "session_scope", "upgrade"]
 
-DEFAULT_SQLITE = "instance/matcher.sqlite3"
+#: Engines kept open at once; the least recently used one beyond is disposed.
+MAX_ENGINES = 8
 
 
 def database_url() -> str:
-    """``$DATABASE_URL``, or the embedded SQLite file ``./instance/matcher.sqlite3``."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        # the production driver is psycopg 3; accept the common bare postgres:// forms
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
-    return f"sqlite:///{DEFAULT_SQLITE}"
+    """``$DATABASE_URL`` (``postgres://`` forms sent to psycopg 3), or the embedded SQLite file ``./instance/matcher.sqlite3``."""
+    return Settings.from_env().database_url
 
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-@lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process (cached)."""
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
@@ -57,6 +54,56 @@ def engine_for(url: str) -> Engine:
             url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10, connect_args=connect_args
         )
     return engine
+
+
+class _Engines:
+    """The open engines of this process, one per URL, with their session factories.
+
+    At most ``size`` are kept: the least recently used one beyond is disposed (its pooled
+    connections closed; connections checked out at that moment close when they are returned).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, tuple[Engine, sessionmaker[Session]]] = OrderedDict()
+
+    def get(self, url: str) -> tuple[Engine, sessionmaker[Session]]:
+        with self._lock:
+            found = self._open.get(url)
+            if found is not None:
+                self._open.move_to_end(url)
+                return found
+            engine = _create_engine(url)
+            found = self._open[url] = (engine, sessionmaker(engine, expire_on_commit=False))
+            dropped = [self._open.popitem(last=False)[1][0] for _ in range(len(self._open) - self.size)]
+        for old in dropped:
+            old.dispose()
+        return found
+
+    def dispose(self, url: str | None = None) -> None:
+        with self._lock:
+            if url is None:
+                dropped = [engine for engine, _ in self._open.values()]
+                self._open.clear()
+            else:
+                found = self._open.pop(url, None)
+                dropped = [found[0]] if found else []
+        for engine in dropped:
+            engine.dispose()
+
+
+_engines = _Engines(MAX_ENGINES)
+
+
+def engine_for(url: str) -> Engine:
+    """The engine of ``url``: one per URL per process, open until :func:`dispose_engines` (or evicted)."""
+    return _engines.get(url)[0]
+
+
+def dispose_engines(url: str | None = None) -> None:
+    """Close the engine of ``url`` (every engine when None); the next use of the URL opens a new one."""
+    _engines.dispose(url)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -91,15 +138,10 @@ def _enable_wal(cursor: sqlite3.Cursor, attempts: int = 100) -> None:
             time.sleep(0.1)
 
 
-@lru_cache(maxsize=8)
-def _sessions(url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(url), expire_on_commit=False)
-
-
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on any error."""
-    session = _sessions(url or database_url())()
+    session = _engines.get(url or database_url())[1]()
     try:
         yield session
         session.commit()
@@ -110,9 +152,7 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
-def _alembic_config(url: str):
-    from alembic.config import Config
-
+def _alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(resources.files("matcher.store") / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -121,8 +161,6 @@ def _alembic_config(url: str):
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the database schema to ``revision`` with the Alembic migrations."""
-    from alembic import command
-
     url = url or database_url()
     config = _alembic_config(url)
     with engine_for(url).connect() as connection:
@@ -133,8 +171,6 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def current_revision(url: str | None = None) -> str | None:
     """The schema revision the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine_for(url or database_url()).connect() as connection:
         if "alembic_version" not in inspect(connection).get_table_names():
             return None

@@ -12,7 +12,6 @@ pickled.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -21,6 +20,7 @@ from importlib import metadata, resources
 
 import jieba
 
+from matcher.config import Settings
 from matcher.text.processes import fork_cores, fork_map
 
 try:
@@ -31,7 +31,6 @@ except ImportError:  # no wheel for this platform: jieba alone
 __all__ = [
     "PARALLEL_BLOCKS",
     "SEGMENTERS",
-    "SEGMENTER_ENV",
     "SEGMENT_CACHE_SIZE",
     "SEGMENT_MEMORY",
     "SegmentMemory",
@@ -49,8 +48,6 @@ logger = logging.getLogger(__name__)
 #: code, about five times faster), then jieba itself. Both cut with jieba's dictionary, its HMM for
 #: unknown words and the social-work user dictionary, and give the same words (see :func:`segmenter`).
 SEGMENTERS = ("rjieba", "jieba")
-#: Set to ``jieba`` to use jieba even where rjieba is installed.
-SEGMENTER_ENV = "MATCHER_SEGMENTER"
 #: Distinct text blocks whose words :func:`segment` remembers (per process).
 SEGMENT_CACHE_SIZE = 1 << 17
 #: Distinct new blocks from which :func:`prepare_segments` segments them in parallel processes (jieba only).
@@ -146,7 +143,7 @@ def _native():
     frequency; the difference is added as a word no text can contain, so that both totals, and so
     both segmentations, agree.
     """
-    if os.environ.get(SEGMENTER_ENV, "").strip().lower() == "jieba" or rjieba is None:
+    if Settings.from_env().segmenter == "jieba" or rjieba is None:
         return None
     words = _user_words()
     if any(freq is None for _, freq in words):

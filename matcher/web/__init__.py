@@ -3,43 +3,65 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from flask import Flask
 
+from matcher.config import Settings
 from matcher.service.match import MatchService
+from matcher.web import (
+    access,
+    admin,
+    api,
+    bureau,
+    events,
+    export,
+    monitoring,
+    openapi,
+    orgfile,
+    overview,
+    payload,
+    records,
+    ui,
+)
 from matcher.web.errors import register_error_handlers
 
 __all__ = ["create_app"]
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     """Build the application.
 
-    Configuration is layered: defaults (``DATABASE_URL`` from the environment, else the embedded
-    SQLite file), then ``MATCHER_*`` environment variables (``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``,
-    ``MATCHER_API_KEYS``, ``MATCHER_SIGNING_KEY``, ``MATCHER_SESSION_COOKIE_SECURE``…), then ``config``.
+    Configuration is layered here and only here: the defaults, then the environment's settings
+    (``settings``, default :meth:`matcher.config.Settings.from_env`: ``MATCHER_MODELS_DIR``,
+    ``MATCHER_DATA_DIR``, ``DATABASE_URL``, ``MATCHER_API_KEYS``, ``MATCHER_SIGNING_KEY`` and the
+    other ``MATCHER_*`` options such as ``MATCHER_SESSION_COOKIE_SECURE``), then ``config``.
     See docs/operations.md for every setting.
+
+    The app owns what it serves with: ``app.extensions["matcher"]`` (the
+    :class:`~matcher.service.match.MatchService`, with its database engine) and the key ring;
+    :func:`close_app` releases them.
     """
+    settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.from_mapping(
-        MODELS_DIR=os.environ.get("MATCHER_MODELS_DIR") or "models",
-        DATA_DIR=os.environ.get("MATCHER_DATA_DIR") or "data",
-        DATABASE_URL=None,
+        MODELS_DIR=str(settings.models_dir),
+        DATA_DIR=str(settings.data_dir),
+        DATABASE_URL=settings.database_url,
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         MAX_FORM_PARTS=100,
         JSON_AS_ASCII=False,
-        API_KEYS=None,
-        SIGNING_KEY=None,
+        API_KEYS=settings.api_keys,
+        SIGNING_KEY=settings.signing_key,
         AUTH_CACHE_SECONDS=2.0,
         SESSION_HOURS=8.0,
         SESSION_COOKIE_SECURE=False,
         EVENTS_PLAN_SECONDS=5.0,
         VALIDATE_RESPONSES=False,
+        METRICS_DIR=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
-    app.config.from_prefixed_env("MATCHER")
+    app.config.update(settings.web)
     if config:
         app.config.update(config)
     if app.config["TESTING"] and "VALIDATE_RESPONSES" not in (config or {}):
@@ -47,9 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False  # keep the documented field order: id, name, score, reasons
     if not app.debug and not logging.getLogger().handlers:
-        from matcher.web.monitoring import configure_logging
-
-        configure_logging(logging.INFO)
+        monitoring.configure_logging(logging.INFO)
 
     signing_key = app.config.get("SIGNING_KEY")
     app.extensions["matcher"] = MatchService(
@@ -57,22 +77,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["DATA_DIR"],
         app.config["DATABASE_URL"],
         signing_key=str(signing_key) if signing_key else None,
-    )
-
-    from matcher.web import (
-        access,
-        admin,
-        api,
-        bureau,
-        events,
-        export,
-        monitoring,
-        openapi,
-        orgfile,
-        overview,
-        payload,
-        records,
-        ui,
     )
 
     monitoring.install(app)  # first: the request id and timer exist for every later hook
@@ -90,3 +94,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ui.bp)
     register_error_handlers(app)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what ``app`` holds: its database engine's connections (a gunicorn worker's exit, a test's end)."""
+    app.extensions["matcher"].close()

@@ -31,6 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from matcher.errors import MatcherError
 from matcher.service.roles import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
+from matcher.store import audit as audit_log
+from matcher.store import keys
+from matcher.store.repository import transaction
 from matcher.text.privacy import CONTACT_FIELDS, redact_item
 from matcher.web.errors import AccessError
 from matcher.web.openapi import PUBLIC, operation
@@ -90,9 +93,6 @@ def _keyring() -> KeyRing:
 
 def make_keyring(app: Flask) -> KeyRing:
     """The app's key ring: ``MATCHER_API_KEYS`` (config ``API_KEYS``), then the ``api_keys`` table."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     service = app.extensions["matcher"]
 
     def lookup(key_hash: str) -> Identity | None:
@@ -132,9 +132,6 @@ def _local() -> Identity | None:
 
 
 def _from_session(token: str) -> tuple[Identity, str] | None:
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     service = _service()
     service.ensure_database()
     with transaction(service.database_url) as session:
@@ -219,9 +216,6 @@ def audit(
     action: str, kind: str = "", record_id: str | None = None, detail: dict[str, Any] | None = None, session=None
 ) -> None:
     """Write an audit entry for the request's identity (in ``session``'s transaction when given)."""
-    from matcher.store import audit as log
-    from matcher.store.repository import transaction
-
     identity: Identity = g.get("identity") or LOCAL
     entry = {
         "actor": identity.actor,
@@ -233,10 +227,10 @@ def audit(
         "request_id": g.get("request_id"),
     }
     if session is not None:
-        log.record(session, **entry)
+        audit_log.record(session, **entry)
         return
     with transaction(_service().database_url) as own:
-        log.record(own, **entry)
+        audit_log.record(own, **entry)
 
 
 # --------------------------------------------------------------------------- the page's session
@@ -279,9 +273,6 @@ def session_state() -> ResponseReturnValue:
 )
 def sign_in() -> ResponseReturnValue:
     """Open a page session for a valid key (401 otherwise)."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     given = SessionIn.model_validate(json_body())
     token = given.key.strip()
     identity = _keyring().identity(hash_token(token)) if looks_like_token(token) else None
@@ -310,9 +301,6 @@ def sign_in() -> ResponseReturnValue:
 @operation(PUBLIC, "Sign the page out", responses={204: None}, tag="session")
 def sign_out() -> ResponseReturnValue:
     """End the page session (needs the X-CSRF-Token of the session)."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     cookie = request.cookies.get(COOKIE)
     found = _from_session(cookie) if cookie and looks_like_token(cookie) else None
     if found is not None:

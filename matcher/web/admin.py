@@ -13,6 +13,9 @@ from flask.typing import ResponseReturnValue
 
 from matcher.errors import ConflictError, ModelError
 from matcher.matching import persist
+from matcher.store import keys
+from matcher.store.audit import list_audit
+from matcher.store.repository import transaction
 from matcher.web.access import audit
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, query, respond
@@ -114,9 +117,6 @@ def rollback_model() -> ResponseReturnValue:
 @operation("keys", "API keys", responses={200: KeyList}, tag="admin")
 def list_keys() -> ResponseReturnValue:
     """Every key (never the key itself): from the database, then those of MATCHER_API_KEYS."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     service = _service()
     with transaction(service.database_url) as session:
         items = [{**item, "source": "database"} for item in keys.list_keys(session)]
@@ -139,9 +139,6 @@ def list_keys() -> ResponseReturnValue:
 @operation("keys", "Create an API key", body=KeyIn, responses={201: KeyCreated}, tag="admin")
 def create_key() -> ResponseReturnValue:
     """A new key; the response holds the key itself, shown this once."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     wanted = KeyIn.model_validate(json_body())
     with transaction(_service().database_url) as session:
         token, item = keys.create_key(session, wanted.name, wanted.role, created_by=_actor())
@@ -154,9 +151,6 @@ def create_key() -> ResponseReturnValue:
 @operation("keys", "Revoke an API key", responses={200: KeyItem}, tag="admin")
 def revoke_key(key_id: str) -> ResponseReturnValue:
     """Revoke a key of the database (its page sessions end); 404, or 409 when already revoked."""
-    from matcher.store import keys
-    from matcher.store.repository import transaction
-
     with transaction(_service().database_url) as session:
         item = keys.revoke_key(session, key_id)
         audit("key_revoke", "api_keys", key_id, session=session)
@@ -171,9 +165,6 @@ def revoke_key(key_id: str) -> ResponseReturnValue:
 @operation("audit", "The audit log", query=AuditQuery, responses={200: lambda _: page_model("audit")}, tag="admin")
 def audit_log() -> ResponseReturnValue:
     """Audit entries, newest first: who, when, what (ids and field names, never personal values)."""
-    from matcher.store.audit import list_audit
-    from matcher.store.repository import transaction
-
     wanted = query(AuditQuery)
     service = _service()
     service.ensure_database()

@@ -7,11 +7,14 @@ Aggregate figures hold no personal data: coordinators and analysts may read them
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
+from matcher.documents.bureau import PeriodError, bureau_report, report_workbook
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE
+from matcher.store.repository import transaction
 from matcher.web.errors import BadRequestError
 from matcher.web.openapi import operation
 from matcher.web.payload import query, respond
@@ -22,9 +25,6 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 
 def _report() -> dict[str, Any]:
-    from matcher.documents.bureau import PeriodError, bureau_report
-    from matcher.store.repository import transaction
-
     wanted = query(ReportQuery)
     service = current_app.extensions["matcher"]
     service.ensure_database()
@@ -61,8 +61,6 @@ def report() -> ResponseReturnValue:
 )
 def report_xlsx() -> ResponseReturnValue:
     """The report as a workbook."""
-    from matcher.documents.bureau import report_workbook
-
     body = _report()
     suffix = f"-{body['county']}" if body["county"] else ""
     name = f"report-{body['period']['label']}.xlsx"
@@ -73,6 +71,4 @@ def report_xlsx() -> ResponseReturnValue:
 
 
 def _quoted(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text)

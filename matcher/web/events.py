@@ -16,7 +16,10 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE
+from matcher.documents.signin import signin_workbook
+from matcher.jobs.planning import PlanOptions, commit_plan, plan_inputs, solve
 from matcher.matching.rank import WEAK_SCORE
+from matcher.store.repository import get_record, transaction
 from matcher.web.access import audit, present
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, respond
@@ -102,8 +105,6 @@ class PlanOut(BaseModel):
 )
 def plan_events() -> ResponseReturnValue:
     """Propose events for a period; with ``commit`` store them as planned events with invited attendees."""
-    from matcher.jobs.planning import PlanOptions, commit_plan, plan_inputs, solve
-
     given = PlanIn.model_validate(json_body(not_json_status=400))
     options = PlanOptions(
         starts=given.starts,
@@ -144,9 +145,6 @@ def plan_events() -> ResponseReturnValue:
 )
 def signin_sheet(event_id: str) -> ResponseReturnValue:
     """The sign-in sheet; contacts shown to coordinators are written to the audit log."""
-    from matcher.documents.signin import signin_workbook
-    from matcher.store.repository import get_record, transaction
-
     service = current_app.extensions["matcher"]
     service.ensure_database()
     with transaction(service.database_url) as session:

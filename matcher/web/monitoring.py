@@ -13,13 +13,16 @@
   histograms per route, the time spent matching, the model version each process serves. Under
   gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set by :mod:`matcher.web.server` and every worker's samples
   are summed (prometheus_client's multiprocess mode).
+
+prometheus_client is imported where it is used, not at the top: it picks its storage (one process, or
+the multiprocess files) from ``PROMETHEUS_MULTIPROC_DIR`` when first imported, which must come after
+:mod:`matcher.web.server` has set it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -128,7 +131,11 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 @lru_cache(maxsize=1)
 def metrics() -> SimpleNamespace:
-    """The metric objects, made on first use (after ``PROMETHEUS_MULTIPROC_DIR`` is set, under gunicorn)."""
+    """The metric objects, made on first use (after ``PROMETHEUS_MULTIPROC_DIR`` is set, under gunicorn).
+
+    One set per process, shared by every app in it: prometheus_client registers each metric name
+    once in its process-wide registry.
+    """
     from prometheus_client import Counter, Gauge, Histogram
 
     latency = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -159,18 +166,26 @@ def metrics() -> SimpleNamespace:
     )
 
 
-_served_version: list[str | None] = [None]  # the version this process last reported
+class ServedModel:
+    """The model version an app last reported to the ``matcher_model_active`` gauge (``app.extensions["served_model"]``)."""
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+
+    def report(self, version: str | None) -> None:
+        """Set the gauge to 1 for ``version`` and back to 0 for the version reported before it."""
+        if version == self.version:
+            return
+        gauge = metrics().model
+        if self.version:
+            gauge.labels(self.version).set(0)
+        if version:
+            gauge.labels(version).set(1)
+        self.version = version
 
 
 def _report_model(app: Flask) -> None:
-    version = app.extensions["matcher"].status().get("model_version")
-    if version != _served_version[0]:
-        gauge = metrics().model
-        if _served_version[0]:
-            gauge.labels(_served_version[0]).set(0)
-        if version:
-            gauge.labels(version).set(1)
-        _served_version[0] = version
+    app.extensions["served_model"].report(app.extensions["matcher"].status().get("model_version"))
 
 
 @bp.get("/metrics")
@@ -186,7 +201,7 @@ def prometheus() -> ResponseReturnValue:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
     _report_model(current_app)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if current_app.config.get("METRICS_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
@@ -258,6 +273,7 @@ def observe_match(seconds: float) -> None:
 
 def install(app: Flask) -> None:
     """Request ids, the access log and request metrics for every request of ``app``; ``/metrics``."""
+    app.extensions["served_model"] = ServedModel()
     app.before_request(_begin)
     app.after_request(_finish)
     app.register_blueprint(bp)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from matcher.service.roles import ROLES
+from matcher.web.schemas import Problem
 
 __all__ = ["PUBLIC", "Operation", "bp", "build", "operation"]
 
@@ -142,8 +144,6 @@ def build(app: Flask) -> dict[str, Any]:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 entries.append((path, method.lower(), op, kind, params, rule.endpoint))
 
-    from matcher.web.schemas import Problem
-
     wanted: list[tuple[type[BaseModel], str]] = [(Problem, "serialization")]
     for _, _, op, kind, _, _ in entries:
         body = _resolve(op.body, kind)
@@ -235,8 +235,6 @@ def build(app: Flask) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("matcher")
     except metadata.PackageNotFoundError:

@@ -12,7 +12,9 @@ import re
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
+from matcher.documents import orgfile as document
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE
+from matcher.store.repository import transaction
 from matcher.web.access import present
 from matcher.web.openapi import operation
 from matcher.web.payload import respond
@@ -23,13 +25,10 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 
 def _file(org_id: str) -> dict:
-    from matcher.documents.orgfile import organisation_file
-    from matcher.store.repository import transaction
-
     service = current_app.extensions["matcher"]
     service.ensure_database()
     with transaction(service.database_url) as session:
-        return present("file", [organisation_file(session, org_id)], session)[0]
+        return present("file", [document.organisation_file(session, org_id)], session)[0]
 
 
 @bp.get("/organisations/<org_id>/file")
@@ -55,8 +54,6 @@ def organisation_file(org_id: str) -> ResponseReturnValue:
 )
 def organisation_file_xlsx(org_id: str) -> ResponseReturnValue:
     """The file as a workbook."""
-    from matcher.documents.orgfile import file_workbook
-
-    data = file_workbook(_file(org_id))
+    data = document.file_workbook(_file(org_id))
     name = f"file-{re.sub(r'[^A-Za-z0-9_.-]', '_', org_id)}.xlsx"
     return Response(data, mimetype=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})

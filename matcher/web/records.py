@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from matcher.service.match import MAX_K, MatchRequest, MatchResponse, MatchService
+from matcher.store import repository
 from matcher.store.records import MODELS, FeedbackIn, NewNeedIn, OutcomeIn
+from matcher.store.repository import transaction
 from matcher.web.access import audit, present
 from matcher.web.api import match_and_time
 from matcher.web.errors import BadRequestError
@@ -78,8 +80,6 @@ def _service() -> MatchService:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    from matcher.store.repository import transaction
-
     service = _service()
     service.ensure_database()
     with transaction(service.database_url) as session:
@@ -114,8 +114,6 @@ def _page(items: list[dict], total: int, query: Page | EngagementQuery, kind: st
 )
 def list_records(kind: str) -> ResponseReturnValue:
     """A page of records of one kind, filtered; ``q`` ranks by the Chinese text pipeline."""
-    from matcher.store import repository
-
     query = _query(Page)
     with _session() as session:
         items, total = repository.list_records(session, kind, **query.model_dump())
@@ -127,8 +125,6 @@ def list_records(kind: str) -> ResponseReturnValue:
 @operation("read", "Read one of {kind}", responses={200: item_model}, tag="records")
 def get_record(kind: str, record_id: str) -> ResponseReturnValue:
     """One record."""
-    from matcher.store import repository
-
     with _session() as session:
         item = present(kind, [repository.get_record(session, kind, record_id)], session)[0]
     return respond(item, item_model(kind))
@@ -145,8 +141,6 @@ def get_record(kind: str, record_id: str) -> ResponseReturnValue:
 )
 def create_record(kind: str) -> ResponseReturnValue:
     """Create a record (409 when the id exists; a need without an id gets the next free number)."""
-    from matcher.store import repository
-
     with _session() as session:
         record = repository.create_record(session, kind, _body())
         audit("create", kind, record["id"], session=session)
@@ -157,8 +151,6 @@ def create_record(kind: str) -> ResponseReturnValue:
 @operation("edit", "Replace one of {kind}", body=_record, responses={200: item_model}, tag="records")
 def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Replace a record as a whole."""
-    from matcher.store import repository
-
     body = _body()
     if body.setdefault("id", record_id) != record_id:
         raise BadRequestError(f"id: the body's id {body['id']!r} differs from the URL's {record_id!r}")
@@ -175,8 +167,6 @@ def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
 @operation("edit", "Delete one of {kind}", responses={204: None}, tag="records")
 def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Delete a record (soft: it stays for the audit trail but is never matched or listed)."""
-    from matcher.store import repository
-
     with _session() as session:
         repository.delete_record(session, kind, record_id)
         audit("delete", kind, record_id, session=session)
@@ -197,8 +187,6 @@ def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
 )
 def feedback() -> ResponseReturnValue:
     """Record a coordinator's decision; accepting an expert opens an engagement (409 when fully booked)."""
-    from matcher.store import repository
-
     given = FeedbackWithOutcomeIn.model_validate(_body())
     decision = FeedbackIn.model_validate(given.model_dump(exclude={"outcome"}))
     with _session() as session:
@@ -226,8 +214,6 @@ def feedback() -> ResponseReturnValue:
 )
 def engagement_outcome(engagement_id: int) -> ResponseReturnValue:
     """Add (or correct) the follow-up of a completed engagement."""
-    from matcher.store import repository
-
     outcome = OutcomeIn.model_validate(_body())
     with _session() as session:
         item, created = repository.set_outcome(session, engagement_id, outcome)
@@ -273,8 +259,6 @@ def need_match_request(need_id: str) -> MatchRequest:
 )
 def engagements() -> ResponseReturnValue:
     """Engagements by need, organisation or expert."""
-    from matcher.store import repository
-
     query = _query(EngagementQuery)
     with _session() as session:
         items, total = repository.list_engagements(session, **query.model_dump())

@@ -11,6 +11,7 @@
   problem+json 414 (:data:`matcher.web.payload.MAX_QUERY_STRING`).
 * Logs: gunicorn's own lines and the app's are JSON (:class:`matcher.web.monitoring.JsonFormatter`);
   the app writes the access lines (with request ids), so gunicorn's access log is off.
+* A worker that exits closes its app (:func:`matcher.web.close_app`: its database connections).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from typing import Any
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from threadpoolctl import threadpool_limits
+
+from matcher.config import METRICS_DIR_ENV, Settings
+from matcher.web import close_app, create_app
+from matcher.web.monitoring import JsonFormatter
 
 __all__ = ["run"]
-
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-THREADS_ENV = "MATCHER_WORKER_THREADS"
 
 
 class _JsonLogger(glogging.Logger):
@@ -35,8 +38,6 @@ class _JsonLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        from matcher.web.monitoring import JsonFormatter
-
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
 
@@ -48,13 +49,18 @@ def _post_fork(server: Any, worker: Any) -> None:
     worker per core, those threads would compete for the cores with the other workers'. The workers
     are the parallelism.
     """
-    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=Settings.from_env().worker_threads)
 
-    threadpool_limits(limits=int(os.environ.get(THREADS_ENV) or 1))
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """Release what the worker's app holds (its database connections)."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        close_app(app)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
+    from prometheus_client import multiprocess  # here: after PROMETHEUS_MULTIPROC_DIR is set (see monitoring)
 
     multiprocess.mark_process_dead(worker.pid)
 
@@ -69,22 +75,20 @@ class _Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from matcher.web import create_app
-
         return create_app()
 
 
 def _metrics_dir() -> tuple[Path, bool]:
     """The multiprocess metrics directory, emptied; and whether this run made it (and removes it)."""
-    given = os.environ.get(METRICS_ENV)
+    given = Settings.from_env().metrics_dir
     if given:
-        path = Path(given)
+        path = given
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):
             stale.unlink()
         return path, False
     path = Path(tempfile.mkdtemp(prefix="matcher-metrics-"))
-    os.environ[METRICS_ENV] = str(path)
+    os.environ[METRICS_DIR_ENV] = str(path)  # read by the workers' apps and prometheus_client
     return path, True
 
 
@@ -103,6 +107,7 @@ def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2, timeout:
                 "logger_class": _JsonLogger,
                 "post_fork": _post_fork,
                 "child_exit": _child_exit,
+                "worker_exit": _worker_exit,
             }
         ).run()
     finally:
