@@ -18,11 +18,12 @@ from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["database_url", "engine_for", "is_sqlite", "session_scope", "upgrade"]
+__all__ = ["database_url", "engine_for", "is_sqlite", "safe_url", "session_scope", "upgrade"]
 
 DEFAULT_SQLITE = "instance/matcher.sqlite3"
 
@@ -37,6 +38,11 @@ def database_url() -> str:
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
     return f"sqlite:///{DEFAULT_SQLITE}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown or logged: the password hidden (``postgresql://user:***@host/db``)."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def is_sqlite(engine: Engine) -> bool:
