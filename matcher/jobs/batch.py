@@ -8,6 +8,12 @@ output behind and an earlier output untouched.
 
 Output: CSV (UTF-8 with BOM, ``\\n`` line ends, scores with 6 decimals) or Parquet (fixed schema) with
 columns ``need_id, target_type, target_id, rank, score``; the same inputs give byte-identical files.
+
+Four ways in, one function each: target files fitted here (:func:`run_batch`, checked by
+:func:`check_inputs`), the database with the active model (:func:`run_batch_db`, read by
+:func:`matcher.jobs.sources.load_active`), a saved version folder (:func:`run_batch_model`), and a model
+already in memory (:func:`match_to_file`). They all score through :func:`matcher.jobs.chunks.score_to_file`
+(chunks, engines, resume) and write through :mod:`matcher.jobs.output`.
 """
 
 from __future__ import annotations
