@@ -375,11 +375,12 @@ def test_two_concurrent_commits_never_double_book(
     trained, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both runs plan on the same state, then race to book: the second finds its plan stale."""
+    from matcher.jobs import sources
     from matcher.store import repository
 
     repository.ensure_database(db_url, trained["data"])
     # migrated once above: Alembic's upgrade is not thread-safe within one process (a process migrates once)
-    monkeypatch.setattr(repository, "ensure_database", lambda *args, **kwargs: False)
+    monkeypatch.setattr(sources, "ensure_database", lambda *args, **kwargs: False)
     before, _ = _open_engagements(db_url)
     barrier = threading.Barrier(2, timeout=60)
     monkeypatch.setattr(bookings, "_test_pause", barrier.wait)

@@ -19,7 +19,7 @@ from matcher.errors import BatchError
 from matcher.jobs import batch
 from matcher.jobs.batch import run_batch, run_batch_db
 from matcher.jobs.chunks import PAUSE_ENV, ChunkOptions, parts_dir, score_chunk
-from matcher.jobs.executors import DaskEngine, EngineError
+from matcher.jobs.executors import DaskEngine, EngineError, make_engine
 from matcher.text.segment import segmenter, usable_cores
 from tests.conftest import ROOT
 from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
@@ -289,8 +289,10 @@ def test_local_workers_give_the_same_bytes(tmp_path: Path) -> None:
 
 def test_workers_default_to_the_usable_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
-    make = batch.make_engine
-    monkeypatch.setattr(batch, "make_engine", lambda name, **options: seen.append(options["workers"]) or make(name, **options))
+    monkeypatch.setattr(
+        "matcher.jobs.chunks.make_engine",
+        lambda name, **options: seen.append(options["workers"]) or make_engine(name, **options),
+    )
     paths = write_library(tmp_path / "in")
     run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunks=ChunkOptions(chunk_size=2))
     assert seen == [len(os.sched_getaffinity(0))]
