@@ -52,7 +52,7 @@ def timed(owner: Any, attribute: str, name: str, *, key: Any = None) -> None:
 
 
 def instrument() -> None:
-    from matcher.jobs import batch
+    from matcher.jobs import batch, chunks
     from matcher.matching import estimator as model
     from matcher.matching import vectorize
     from matcher.matching.estimator import Matcher
@@ -77,7 +77,7 @@ def instrument() -> None:
     timed(model, "_near_the_best", "score / candidates near the k-th best")
     timed(Matcher, "_exclude", "score / hard rules")
     timed(Matcher, "_named", "score / names in the needs")
-    timed(batch, "_arrow", "score / rows to Arrow")
+    timed(chunks, "arrow_scores", "score / rows to Arrow")
     del text
 
 
