@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from matcher.jobs.assign.job import AssignOptions, run_assign
+    from matcher.jobs.assign.job import AssignInputs, AssignOptions, run_assign
 
     logging.getLogger("jieba").setLevel(logging.WARNING)
     info = machine()
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             report = run_assign(
                 out,
                 options=AssignOptions(candidates=args.candidates, **settings),
-                needs_file=need_file,
-                target_files={"expert": expert_file},
+                inputs=AssignInputs(needs_file=need_file, target_files={"expert": expert_file}),
                 workers=args.workers,
                 progress=log,
             )

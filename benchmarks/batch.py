@@ -250,11 +250,12 @@ def run_matcher(
 ) -> dict:
     """``batch.fit_matcher`` then ``batch.match_to_file``; ``workers`` None: the defaults (every usable core)."""
     from matcher.jobs.batch import fit_matcher, match_to_file
+    from matcher.jobs.chunks import ChunkOptions
 
     started = time.perf_counter()
     model = fit_matcher(experts, fit_sample=fit_sample, workers=workers)
     fitted = time.perf_counter()
-    match_to_file(model, needs, out, k=K, chunk_size=CHUNK, workers=workers)
+    match_to_file(model, needs, out, k=K, chunks=ChunkOptions(chunk_size=CHUNK, progress=False, workers=workers))
     finished = time.perf_counter()
     index = model.index_["expert"]
     return {

@@ -52,7 +52,7 @@ def timed(owner: Any, attribute: str, name: str, *, key: Any = None) -> None:
 
 
 def instrument() -> None:
-    from matcher.jobs import batch
+    from matcher.jobs import batch, chunks
     from matcher.matching import estimator as model
     from matcher.matching import vectorize
     from matcher.matching.estimator import Matcher
@@ -77,7 +77,7 @@ def instrument() -> None:
     timed(model, "_near_the_best", "score / candidates near the k-th best")
     timed(Matcher, "_exclude", "score / hard rules")
     timed(Matcher, "_named", "score / names in the needs")
-    timed(batch, "_arrow", "score / rows to Arrow")
+    timed(chunks, "arrow_scores", "score / rows to Arrow")
     del text
 
 
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     from matcher.jobs import batch
+    from matcher.jobs.chunks import ChunkOptions, chunk_step
     from matcher.text.segment import segmenter
 
     need_table, tables = batch.read_inputs(args.needs, {"expert": args.experts})
@@ -115,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     model = batch.fit_matcher(targets, workers=1)
     with tempfile.TemporaryDirectory() as folder, threadpool_limits(1):
-        batch.match_to_file(model, needs, Path(folder) / "out.parquet", workers=1)
+        batch.match_to_file(model, needs, Path(folder) / "out.parquet", chunks=ChunkOptions(progress=False, workers=1))
     total = time.perf_counter() - started
-    chunk = max(1, min(batch.CHUNK_SIZE, batch._CELLS_PER_CHUNK // max(model.n_targets_.values())))
+    chunk = chunk_step(max(model.n_targets_.values()))
     one, chunks = dense_product_seconds(model, needs, chunk)
     TIMES["score / dense product (timed apart)"] = one * chunks
     CALLS["score / dense product (timed apart)"] = chunks

@@ -36,3 +36,7 @@ class ConflictError(MatcherError):
 
 class DatabaseUnavailableError(MatcherError):
     """The database cannot be reached; the request may succeed later."""
+
+
+class BatchError(MatcherError, ValueError):
+    """A batch run cannot start or finish: bad arguments, parameters or output path, or a resume with other inputs."""

@@ -20,7 +20,7 @@ from matcher.errors import ConflictError
 from matcher.jobs.assign import booking as bookings
 from matcher.jobs.assign import solver as assign
 from matcher.jobs.assign.feasibility import check_feasibility
-from matcher.jobs.assign.job import AssignOptions, run_assign
+from matcher.jobs.assign.job import AssignInputs, AssignOptions, run_assign
 from matcher.jobs.assign.solver import AssignmentError, Problem, alternates, solve, solve_greedy, solve_min_cost_flow
 from tests.test_batch import write_rows
 
@@ -247,10 +247,9 @@ def test_job_respects_capacity_conflicts_and_forced(files: dict[str, Path], tmp_
     report = run_assign(
         out,
         options=AssignOptions(per_need=1, alternates=2, candidates=5),
-        needs_file=files["needs"],
-        target_files={"expert": files["expert"]},
-        conflicts=conflicts,
-        forced=forced,
+        inputs=AssignInputs(
+            needs_file=files["needs"], target_files={"expert": files["expert"]}, conflicts=conflicts, forced=forced
+        ),
         progress=messages.append,
     )
     assert [m.split(":")[0] for m in messages if m.startswith("[")] == [
@@ -299,7 +298,8 @@ def test_forced_pairs_that_break_a_rule_are_refused(files: dict[str, Path], tmp_
     )
     with pytest.raises(AssignmentError) as caught:
         run_assign(
-            tmp_path / "plan.csv", needs_file=files["needs"], target_files={"expert": files["expert"]}, forced=forced
+            tmp_path / "plan.csv",
+            inputs=AssignInputs(needs_file=files["needs"], target_files={"expert": files["expert"]}, forced=forced),
         )
     message = str(caught.value)
     assert "E05 has a conflict of interest with need N4" in message
@@ -312,8 +312,7 @@ def test_reasons_for_needs_left_short(files: dict[str, Path], tmp_path: Path) ->
     run_assign(
         out,
         options=AssignOptions(per_need=2, candidates=5, min_score=0.05, cover_first=True),
-        needs_file=files["needs"],
-        target_files={"expert": files["expert"]},
+        inputs=AssignInputs(needs_file=files["needs"], target_files={"expert": files["expert"]}),
     )
     frame = pd.read_parquet(out.with_name("plan.unassigned.parquet"))
     assert set(frame.columns) == {"need_id", "target_type", "wanted", "assigned", "reason"}
@@ -353,7 +352,9 @@ def test_commit_books_engagements_within_capacity(trained, db_url: str, tmp_path
     ensure_database(db_url, trained["data"])
     before, _ = _open_engagements(db_url)
     out = tmp_path / "plan.csv"
-    report = run_assign(out, options=AssignOptions(per_need=2), commit=True, **_db(trained, db_url))
+    report = run_assign(
+        out, options=AssignOptions(per_need=2), commit=True, inputs=AssignInputs(**_db(trained, db_url))
+    )
     chosen = [r for r in read(out) if r["role"] != "alternate"]
     assert report.booked == len(chosen) > 0
     after, experts = _open_engagements(db_url)
@@ -361,7 +362,12 @@ def test_commit_books_engagements_within_capacity(trained, db_url: str, tmp_path
     load = after.loc[after["target_type"] == "expert"].groupby("target_id").size()
     capacity = experts.set_index("id")["capacity"]
     assert (load <= capacity.reindex(load.index)).all()
-    again = run_assign(tmp_path / "again.csv", options=AssignOptions(per_need=2), commit=True, **_db(trained, db_url))
+    again = run_assign(
+        tmp_path / "again.csv",
+        options=AssignOptions(per_need=2),
+        commit=True,
+        inputs=AssignInputs(**_db(trained, db_url)),
+    )
     assert again.results["expert"].needs < report.results["expert"].needs  # booked needs are matched, not open
 
 
@@ -369,11 +375,12 @@ def test_two_concurrent_commits_never_double_book(
     trained, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both runs plan on the same state, then race to book: the second finds its plan stale."""
+    from matcher.jobs import sources
     from matcher.store import repository
 
     repository.ensure_database(db_url, trained["data"])
     # migrated once above: Alembic's upgrade is not thread-safe within one process (a process migrates once)
-    monkeypatch.setattr(repository, "ensure_database", lambda *args, **kwargs: False)
+    monkeypatch.setattr(sources, "ensure_database", lambda *args, **kwargs: False)
     before, _ = _open_engagements(db_url)
     barrier = threading.Barrier(2, timeout=60)
     monkeypatch.setattr(bookings, "_test_pause", barrier.wait)
@@ -382,7 +389,10 @@ def test_two_concurrent_commits_never_double_book(
     def run(number: int) -> None:
         try:
             outcomes[number] = run_assign(
-                tmp_path / f"plan{number}.csv", options=AssignOptions(per_need=1), commit=True, **_db(trained, db_url)
+                tmp_path / f"plan{number}.csv",
+                options=AssignOptions(per_need=1),
+                commit=True,
+                inputs=AssignInputs(**_db(trained, db_url)),
             )
         except Exception as error:  # collected and checked below
             outcomes[number] = error
@@ -446,7 +456,11 @@ def test_cli_assign(trained, tmp_path: Path) -> None:
 
 def test_commit_with_files_is_refused(files: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(AssignmentError, match="cannot be used with --needs files"):
-        run_assign(tmp_path / "p.csv", needs_file=files["needs"], target_files={"expert": files["expert"]}, commit=True)
+        run_assign(
+            tmp_path / "p.csv",
+            inputs=AssignInputs(needs_file=files["needs"], target_files={"expert": files["expert"]}),
+            commit=True,
+        )
 
 
 def test_assign_benchmark_runs_small(tmp_path: Path) -> None:

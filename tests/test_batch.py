@@ -16,9 +16,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from matcher.errors import BatchError
 from matcher.inputs.files import TableError, read_table
 from matcher.jobs import batch
-from matcher.jobs.batch import PARQUET_SCHEMA, BatchError, check_inputs, run_batch, write_matches
+from matcher.jobs.batch import check_inputs, run_batch
+from matcher.jobs.chunks import ChunkOptions
+from matcher.jobs.output import PARQUET_SCHEMA, write_matches
 from matcher.matching.estimator import MATCH_COLUMNS, build_matcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -486,13 +489,13 @@ def test_failure_while_matching_keeps_the_earlier_output(
 
     monkeypatch.setattr(batch.Matcher, "match_columns", failing)
     with pytest.raises(MemoryError):
-        run_batch(library["needs"], targets_of(library), out, chunk_size=1, workers=1)
+        run_batch(library["needs"], targets_of(library), out, chunks=ChunkOptions(chunk_size=1, workers=1))
     assert out.read_bytes() == b"an earlier run"
     assert leftovers(tmp_path) == []
     fresh = tmp_path / f"fresh-{name}"
     calls.clear()
     with pytest.raises(MemoryError):
-        run_batch(library["needs"], targets_of(library), fresh, chunk_size=1, workers=1)
+        run_batch(library["needs"], targets_of(library), fresh, chunks=ChunkOptions(chunk_size=1, workers=1))
     assert not fresh.exists()
     assert leftovers(tmp_path) == []
 
@@ -908,6 +911,8 @@ def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monk
 def test_progress_bar_only_when_asked(library: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_batch(library["needs"], targets_of(library), tmp_path / "a.csv")
     assert capsys.readouterr().err == ""  # stderr is not a terminal here
-    run_batch(library["needs"], targets_of(library), tmp_path / "b.csv", progress=True, chunk_size=1)
+    run_batch(
+        library["needs"], targets_of(library), tmp_path / "b.csv", chunks=ChunkOptions(chunk_size=1, progress=True)
+    )
     assert "matching" in capsys.readouterr().err
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

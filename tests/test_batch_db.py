@@ -15,9 +15,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from matcher.errors import BatchError
 from matcher.jobs import batch
-from matcher.jobs.batch import BatchError, parts_dir, run_batch, run_batch_db
-from matcher.jobs.executors import DaskEngine, EngineError
+from matcher.jobs.batch import run_batch, run_batch_db
+from matcher.jobs.chunks import PAUSE_ENV, ChunkOptions, parts_dir, score_chunk
+from matcher.jobs.executors import DaskEngine, EngineError, make_engine
 from matcher.text.processes import usable_cores
 from matcher.text.segment import segmenter
 from tests.conftest import ROOT
@@ -78,7 +80,12 @@ def test_rows_equal_the_http_api_on_the_database(trained, make_app, db_url: str,
 
     out = tmp_path / "matches.parquet"
     report = run_batch_db(
-        out, k=5, database_url=db_url, models_dir=trained["models"], data_dir=trained["data"], chunk_size=40
+        out,
+        k=5,
+        database_url=db_url,
+        models_dir=trained["models"],
+        data_dir=trained["data"],
+        chunks=ChunkOptions(chunk_size=40),
     )
     assert report.needs == len(open_ids) and report.model_version == trained["version"]
     rows = _rows_by_need(out)
@@ -160,7 +167,7 @@ def _kill_after(args: list[str | Path], env: dict[str, str], cwd: Path, chunks: 
     process = subprocess.Popen(
         [sys.executable, "-m", "matcher.cli", "batch", *map(str, args)],
         cwd=cwd,
-        env={**env, batch.PAUSE_ENV: "0.5"},
+        env={**env, PAUSE_ENV: "0.5"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -213,7 +220,7 @@ def test_resume_in_file_mode_refuses_other_inputs(tmp_path: Path, monkeypatch: p
     paths = write_library(tmp_path / "in")
     out = tmp_path / "out.csv"
     reference = tmp_path / "reference.csv"
-    run_batch(paths["needs"], targets_of(paths), reference, chunk_size=1)
+    run_batch(paths["needs"], targets_of(paths), reference, chunks=ChunkOptions(chunk_size=1))
     calls: list[int] = []
     original = batch.Matcher.match_columns  # what each chunk calls
 
@@ -225,15 +232,15 @@ def test_resume_in_file_mode_refuses_other_inputs(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(batch.Matcher, "match_columns", failing)
     with pytest.raises(KeyboardInterrupt):  # in this process: the interruption is the third chunk's
-        run_batch(paths["needs"], targets_of(paths), out, chunk_size=1, workers=1)
+        run_batch(paths["needs"], targets_of(paths), out, chunks=ChunkOptions(chunk_size=1, workers=1))
     monkeypatch.undo()
     assert not out.exists() and len(list(parts_dir(out).glob("*.parquet"))) == 2
 
     write_rows(paths["expert"], [*EXPERTS[:-1], {**EXPERTS[-1], "capacity": 0}])
     with pytest.raises(BatchError, match=r"cannot resume: .* \(different targets"):
-        run_batch(paths["needs"], targets_of(paths), out, chunk_size=1, resume=True)
+        run_batch(paths["needs"], targets_of(paths), out, chunks=ChunkOptions(chunk_size=1, resume=True))
     write_rows(paths["expert"], EXPERTS)
-    report = run_batch(paths["needs"], targets_of(paths), out, chunk_size=1, resume=True)
+    report = run_batch(paths["needs"], targets_of(paths), out, chunks=ChunkOptions(chunk_size=1, resume=True))
     assert report.resumed == 2 and report.chunks == len(NEEDS)
     assert out.read_bytes() == reference.read_bytes()
     assert not parts_dir(out).exists()
@@ -261,11 +268,11 @@ def test_chunks_bound_the_needs_scored_at_once(tmp_path: Path, monkeypatch: pyte
         return original(self, needs, **kwargs)
 
     monkeypatch.setattr(batch.Matcher, "match_columns", spy)
-    run_batch(paths["needs"], targets_of(paths), tmp_path / "out.csv", chunk_size=2, workers=1)  # the spy sees this process's chunks
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "out.csv", chunks=ChunkOptions(chunk_size=2, workers=1))  # the spy sees this process's chunks
     assert sizes == [2, 1]
     sizes.clear()
-    monkeypatch.setattr(batch, "_CELLS_PER_CHUNK", 5)  # 5 experts: one need per chunk
-    run_batch(paths["needs"], targets_of(paths), tmp_path / "out2.csv", chunk_size=2, workers=1)  # the spy sees this process's chunks
+    monkeypatch.setattr("matcher.jobs.chunks.CELLS_PER_CHUNK", 5)  # 5 experts: one need per chunk
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "out2.csv", chunks=ChunkOptions(chunk_size=2, workers=1))  # the spy sees this process's chunks
     assert sizes == [1, 1, 1]
 
 
@@ -275,18 +282,20 @@ def test_chunks_bound_the_needs_scored_at_once(tmp_path: Path, monkeypatch: pyte
 def test_local_workers_give_the_same_bytes(tmp_path: Path) -> None:
     paths = write_library(tmp_path / "in")
     one, two, default = tmp_path / "one.parquet", tmp_path / "two.parquet", tmp_path / "default.parquet"
-    run_batch(paths["needs"], targets_of(paths), one, chunk_size=1, workers=1)
-    run_batch(paths["needs"], targets_of(paths), two, chunk_size=1, workers=3)
-    run_batch(paths["needs"], targets_of(paths), default, chunk_size=1)  # one process per usable core
+    run_batch(paths["needs"], targets_of(paths), one, chunks=ChunkOptions(chunk_size=1, workers=1))
+    run_batch(paths["needs"], targets_of(paths), two, chunks=ChunkOptions(chunk_size=1, workers=3))
+    run_batch(paths["needs"], targets_of(paths), default, chunks=ChunkOptions(chunk_size=1))  # one process per usable core
     assert one.read_bytes() == two.read_bytes() == default.read_bytes()
 
 
 def test_workers_default_to_the_usable_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
-    make = batch.make_engine
-    monkeypatch.setattr(batch, "make_engine", lambda name, **options: seen.append(options["workers"]) or make(name, **options))
+    monkeypatch.setattr(
+        "matcher.jobs.chunks.make_engine",
+        lambda name, **options: seen.append(options["workers"]) or make_engine(name, **options),
+    )
     paths = write_library(tmp_path / "in")
-    run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunk_size=2)
+    run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunks=ChunkOptions(chunk_size=2))
     assert seen == [len(os.sched_getaffinity(0))]
 
 
@@ -294,20 +303,19 @@ def test_dask_engine_gives_the_same_bytes(trained, tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     paths = write_library(tmp_path / "in")
     local_files, local_db = tmp_path / "files.csv", tmp_path / "db.parquet"
-    run_batch(paths["needs"], targets_of(paths), local_files, chunk_size=1)
+    run_batch(paths["needs"], targets_of(paths), local_files, chunks=ChunkOptions(chunk_size=1))
     db = {"database_url": trained["database"], "models_dir": trained["models"], "data_dir": trained["data"]}
-    run_batch_db(local_db, chunk_size=30, **db)
+    run_batch_db(local_db, chunks=ChunkOptions(chunk_size=30), **db)
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
         dask_files, dask_db = tmp_path / "dask-files.csv", tmp_path / "dask-db.parquet"
         run_batch(
             paths["needs"],
             targets_of(paths),
             dask_files,
-            chunk_size=1,
-            engine="dask",
-            scheduler=cluster.scheduler_address,
+            chunks=ChunkOptions(chunk_size=1, engine="dask", scheduler=cluster.scheduler_address),
         )
-        report = run_batch_db(dask_db, chunk_size=30, engine="dask", scheduler=cluster.scheduler_address, **db)
+        dask = ChunkOptions(chunk_size=30, engine="dask", scheduler=cluster.scheduler_address)
+        report = run_batch_db(dask_db, chunks=dask, **db)
     assert dask_files.read_bytes() == local_files.read_bytes()
     assert dask_db.read_bytes() == local_db.read_bytes()
     manifest = json.loads(batch.manifest_path(dask_db).read_text(encoding="utf-8"))
@@ -318,13 +326,15 @@ def test_dask_engine_gives_the_same_bytes(trained, tmp_path: Path) -> None:
 def test_engine_options_are_checked(tmp_path: Path) -> None:
     paths = write_library(tmp_path / "in")
     with pytest.raises(BatchError, match="needs --scheduler"):
-        run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", engine="dask")
+        run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunks=ChunkOptions(engine="dask"))
     with pytest.raises(BatchError, match="--scheduler goes with --engine dask"):
-        run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", scheduler="tcp://127.0.0.1:1")
+        run_batch(
+            paths["needs"], targets_of(paths), tmp_path / "o.csv", chunks=ChunkOptions(scheduler="tcp://127.0.0.1:1")
+        )
     with pytest.raises(BatchError, match="unknown engine"):
-        run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", engine="spark")
+        run_batch(paths["needs"], targets_of(paths), tmp_path / "o.csv", chunks=ChunkOptions(engine="spark"))
     with pytest.raises(EngineError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
-        list(DaskEngine("tcp://127.0.0.1:9", timeout=0.5).run(batch._score_chunk, None, [(0, None)]))
+        list(DaskEngine("tcp://127.0.0.1:9", timeout=0.5).run(score_chunk, None, [(0, None)]))
     assert not (tmp_path / "o.csv").exists()
 
 

@@ -303,6 +303,7 @@ def batch(
     API matches it.
     """
     from matcher.jobs.batch import check_inputs, run_batch, run_batch_db, run_batch_model
+    from matcher.jobs.chunks import ChunkOptions
 
     run = {"resume": resume, "chunk_size": chunk_size, "engine": engine, "workers": workers, "scheduler": scheduler}
     if model_dir is not None:
@@ -317,7 +318,8 @@ def batch(
             raise click.UsageError("--out is required")
         files = {"expert": experts, "resource": resources, "project": projects}
         targets = {t: p for t, p in files.items() if p is not None}
-        click.echo(run_batch_model(model_dir, needs_file, targets, out, k=k, **run).summary())
+        chunks = ChunkOptions(progress=False, **run)
+        click.echo(run_batch_model(model_dir, needs_file, targets, out, k=k, chunks=chunks).summary())
         return
     if needs_file is None:
         given = {"--experts": experts, "--resources": resources, "--projects": projects}
@@ -335,7 +337,7 @@ def batch(
             raise click.UsageError("--out is required (unless --check is given)")
         from matcher.inputs.library import data_dir
 
-        click.echo(run_batch_db(out, k=k, data_dir=data_dir(), **run).summary())
+        click.echo(run_batch_db(out, k=k, data_dir=data_dir(), chunks=ChunkOptions(**run)).summary())
         return
     if experts is None:
         raise click.UsageError("Missing option '--experts' (required with --needs).")
@@ -352,17 +354,19 @@ def batch(
     if out is None:
         raise click.UsageError("--out is required (unless --check is given)")
     result = run_batch(
-        needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file, fit_sample=fit_sample, **run
+        needs_file, targets, out, k=k, params=params, skip_invalid=rejects_file, fit_sample=fit_sample,
+        chunks=ChunkOptions(**run),
     )
     click.echo(result.summary())
 
 
 def _batch_check_database(out: Path | None) -> None:
     """``matcher batch --check`` without ``--needs``: the active model, the database and the output folder."""
+    from matcher.errors import BatchError
     from matcher.inputs.library import data_dir
-    from matcher.jobs.batch import BatchError, _check_output
+    from matcher.jobs.output import check_output
     from matcher.matching import persist
-    from matcher.store.db import database_url
+    from matcher.store.db import database_url, safe_url
     from matcher.store.repository import ensure_database, load_libraries_db, transaction
 
     problems = []
@@ -380,12 +384,12 @@ def _batch_check_database(out: Path | None) -> None:
         with transaction(url) as session:
             libs = load_libraries_db(session)
         open_needs = int((libs.needs["status"] == "open").sum())
-        click.echo(f"database: {_safe_url(url)}: {open_needs} open needs of {len(libs.needs)}")
+        click.echo(f"database: {safe_url(url)}: {open_needs} open needs of {len(libs.needs)}")
     except MatcherError as error:
         problems.append(f"database: {error}")
     if out is not None:
         try:
-            _check_output(out)
+            check_output(out)
         except BatchError as error:
             problems.append(str(error))
     for problem in problems:
@@ -443,7 +447,7 @@ def assign(
     OUT's .unassigned, .loads and .summary.json files; --commit books it as engagements.
     """
     from matcher.inputs.library import data_dir
-    from matcher.jobs.assign.job import AssignOptions, run_assign
+    from matcher.jobs.assign.job import AssignInputs, AssignOptions, run_assign
 
     if needs_file is None:
         given = {"--experts": experts, "--resources": resources, "--params": params_file}
@@ -469,17 +473,20 @@ def assign(
         cover_first=cover_first,
         time_limit=time_limit,
     )
-    report = run_assign(
-        out,
-        options=options,
+    inputs = AssignInputs(
         needs_file=needs_file,
         target_files=target_files,
         params=_read_params(params_file) if params_file is not None else None,
         conflicts=conflicts,
         forced=forced,
+        data_dir=data_dir(),
+    )
+    report = run_assign(
+        out,
+        options=options,
+        inputs=inputs,
         commit=commit,
         check=check,
-        data_dir=data_dir(),
         workers=workers,
         progress=lambda message: click.echo(f"matcher: {message}", err=True),
     )
@@ -645,14 +652,11 @@ def evaluate(
 def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) -> None:
     """Needs whose best match is weak, by category and county: whom the base should recruit."""
     from matcher.documents.writer import write_frame_csv
-    from matcher.inputs.library import targets_frame
-    from matcher.matching import persist
-    from matcher.matching.training import stored_libraries
+    from matcher.jobs.sources import load_active
     from matcher.quality import evaluate as evaluation
 
-    model, _ = persist.load()
-    libs = stored_libraries()
-    model.sync_targets(targets_frame(libs))
+    sources = load_active()
+    model, libs = sources.model, sources.libraries
     needs, summary = evaluation.find_gaps(model, libs, target_type=target_type, threshold=threshold, status=status)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_frame_csv(needs, out_dir / "gaps.csv")
@@ -718,12 +722,6 @@ _STORE_KINDS = (
 )
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 @cli.group()
 def db() -> None:
     """Create and migrate the database ($DATABASE_URL, default instance/matcher.sqlite3)."""
@@ -733,14 +731,14 @@ def db() -> None:
 def db_init() -> None:
     """Create the database, migrate it to the latest schema and fill it from data/ when it is empty."""
     from matcher.inputs.library import data_dir
-    from matcher.store.db import current_revision, database_url
+    from matcher.store.db import current_revision, database_url, safe_url
     from matcher.store.repository import counts, ensure_database, transaction
 
     url = database_url()
     filled = ensure_database(url, data_dir())
     with transaction(url) as session:
         sizes = counts(session)
-    click.echo(f"database {_safe_url(url)} at schema revision {current_revision(url)}")
+    click.echo(f"database {safe_url(url)} at schema revision {current_revision(url)}")
     listed = ", ".join(f"{sizes[k]} {k}" for k in _STORE_KINDS)
     if filled:
         click.echo(f"filled from {data_dir()}: {listed}, {sizes['open_engagements']} open engagements")
@@ -751,7 +749,7 @@ def db_init() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest schema (creating it if needed); data is not touched."""
-    from matcher.store.db import current_revision, database_url, upgrade
+    from matcher.store.db import current_revision, database_url, safe_url, upgrade
     from matcher.store.repository import database_errors
 
     url = database_url()
@@ -760,9 +758,9 @@ def db_upgrade() -> None:
         upgrade(url)
         after = current_revision(url)
     if before == after:
-        click.echo(f"database {_safe_url(url)} is at schema revision {after}; nothing to do")
+        click.echo(f"database {safe_url(url)} is at schema revision {after}; nothing to do")
     else:
-        click.echo(f"database {_safe_url(url)} migrated from {before or 'empty'} to schema revision {after}")
+        click.echo(f"database {safe_url(url)} migrated from {before or 'empty'} to schema revision {after}")
 
 
 @cli.command("import")

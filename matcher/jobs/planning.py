@@ -40,11 +40,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 
 from matcher.documents.writer import write_table
 from matcher.errors import LibraryError
+from matcher.jobs.sources import load_active, open_needs
 from matcher.matching.rank import WEAK_SCORE
-from matcher.store.records import EVENT_TYPES, LOCAL_TZ, to_local_iso
+from matcher.store.events import BUSY_STATUSES
+from matcher.store.records import EVENT_TYPES, LOCAL_TZ, parse_timestamp, to_local_iso
+from matcher.store.repository import create_record, transaction
+from matcher.store.schema import Event, Resource, utcnow
+from matcher.text.segment import segment
 
 logger = logging.getLogger(__name__)
 
@@ -207,23 +213,15 @@ def plan_inputs(
     With ``service`` (the web app's :class:`~matcher.service.match.MatchService`) its model and libraries
     are used; otherwise the active model of ``models_dir`` and the database at ``database_url``.
     """
-    from matcher.inputs.library import needs_frame, targets_frame
-    from matcher.store.repository import transaction
-
     if service is not None:
         model, _ = service.model()
         libs = service.libraries()
         url = service.database_url
+        frame = open_needs(libs)
     else:
-        from matcher.matching import persist
-        from matcher.matching.training import stored_libraries
-
-        model, _ = persist.load(root=Path(models_dir) if models_dir is not None else None)
-        libs = stored_libraries(database_url, data_dir)
+        sources = load_active(database_url=database_url, models_dir=models_dir, data_dir=data_dir)
+        model, libs, frame = sources.model, sources.libraries, sources.needs
         url = database_url
-        model.sync_targets(targets_frame(libs))
-    open_ids = libs.needs.loc[libs.needs["status"] == "open", "id"].tolist()
-    frame = needs_frame(libs, open_ids)
     targets = model.targets("expert")
     scores = model.score(frame, "expert") if len(frame) else np.zeros((0, len(targets)))
     experts = libs.experts.set_index("id")
@@ -249,16 +247,11 @@ def plan_inputs(
             "text": frame["text"].to_numpy(),
         }
     )
-    venues, busy = _stored_venues_and_busy(url, transaction)
+    venues, busy = _stored_venues_and_busy(url)
     return PlanInputs(needs, expert_frame, np.asarray(scores, dtype=float), venues, busy)
 
 
-def _stored_venues_and_busy(url: str | None, transaction: Any) -> tuple[pd.DataFrame, list]:
-    from sqlalchemy import select
-
-    from matcher.store.events import BUSY_STATUSES
-    from matcher.store.schema import Event, Resource
-
+def _stored_venues_and_busy(url: str | None) -> tuple[pd.DataFrame, list]:
     with transaction(url) as session:
         rows = session.execute(
             select(Resource.id, Resource.name, Resource.county, Resource.seats)
@@ -460,8 +453,6 @@ def solve(inputs: PlanInputs, options: PlanOptions) -> PlanResult:
 
 def _shared_terms(texts: Sequence[str], limit: int = 6) -> list[str]:
     """Words (two characters or more) found in at least two of the texts, most widespread first."""
-    from matcher.text.segment import segment
-
     counts: Counter[str] = Counter()
     for text in texts:
         counts.update({w for w in segment(text) if len(w) > 1 and not w.isdigit()})
@@ -577,8 +568,6 @@ def _unserved(
 
 def check_plan(plan: dict[str, Any], inputs: PlanInputs, options: PlanOptions) -> list[str]:
     """Every broken hard constraint of ``plan`` (an empty list for a valid plan); tests and benchmarks use it."""
-    from matcher.store.records import parse_timestamp
-
     problems: list[str] = []
     need_row = {n: i for i, n in enumerate(inputs.needs["need_id"])}
     expert_row = {e: i for i, e in enumerate(inputs.experts["id"])}
@@ -704,9 +693,6 @@ def commit_plan(
     nothing is written). ``audit(kind, id, session)`` is called for each record created, in the same
     transaction. Returns the new event ids.
     """
-    from matcher.store.repository import create_record, transaction
-    from matcher.store.schema import utcnow
-
     stamp = prefix or f"V{utcnow().strftime('%Y%m%d%H%M%S')}"
     ids = []
     with transaction(url) as session:

@@ -41,7 +41,9 @@ __all__ = [
     "activate",
     "active_version",
     "describe_versions",
+    "file_sha256",
     "history",
+    "jsonable",
     "list_versions",
     "load",
     "load_folder",
@@ -79,7 +81,8 @@ def _hmac(key: str, digest: str) -> str:
     return hmac.new(key.encode("utf-8"), digest.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file at ``path`` (hex), read a megabyte at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -162,7 +165,7 @@ def save_folder(
         raise ModelError(f"{folder}: already exists and is not an empty folder; choose a new --out")
     folder.parent.mkdir(parents=True, exist_ok=True)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    files = {role: {"path": str(path), "sha256": _sha256(Path(path))} for role, path in (inputs or {}).items()}
+    files = {role: {"path": str(path), "sha256": file_sha256(Path(path))} for role, path in (inputs or {}).items()}
     if folder.exists():
         folder.rmdir()
     _write_version(
@@ -192,13 +195,13 @@ def _write_version(
         "version": version,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": type(model).__name__,
-        "params": _jsonable(params if params is not None else model.get_params(deep=True)),
+        "params": jsonable(params if params is not None else model.get_params(deep=True)),
         "libraries": libraries or {},
         "metrics": metrics or {},
         "packages": _package_versions(),
         "segmenter": _segmenter_of(model),
         "artefact": ARTEFACT,
-        "sha256": _sha256(artefact),
+        "sha256": file_sha256(artefact),
         **(extra or {}),
     }
     key = signing_key(key)
@@ -222,12 +225,12 @@ def load_folder(folder: Path, *, key: str | None = None) -> tuple[Any, dict[str,
     return load(folder.name, root=folder.parent, key=key)
 
 
-def _jsonable(value: Any) -> Any:
-    """Parameters as JSON: estimators and callables by their name, tuples as lists."""
+def jsonable(value: Any) -> Any:
+    """Parameters as JSON: dicts with sorted text keys, estimators and callables by their name, tuples as lists."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+        return {str(k): jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if callable(value) and hasattr(value, "__qualname__"):
@@ -448,7 +451,7 @@ def verify(version: str, *, root: Path | None = None, key: str | None = None) ->
     artefact = root / version / manifest.get("artefact", ARTEFACT)
     if not artefact.is_file():
         raise ModelError(f"{artefact}: model artefact not found")
-    digest = _sha256(artefact)
+    digest = file_sha256(artefact)
     if digest != manifest.get("sha256"):
         raise ModelError(
             f"{artefact}: sha256 {digest[:12]}… does not match the manifest's "

@@ -103,8 +103,9 @@ def train_files(
     BatchError, ModelError
         Bad parameters or output folder.
     """
-    from matcher.jobs.batch import BatchError, fit_matcher, fit_tagger, needs_frame, read_inputs, targets_frame
+    from matcher.errors import BatchError
     from matcher.jobs.batch import _matcher as check_params
+    from matcher.jobs.batch import fit_matcher, fit_tagger, needs_frame, read_inputs, targets_frame
     from matcher.matching.judgments import read_judgments
 
     out = Path(os.fspath(out))

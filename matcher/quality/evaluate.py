@@ -487,7 +487,7 @@ def judgments_cv_run(
         train_files(
             work / f"train{fold}.jsonl", {"expert": experts}, folder, judgments=work / f"judgments{fold}.csv", params=params
         )
-        run_batch_model(folder, work / f"test{fold}.jsonl", {}, work / f"run{fold}.csv", k=depth, progress=False)
+        run_batch_model(folder, work / f"test{fold}.jsonl", {}, work / f"run{fold}.csv", k=depth)  # no progress bar
         runs.append(_read_run(work / f"run{fold}.csv"))
         logger.info("fold %d of %d scored", fold + 1, n_splits)
     return pd.concat(runs, ignore_index=True)
@@ -510,6 +510,7 @@ def evaluate_bench(
     import tempfile
 
     from matcher.jobs.batch import run_batch
+    from matcher.jobs.chunks import ChunkOptions
 
     baseline = plain_char_tfidf(bench.experts["text"].tolist())
     experts = baseline.transform(bench.experts["text"].tolist()).T.tocsr()
@@ -520,7 +521,7 @@ def evaluate_bench(
         _write_jsonl(work_dir / "needs.jsonl", bench.need_frame())
         run_batch(
             work_dir / "needs.jsonl", {"expert": bench.folder / "experts.jsonl"}, work_dir / "zero_shot.csv",
-            k=depth, params=params, progress=False,
+            k=depth, params=params, chunks=ChunkOptions(progress=False),
         )
         runs["matcher"] = _read_run(work_dir / "zero_shot.csv")
         runs["matcher+judgments(cv)"] = judgments_cv_run(bench, params, work_dir, n_splits=n_splits, depth=depth)

@@ -25,7 +25,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher.errors import FieldError
-from matcher.inputs.library import Libraries, targets_frame
+from matcher.inputs.library import Libraries
+from matcher.jobs.sources import sync_index
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher, term_spans
 from matcher.matching.rank import WEAK_SCORE
@@ -356,8 +357,7 @@ class MatchService:
             self._load_active()
             state = (self._manifest["version"], self.revision())
             if self._synced != state:
-                frame = targets_frame(libraries)
-                counts = self._model.sync_targets(frame)
+                frame, counts = sync_index(self._model, libraries)
                 self._targets = frame.set_index(["target_type", "id"])
                 self._synced = state
                 if any(counts.values()):

@@ -21,13 +21,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from matcher.config import Settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["database_url", "dispose_engines", "engine_for", "is_sqlite", "session_scope", "upgrade"]
+__all__ = ["database_url", "dispose_engines", "engine_for", "is_sqlite", "safe_url", "session_scope", "upgrade"]
 
 #: Engines kept open at once; the least recently used one beyond is disposed.
 MAX_ENGINES = 8
@@ -36,6 +37,11 @@ MAX_ENGINES = 8
 def database_url() -> str:
     """``$DATABASE_URL`` (``postgres://`` forms sent to psycopg 3), or the embedded SQLite file ``./instance/matcher.sqlite3``."""
     return Settings.from_env().database_url
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown or logged: the password hidden (``postgresql://user:***@host/db``)."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def is_sqlite(engine: Engine) -> bool:

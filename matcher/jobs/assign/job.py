@@ -3,9 +3,9 @@
 Stages, each reported as it starts:
 
 1. **load**: the database's open needs and libraries with the active model (its target index in step
-   with the database, as the API's), or a matcher fitted on files;
-2. **candidates**: the top N eligible targets of each need, scored chunk by chunk by
-   :meth:`Matcher.match` (the API's scores and hard rules: available, a free place, not of the need's
+   with the database, as the API's: :func:`matcher.jobs.sources.load_active`), or a matcher fitted on files;
+2. **candidates**: the top N eligible targets of each need, scored chunk by chunk
+   (:func:`matcher.jobs.chunks.score_chunks`) by :meth:`Matcher.match` (the API's scores and hard rules: available, a free place, not of the need's
    organisation), minus the conflicts of interest of the conflicts file and the pairs below the
    minimum score; forced pairs are applied first;
 3. **feasibility**: demand against supply per category and county, in plain words
@@ -18,32 +18,32 @@ Stages, each reported as it starts:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from matcher.documents.writer import write_csv
 from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_key
 from matcher.inputs.files import TableError, read_rows
+from matcher.jobs.assign.booking import Booking, book
 from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
-from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve
+from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve, solve_greedy
+from matcher.jobs.batch import fit_matcher, needs_frame, read_inputs, targets_frame
+from matcher.jobs.chunks import CHUNK_SIZE, chunk_bounds, chunk_step, score_chunks
 from matcher.jobs.executors import Engine, EngineError, make_engine
+from matcher.jobs.output import write_frame, write_json
+from matcher.jobs.sources import load_active
 from matcher.matching.estimator import Matcher
 from matcher.text.privacy import redact
 
@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ASSIGNMENT_COLUMNS",
+    "AssignInputs",
     "AssignOptions",
     "AssignReport",
     "read_conflicts",
@@ -70,9 +71,27 @@ ASSIGNMENT_SCHEMA = pa.schema(
         pa.field("score", pa.float64(), nullable=False),
     ]
 )
+_UNASSIGNED_SCHEMA = pa.schema(
+    [
+        pa.field("need_id", pa.string(), nullable=False),
+        pa.field("target_type", pa.string(), nullable=False),
+        pa.field("wanted", pa.int32(), nullable=False),
+        pa.field("assigned", pa.int32(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+_LOADS_SCHEMA = pa.schema(
+    [
+        pa.field("target_type", pa.string(), nullable=False),
+        pa.field("target_id", pa.string(), nullable=False),
+        pa.field("available", pa.bool_(), nullable=False),
+        pa.field("capacity", pa.int32(), nullable=True),
+        pa.field("load_before", pa.int32(), nullable=False),
+        pa.field("assigned", pa.int32(), nullable=False),
+        pa.field("load_after", pa.int32(), nullable=False),
+    ]
+)
 STAGES = ("load", "candidates", "feasibility", "solve", "write")
-CHUNK_SIZE = 500
-_CELLS_PER_CHUNK = 2_000_000
 _NOUN = {"expert": "experts", "resource": "resources"}
 
 
@@ -127,6 +146,37 @@ class AssignOptions:
         return {t: n for t, n in (("expert", self.per_need), ("resource", self.resources_per_need)) if n > 0}
 
 
+@dataclass(frozen=True)
+class AssignInputs:
+    """What to assign: the database's open needs with the active model, or files; and the side files.
+
+    Attributes
+    ----------
+    needs_file : path or None
+        A needs file; None: the open needs of the database, with the active model.
+    target_files : dict of target type to path, or None
+        With ``needs_file``: the files the matcher is fitted on (``{"expert": path, ...}``).
+    params : dict or None
+        With ``needs_file``: the matcher's parameters.
+    conflicts : path or None
+        A conflicts file (:func:`read_conflicts`).
+    forced : path or None
+        A forced-assignments file (:func:`read_forced`).
+    database_url, models_dir, data_dir
+        Without ``needs_file``: where the database, the model versions and the seed data are
+        (defaults: ``DATABASE_URL``, ``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``).
+    """
+
+    needs_file: str | os.PathLike[str] | None = None
+    target_files: Mapping[str, str | os.PathLike[str]] | None = None
+    params: dict[str, Any] | None = None
+    conflicts: str | os.PathLike[str] | None = None
+    forced: str | os.PathLike[str] | None = None
+    database_url: str | None = None
+    models_dir: str | os.PathLike[str] | None = None
+    data_dir: str | os.PathLike[str] | None = None
+
+
 @dataclass
 class TypeResult:
     """The outcome for one target type."""
@@ -161,6 +211,17 @@ class TypeResult:
         if short:
             line += f"; {short} need{'s' if short != 1 else ''} short of {_NOUN[self.target_type]}"
         return line
+
+
+class TypePlan(NamedTuple):
+    """The plan for one target type (:func:`_plan`): its outcome and what the output files are written from."""
+
+    result: TypeResult
+    problem: Problem
+    solution: Solution
+    spare: np.ndarray  # arcs of the alternates
+    forced_rows: pd.DataFrame  # need_id, target_id, score
+    unassigned: pd.DataFrame  # need_id, target_type, wanted, assigned, reason
 
 
 @dataclass
@@ -273,7 +334,9 @@ def side_files(out: Path) -> dict[str, Path]:
 
 
 @dataclass
-class _Inputs:
+class _Loaded:
+    """The model and the needs to assign (with the model version and database in the database mode)."""
+
     model: Matcher
     needs: pd.DataFrame  # id, text, tags, counties, org_id
     model_version: str | None
@@ -309,28 +372,23 @@ class _Stages:
 
 
 def run_assign(
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
     *,
     options: AssignOptions | None = None,
-    needs_file: str | os.PathLike[str] | None = None,
-    target_files: dict[str, str | os.PathLike[str]] | None = None,
-    params: dict[str, Any] | None = None,
-    conflicts: str | os.PathLike[str] | None = None,
-    forced: str | os.PathLike[str] | None = None,
+    inputs: AssignInputs | None = None,
     commit: bool = False,
     check: bool = False,
-    database_url: str | None = None,
-    models_dir: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
     show_bar: bool | None = None,
 ) -> AssignReport:
     """Assign targets to needs (see the module docstring); returns what was done.
 
-    Without ``needs_file`` the open needs of the database are assigned with the active model;
-    with it, a matcher is fitted on ``target_files`` (``{"expert": path, ...}``) and ``commit`` is refused.
-    With ``check`` the job stops after the feasibility report and writes nothing (``out`` may be None).
+    Without ``inputs.needs_file`` the open needs of the database are assigned with the active model;
+    with it, a matcher is fitted on ``inputs.target_files`` and ``commit`` is refused. With ``check``
+    the job stops after the feasibility report and writes nothing (``out`` may be None). Candidates
+    are scored in ``workers`` local processes; ``progress`` is told each stage as it starts;
+    ``show_bar``: the scoring progress bar on stderr (None: when stderr is a terminal).
 
     Raises
     ------
@@ -340,6 +398,7 @@ def run_assign(
         ``commit``: the libraries changed since the plan was made; nothing was booked.
     """
     options = options or AssignOptions()
+    inputs = inputs or AssignInputs()
     options.check()
     stages = _Stages(progress)
     deadline = time.monotonic() + options.time_limit if options.time_limit else None
@@ -347,7 +406,7 @@ def run_assign(
     out_path = Path(os.fspath(out)) if out is not None else None
     if out_path is None and not check:
         raise AssignmentError("an output file is required (unless checking only)")
-    if commit and needs_file is not None:
+    if commit and inputs.needs_file is not None:
         raise AssignmentError("--commit books engagements in the database: it cannot be used with --needs files")
     if out_path is not None:
         _check_out(out_path)
@@ -355,23 +414,23 @@ def run_assign(
         engine = make_engine("local", workers=workers)
     except EngineError as error:
         raise AssignmentError(str(error)) from error
-    conflict_pairs = read_conflicts(conflicts) if conflicts is not None else None
-    forced_pairs = read_forced(forced) if forced is not None else None
+    conflict_pairs = read_conflicts(inputs.conflicts) if inputs.conflicts is not None else None
+    forced_pairs = read_forced(inputs.forced) if inputs.forced is not None else None
 
     stages.start("load", "the libraries and the model")
-    inputs = _load(needs_file, target_files, params, database_url, models_dir, data_dir)
-    places = {t: n for t, n in options.places().items() if t in inputs.model.index_}
+    loaded = _load(inputs)
+    places = {t: n for t, n in options.places().items() if t in loaded.model.index_}
     for target_type in options.places():
         if target_type not in places:
             raise AssignmentError(f"there are no {_NOUN[target_type]} to assign (the library has none)")
-    needs = inputs.needs
+    needs = loaded.needs
     stages.say(
         f"{len(needs)} needs to assign"
-        + (f" with model version {inputs.model_version}" if inputs.model_version else "")
+        + (f" with model version {loaded.model_version}" if loaded.model_version else "")
     )
 
     stages.start("candidates", f"the {options.candidates} best eligible targets of each of {len(needs)} needs")
-    candidates, scored = _score(inputs.model, needs, list(places), options.candidates, engine, deadline, show_bar)
+    candidates, scored = _score(loaded.model, needs, list(places), options.candidates, engine, deadline, show_bar)
     time_up = len(scored) < len(needs)
     notes = []
     if time_up:
@@ -381,13 +440,12 @@ def run_assign(
         )
         stages.say(notes[-1])
 
-    results: dict[str, TypeResult] = {}
-    plans: dict[str, tuple[Problem, Solution, np.ndarray, dict[str, str], pd.DataFrame]] = {}
+    plans: dict[str, TypePlan] = {}
     for target_type, per_need in places.items():
         plan = _plan(
             target_type,
             per_need,
-            inputs,
+            loaded,
             candidates.loc[candidates["target_type"] == target_type],
             scored,
             options,
@@ -397,9 +455,10 @@ def run_assign(
             deadline,
             check,
         )
-        results[target_type], plans[target_type] = plan
-        if results[target_type].note and results[target_type].note not in notes:
-            notes.append(results[target_type].note)
+        plans[target_type] = plan
+        if plan.result.note and plan.result.note not in notes:
+            notes.append(plan.result.note)
+    results = {t: plan.result for t, plan in plans.items()}
     if check:
         stages.stop()
         return AssignReport(out=out_path or Path(), files=[], results=results, notes=notes)
@@ -409,22 +468,20 @@ def run_assign(
     rows = _assignment_rows(plans, needs)
     booked = 0
     if commit:
-        from matcher.jobs.assign.booking import Booking, book
-
         chosen = rows.loc[rows["role"] != "alternate"]
         bookings = [
             Booking(r.need_id, r.target_type, r.target_id, int(r.rank), float(r.score)) for r in chosen.itertuples()
         ]
         booked = book(
-            bookings, url=inputs.database_url or "", model_version=inputs.model_version, comment="matcher assign"
+            bookings, url=loaded.database_url or "", model_version=loaded.model_version, comment="matcher assign"
         )
         stages.say(f"booked {booked} engagements")
     files = side_files(out_path)
-    _write_table(rows, out_path, ASSIGNMENT_SCHEMA)
-    unassigned = pd.concat([p[4] for p in plans.values()], ignore_index=True)
+    write_frame(rows, out_path, ASSIGNMENT_SCHEMA)
+    unassigned = pd.concat([p.unassigned for p in plans.values()], ignore_index=True)
     unassigned["reason"] = [redact(r) for r in unassigned["reason"]]
-    _write_table(unassigned, files["unassigned"], _UNASSIGNED_SCHEMA)
-    _write_table(_loads(plans, inputs.model), files["loads"], _LOADS_SCHEMA)
+    write_frame(unassigned, files["unassigned"], _UNASSIGNED_SCHEMA)
+    write_frame(_loads(plans, loaded.model), files["loads"], _LOADS_SCHEMA)
     stages.stop()
     report = AssignReport(
         out=out_path,
@@ -433,13 +490,13 @@ def run_assign(
         booked=booked,
         time_limit_reached=time_up or any(r.method == "greedy" for r in results.values()),
         notes=notes,
-        model_version=inputs.model_version,
+        model_version=loaded.model_version,
     )
     summary = {
         "started_at": started_at,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": "files" if needs_file is not None else "database",
-        "model_version": inputs.model_version,
+        "source": "files" if inputs.needs_file is not None else "database",
+        "model_version": loaded.model_version,
         "options": options.__dict__,
         "needs": len(needs),
         "time_limit_reached": report.time_limit_reached,
@@ -456,7 +513,7 @@ def run_assign(
         "stage_seconds": stages.seconds,
         "files": {"assignment": out_path.name, **{k: p.name for k, p in files.items()}},
     }
-    _write_json(files["summary"], summary)
+    write_json(files["summary"], summary)
     return report
 
 
@@ -467,33 +524,17 @@ def _check_out(out: Path) -> None:
         raise AssignmentError(f"{out}: the output folder {out.parent} does not exist")
 
 
-def _load(
-    needs_file: Any, target_files: Any, params: Any, database_url: Any, models_dir: Any, data_dir: Any
-) -> _Inputs:
-    if needs_file is not None:
-        from matcher.jobs.batch import fit_matcher, needs_frame, read_inputs, targets_frame
-
-        if not target_files:
+def _load(inputs: AssignInputs) -> _Loaded:
+    """The model and the needs: fitted on the files given, or the active model synced with the database."""
+    if inputs.needs_file is not None:
+        if not inputs.target_files:
             raise AssignmentError("give the experts file (and resources file) with the needs file")
-        need_table, tables = read_inputs(needs_file, target_files)
-        return _Inputs(fit_matcher(targets_frame(tables), params), needs_frame(need_table), None, None)
-    from matcher.inputs.library import data_dir as default_data_dir
-    from matcher.inputs.library import needs_frame, targets_frame
-    from matcher.matching import persist
-    from matcher.store.db import database_url as default_url
-    from matcher.store.repository import ensure_database, load_libraries_db, transaction
-
-    if params:
+        need_table, tables = read_inputs(inputs.needs_file, inputs.target_files)
+        return _Loaded(fit_matcher(targets_frame(tables), inputs.params), needs_frame(need_table), None, None)
+    if inputs.params:
         raise AssignmentError("--params goes with --needs files: the database mode uses the active model")
-    url = database_url or default_url()
-    root = Path(os.fspath(models_dir)) if models_dir is not None else persist.models_dir()
-    model, manifest = persist.load(root=root)
-    ensure_database(url, data_dir if data_dir is not None else default_data_dir())
-    with transaction(url) as session:
-        libs = load_libraries_db(session)
-    model.sync_targets(targets_frame(libs))
-    open_ids = libs.needs.loc[libs.needs["status"] == "open", "id"].tolist()
-    return _Inputs(model, needs_frame(libs, open_ids), str(manifest.get("version")), url)
+    sources = load_active(database_url=inputs.database_url, models_dir=inputs.models_dir, data_dir=inputs.data_dir)
+    return _Loaded(sources.model, sources.needs, sources.model_version, sources.database_url)
 
 
 def _candidate_chunk(model: Matcher, task: tuple[pd.DataFrame, int, list[str]]) -> pd.DataFrame:
@@ -512,26 +553,19 @@ def _score(
     show_bar: bool | None,
 ) -> tuple[pd.DataFrame, set[str]]:
     """Candidate pairs of every need (top ``k`` eligible per type); stops at the deadline between chunks."""
-    largest = max(model.n_targets_[t] for t in types)
-    step = max(1, min(CHUNK_SIZE, _CELLS_PER_CHUNK // largest))
-    items = ((n, (needs.iloc[s : s + step], k, types)) for n, s in enumerate(range(0, len(needs), step)))
+    bounds = chunk_bounds(len(needs), chunk_step(max(model.n_targets_[t] for t in types), CHUNK_SIZE))
     parts: dict[int, pd.DataFrame] = {}
     scored: set[str] = set()
-    show = sys.stderr.isatty() if show_bar is None else show_bar
-    with tqdm(total=len(needs), desc="scoring", unit="need", file=sys.stderr, disable=not show) as bar:
-        results = engine.run(_candidate_chunk, model, items)
-        try:
-            for number, frame in results:
-                parts[number] = frame
-                chunk = needs.iloc[number * step : (number + 1) * step]
-                scored.update(chunk["id"])
-                bar.update(len(chunk))
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
+    chunks = score_chunks(
+        _candidate_chunk, model, needs, bounds, (k, types), engine=engine, progress=show_bar, desc="scoring"
+    )
+    with closing(chunks):
+        for number, frame in chunks:
+            parts[number] = frame
+            start, stop = bounds[number]
+            scored.update(needs["id"].iloc[start:stop])
+            if deadline is not None and time.monotonic() > deadline:
+                break
     columns = ["need_id", "target_type", "target_id", "score"]
     frame = pd.concat([parts[n] for n in sorted(parts)], ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return frame, scored
@@ -554,7 +588,7 @@ def _free_places(targets: pd.DataFrame) -> dict[str, int | None]:
 def _plan(
     target_type: str,
     per_need: int,
-    inputs: _Inputs,
+    loaded: _Loaded,
     candidates: pd.DataFrame,
     scored: set[str],
     options: AssignOptions,
@@ -563,9 +597,9 @@ def _plan(
     stages: _Stages,
     deadline: float | None,
     check: bool,
-) -> tuple[TypeResult, tuple]:
+) -> TypePlan:
     """Conflicts, minimum score and forced pairs applied; feasibility; solve. One target type."""
-    model, needs = inputs.model, inputs.needs
+    model, needs = loaded.model, loaded.needs
     targets = model.targets(target_type)
     free = _free_places(targets)
     need_org = dict(zip(needs["id"], needs["org_id"], strict=True))
@@ -623,8 +657,6 @@ def _plan(
     else:
         stages.start("solve", f"{_NOUN[target_type]}: min-cost flow over {problem.n_arcs} candidate pairs")
         if deadline is not None and time.monotonic() >= deadline:
-            from matcher.jobs.assign.solver import solve_greedy
-
             chosen = solve_greedy(problem, cover_first=options.cover_first)
             note = "the time limit was reached before solving: this is the greedy assignment"
             solution = Solution(chosen, "greedy", problem.objective(chosen), False, problem.objective(chosen), note)
@@ -657,7 +689,7 @@ def _plan(
         feasibility=report,
         seconds=solution.seconds,
     )
-    return result, (problem, solution, spare, forced_rows, unassigned)
+    return TypePlan(result, problem, solution, spare, forced_rows, unassigned)
 
 
 def _forced(
@@ -748,10 +780,11 @@ def _reasons(
     return pd.DataFrame(rows, columns=["need_id", "target_type", "wanted", "assigned", "reason"])
 
 
-def _assignment_rows(plans: dict[str, tuple], needs: pd.DataFrame) -> pd.DataFrame:
+def _assignment_rows(plans: dict[str, TypePlan], needs: pd.DataFrame) -> pd.DataFrame:
     """Assigned (and forced) pairs then alternates, per need in input order and type in canonical order."""
     records: dict[tuple[str, str], list[tuple[str, str, float]]] = defaultdict(list)
-    for target_type, (problem, solution, spare, forced_rows, _) in plans.items():
+    for target_type, plan in plans.items():
+        problem, solution, spare, forced_rows = plan.problem, plan.solution, plan.spare, plan.forced_rows
         if len(forced_rows):
             for need_id, target_id, score in forced_rows[["need_id", "target_id", "score"]].itertuples(index=False):
                 records[(need_id, target_type)].append(("forced", target_id, score))
@@ -777,10 +810,11 @@ def _assignment_rows(plans: dict[str, tuple], needs: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows, columns=list(ASSIGNMENT_COLUMNS))
 
 
-def _loads(plans: dict[str, tuple], model: Matcher) -> pd.DataFrame:
+def _loads(plans: dict[str, TypePlan], model: Matcher) -> pd.DataFrame:
     """Every target's load: ``target_type, target_id, available, capacity, load_before, assigned, load_after``."""
     frames = []
-    for target_type, (problem, solution, _, forced_rows, _) in plans.items():
+    for target_type, plan in plans.items():
+        problem, solution, forced_rows = plan.problem, plan.solution, plan.forced_rows
         targets = model.targets(target_type)
         counts = np.bincount(problem.arc_target[solution.chosen], minlength=len(problem.target_ids))
         if len(forced_rows):
@@ -803,82 +837,3 @@ def _loads(plans: dict[str, tuple], model: Matcher) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
-
-
-# ----------------------------------------------------------------------------- writing
-
-_UNASSIGNED_SCHEMA = pa.schema(
-    [
-        pa.field("need_id", pa.string(), nullable=False),
-        pa.field("target_type", pa.string(), nullable=False),
-        pa.field("wanted", pa.int32(), nullable=False),
-        pa.field("assigned", pa.int32(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-    ]
-)
-_LOADS_SCHEMA = pa.schema(
-    [
-        pa.field("target_type", pa.string(), nullable=False),
-        pa.field("target_id", pa.string(), nullable=False),
-        pa.field("available", pa.bool_(), nullable=False),
-        pa.field("capacity", pa.int32(), nullable=True),
-        pa.field("load_before", pa.int32(), nullable=False),
-        pa.field("assigned", pa.int32(), nullable=False),
-        pa.field("load_after", pa.int32(), nullable=False),
-    ]
-)
-
-
-def _cells(frame: pd.DataFrame) -> Iterator[list[Any]]:
-    """Raw cell values for :func:`matcher.documents.writer.write_csv`: scores as floats (written ``.6f``), whole numbers as ints."""
-    columns = []
-    for name in frame.columns:
-        values = frame[name].tolist()
-        if name == "score":
-            columns.append([float(v) + 0.0 for v in values])
-        elif frame[name].dtype == bool:
-            columns.append([bool(v) for v in values])
-        else:
-            columns.append([_whole(v) for v in values])
-    return (list(row) for row in zip(*columns, strict=True))
-
-
-def _whole(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
-    """Write ``frame`` atomically: Parquet (``schema``, zstd) for ``.parquet``, else CSV (UTF-8 with BOM, ``\\n``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if path.suffix.lower() == ".parquet":
-            os.close(fd)
-            arrays = []
-            for column in schema:
-                values = frame[column.name]
-                arrays.append(pa.array([None if v is pd.NA else v for v in values.tolist()], type=column.type))
-            table = pa.Table.from_arrays(arrays, schema=schema)
-            pq.write_table(table, tmp, compression="zstd", version="2.6", data_page_version="1.0")
-        else:
-            os.close(fd)
-            write_csv(tmp, list(frame.columns), _cells(frame), float_format=".6f")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
