@@ -704,7 +704,9 @@ def run_batch_db(
     from matcher.inputs.library import targets_frame as stored_targets
     from matcher.matching import persist
     from matcher.store.db import database_url as default_url
-    from matcher.store.repository import ensure_database, load_libraries_db, revision, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import revision, transaction
 
     started = time.perf_counter()
     started_at = _utc_now()

@@ -208,7 +208,7 @@ def plan_inputs(
     are used; otherwise the active model of ``models_dir`` and the database at ``database_url``.
     """
     from matcher.inputs.library import needs_frame, targets_frame
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     if service is not None:
         model, _ = service.model()
@@ -704,8 +704,9 @@ def commit_plan(
     nothing is written). ``audit(kind, id, session)`` is called for each record created, in the same
     transaction. Returns the new event ids.
     """
-    from matcher.store.repository import create_record, transaction
+    from matcher.store.crud import create_record
     from matcher.store.schema import utcnow
+    from matcher.store.transactions import transaction
 
     stamp = prefix or f"V{utcnow().strftime('%Y%m%d%H%M%S')}"
     ids = []

@@ -19,7 +19,9 @@ __all__ = ["stored_libraries", "train_files", "train_version"]
 
 def stored_libraries(database_url: str | None = None, data: Path | None = None) -> Libraries:
     """The libraries from the database, created and filled from ``data`` on first use."""
-    from matcher.store.repository import ensure_database, load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     ensure_database(database_url, data)
     with transaction(database_url) as session:

@@ -291,7 +291,7 @@ class MatchService:
     # ---------------------------------------------------------------- libraries
     def ensure_database(self) -> None:
         """Create, migrate and (when empty) fill the database, once per process."""
-        from matcher.store.repository import ensure_database
+        from matcher.store.seed import ensure_database
 
         with self._lock:
             if not self._ready:
@@ -305,7 +305,8 @@ class MatchService:
         concurrent requests never queue on SQLite's write lock); only a new revision loads the
         libraries, in a transaction.
         """
-        from matcher.store.repository import load_libraries_db, peek_revision, revision, transaction
+        from matcher.store.libraries import load_libraries_db
+        from matcher.store.transactions import peek_revision, revision, transaction
 
         self.ensure_database()
         cached = self._libraries

@@ -91,7 +91,7 @@ def _keyring() -> KeyRing:
 def make_keyring(app: Flask) -> KeyRing:
     """The app's key ring: ``MATCHER_API_KEYS`` (config ``API_KEYS``), then the ``api_keys`` table."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     service = app.extensions["matcher"]
 
@@ -133,7 +133,7 @@ def _local() -> Identity | None:
 
 def _from_session(token: str) -> tuple[Identity, str] | None:
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     service = _service()
     service.ensure_database()
@@ -220,7 +220,7 @@ def audit(
 ) -> None:
     """Write an audit entry for the request's identity (in ``session``'s transaction when given)."""
     from matcher.store import audit as log
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     identity: Identity = g.get("identity") or LOCAL
     entry = {
@@ -280,7 +280,7 @@ def session_state() -> ResponseReturnValue:
 def sign_in() -> ResponseReturnValue:
     """Open a page session for a valid key (401 otherwise)."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     given = SessionIn.model_validate(json_body())
     token = given.key.strip()
@@ -311,7 +311,7 @@ def sign_in() -> ResponseReturnValue:
 def sign_out() -> ResponseReturnValue:
     """End the page session (needs the X-CSRF-Token of the session)."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     cookie = request.cookies.get(COOKIE)
     found = _from_session(cookie) if cookie and looks_like_token(cookie) else None

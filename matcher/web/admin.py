@@ -115,7 +115,7 @@ def rollback_model() -> ResponseReturnValue:
 def list_keys() -> ResponseReturnValue:
     """Every key (never the key itself): from the database, then those of MATCHER_API_KEYS."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     service = _service()
     with transaction(service.database_url) as session:
@@ -140,7 +140,7 @@ def list_keys() -> ResponseReturnValue:
 def create_key() -> ResponseReturnValue:
     """A new key; the response holds the key itself, shown this once."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     wanted = KeyIn.model_validate(json_body())
     with transaction(_service().database_url) as session:
@@ -155,7 +155,7 @@ def create_key() -> ResponseReturnValue:
 def revoke_key(key_id: str) -> ResponseReturnValue:
     """Revoke a key of the database (its page sessions end); 404, or 409 when already revoked."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     with transaction(_service().database_url) as session:
         item = keys.revoke_key(session, key_id)
@@ -172,7 +172,7 @@ def revoke_key(key_id: str) -> ResponseReturnValue:
 def audit_log() -> ResponseReturnValue:
     """Audit entries, newest first: who, when, what (ids and field names, never personal values)."""
     from matcher.store.audit import list_audit
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     wanted = query(AuditQuery)
     service = _service()

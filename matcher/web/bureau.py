@@ -23,7 +23,7 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 def _report() -> dict[str, Any]:
     from matcher.documents.bureau import PeriodError, bureau_report
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     wanted = query(ReportQuery)
     service = current_app.extensions["matcher"]

@@ -145,7 +145,8 @@ def plan_events() -> ResponseReturnValue:
 def signin_sheet(event_id: str) -> ResponseReturnValue:
     """The sign-in sheet; contacts shown to coordinators are written to the audit log."""
     from matcher.documents.signin import signin_workbook
-    from matcher.store.repository import get_record, transaction
+    from matcher.store.crud import get_record
+    from matcher.store.transactions import transaction
 
     service = current_app.extensions["matcher"]
     service.ensure_database()

@@ -24,7 +24,7 @@ XLSX = {200: (XLSX_MEDIA_TYPE, {"type": "string", "contentMediaType": XLSX_MEDIA
 
 def _file(org_id: str) -> dict:
     from matcher.documents.orgfile import organisation_file
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     service = current_app.extensions["matcher"]
     service.ensure_database()

@@ -78,7 +78,7 @@ def _service() -> MatchService:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     service = _service()
     service.ensure_database()
@@ -114,11 +114,11 @@ def _page(items: list[dict], total: int, query: Page | EngagementQuery, kind: st
 )
 def list_records(kind: str) -> ResponseReturnValue:
     """A page of records of one kind, filtered; ``q`` ranks by the Chinese text pipeline."""
-    from matcher.store import repository
+    from matcher.store import search
 
     query = _query(Page)
     with _session() as session:
-        items, total = repository.list_records(session, kind, **query.model_dump())
+        items, total = search.list_records(session, kind, **query.model_dump())
         items = present(kind, items, session)
     return _page(items, total, query, kind)
 
@@ -127,10 +127,10 @@ def list_records(kind: str) -> ResponseReturnValue:
 @operation("read", "Read one of {kind}", responses={200: item_model}, tag="records")
 def get_record(kind: str, record_id: str) -> ResponseReturnValue:
     """One record."""
-    from matcher.store import repository
+    from matcher.store import crud
 
     with _session() as session:
-        item = present(kind, [repository.get_record(session, kind, record_id)], session)[0]
+        item = present(kind, [crud.get_record(session, kind, record_id)], session)[0]
     return respond(item, item_model(kind))
 
 
@@ -145,10 +145,10 @@ def get_record(kind: str, record_id: str) -> ResponseReturnValue:
 )
 def create_record(kind: str) -> ResponseReturnValue:
     """Create a record (409 when the id exists; a need without an id gets the next free number)."""
-    from matcher.store import repository
+    from matcher.store import crud
 
     with _session() as session:
-        record = repository.create_record(session, kind, _body())
+        record = crud.create_record(session, kind, _body())
         audit("create", kind, record["id"], session=session)
     return respond(record, item_model(kind), 201)
 
@@ -157,14 +157,14 @@ def create_record(kind: str) -> ResponseReturnValue:
 @operation("edit", "Replace one of {kind}", body=_record, responses={200: item_model}, tag="records")
 def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Replace a record as a whole."""
-    from matcher.store import repository
+    from matcher.store import crud
 
     body = _body()
     if body.setdefault("id", record_id) != record_id:
         raise BadRequestError(f"id: the body's id {body['id']!r} differs from the URL's {record_id!r}")
     with _session() as session:
-        before = repository.get_record(session, kind, record_id)
-        record = repository.replace_record(session, kind, record_id, body)
+        before = crud.get_record(session, kind, record_id)
+        record = crud.replace_record(session, kind, record_id, body)
         changed = sorted(name for name in MODELS[kind].model_fields if before.get(name) != record.get(name))
         if changed:
             audit("replace", kind, record_id, {"fields": changed}, session=session)
@@ -175,10 +175,10 @@ def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
 @operation("edit", "Delete one of {kind}", responses={204: None}, tag="records")
 def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Delete a record (soft: it stays for the audit trail but is never matched or listed)."""
-    from matcher.store import repository
+    from matcher.store import crud
 
     with _session() as session:
-        repository.delete_record(session, kind, record_id)
+        crud.delete_record(session, kind, record_id)
         audit("delete", kind, record_id, session=session)
     return "", 204
 
@@ -197,12 +197,12 @@ def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
 )
 def feedback() -> ResponseReturnValue:
     """Record a coordinator's decision; accepting an expert opens an engagement (409 when fully booked)."""
-    from matcher.store import repository
+    from matcher.store import engagements
 
     given = FeedbackWithOutcomeIn.model_validate(_body())
     decision = FeedbackIn.model_validate(given.model_dump(exclude={"outcome"}))
     with _session() as session:
-        result = repository.record_feedback(session, decision, given.outcome)
+        result = engagements.record_feedback(session, decision, given.outcome)
         detail = {
             "need_id": decision.need_id,
             "target_type": decision.target_type,
@@ -226,11 +226,11 @@ def feedback() -> ResponseReturnValue:
 )
 def engagement_outcome(engagement_id: int) -> ResponseReturnValue:
     """Add (or correct) the follow-up of a completed engagement."""
-    from matcher.store import repository
+    from matcher.store import engagements
 
     outcome = OutcomeIn.model_validate(_body())
     with _session() as session:
-        item, created = repository.set_outcome(session, engagement_id, outcome)
+        item, created = engagements.set_outcome(session, engagement_id, outcome)
         action = "create" if created else "replace"
         fields = {"fields": sorted(outcome.model_fields_set)}
         audit(
@@ -273,10 +273,10 @@ def need_match_request(need_id: str) -> MatchRequest:
 )
 def engagements() -> ResponseReturnValue:
     """Engagements by need, organisation or expert."""
-    from matcher.store import repository
+    from matcher.store.engagements import list_engagements
 
     query = _query(EngagementQuery)
     with _session() as session:
-        items, total = repository.list_engagements(session, **query.model_dump())
+        items, total = list_engagements(session, **query.model_dump())
         items = present("engagements", items, session)
     return _page(items, total, query, "engagements")

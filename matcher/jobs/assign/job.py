@@ -488,7 +488,9 @@ def _load(
     from matcher.inputs.library import needs_frame, targets_frame
     from matcher.matching import persist
     from matcher.store.db import database_url as default_url
-    from matcher.store.repository import ensure_database, load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     if params:
         raise AssignmentError("--params goes with --needs files: the database mode uses the active model")
