@@ -650,7 +650,7 @@ def evaluate(
 def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) -> None:
     """Needs whose best match is weak, by category and county: whom the base should recruit."""
     from matcher.documents.writer import write_frame_csv
-    from matcher.inputs.library import targets_frame
+    from matcher.inputs.frames import targets_frame
     from matcher.matching import persist
     from matcher.matching.training import stored_libraries
     from matcher.quality import evaluate as evaluation

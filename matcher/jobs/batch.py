@@ -40,7 +40,8 @@ from tqdm import tqdm
 from matcher.documents.writer import CsvRows
 from matcher.errors import MatcherError
 from matcher.inputs.files import Table, TableError, read_table, write_rejects
-from matcher.inputs.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
+from matcher.inputs.frames import TARGET_COLUMNS
+from matcher.inputs.library import TARGET_TYPES, data_dir, load_taxonomy
 from matcher.jobs.executors import Engine, EngineError, LocalEngine, make_engine
 from matcher.matching.estimator import MATCH_COLUMNS, Matcher, build_matcher
 from matcher.text.privacy import index_text
@@ -699,9 +700,9 @@ def run_batch_db(
     matcher.errors.DatabaseUnavailableError
         The database cannot be reached.
     """
+    from matcher.inputs.frames import needs_frame as stored_needs
+    from matcher.inputs.frames import targets_frame as stored_targets
     from matcher.inputs.library import data_dir as default_data_dir
-    from matcher.inputs.library import needs_frame as stored_needs
-    from matcher.inputs.library import targets_frame as stored_targets
     from matcher.matching import persist
     from matcher.store.db import database_url as default_url
     from matcher.store.libraries import load_libraries_db

@@ -207,7 +207,7 @@ def plan_inputs(
     With ``service`` (the web app's :class:`~matcher.service.match.MatchService`) its model and libraries
     are used; otherwise the active model of ``models_dir`` and the database at ``database_url``.
     """
-    from matcher.inputs.library import needs_frame, targets_frame
+    from matcher.inputs.frames import needs_frame, targets_frame
     from matcher.store.transactions import transaction
 
     if service is not None:

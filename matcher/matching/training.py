@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matcher.inputs.library import Libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import Libraries
 from matcher.matching import persist
 from matcher.matching.estimator import build_matcher
 

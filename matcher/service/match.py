@@ -25,7 +25,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher.errors import FieldError
-from matcher.inputs.library import Libraries, targets_frame
+from matcher.inputs.frames import need_record, targets_frame
+from matcher.inputs.library import Libraries
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher, term_spans
 from matcher.matching.rank import WEAK_SCORE
@@ -240,17 +241,7 @@ def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
             "counties": [county] if county else [],
             "org_id": None,
         }
-    need = libraries.need(request.need_id)
-    organisations = libraries.organisations.set_index("id")
-    county = organisations["county"].get(need["org_id"], "")
-    return {
-        "id": need["id"],
-        "text": f"{need['title']}\n{need['description']}",
-        "tags": list(need["tags"]),
-        "counties": [county] if county else [],
-        "org_id": need["org_id"] or None,
-        "org_name": organisations["name"].get(need["org_id"]) or None,  # never matched as a target's name
-    }
+    return need_record(libraries, request.need_id)
 
 
 class MatchService:

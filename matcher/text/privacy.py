@@ -1,7 +1,7 @@
 """Where personal data is redacted: the matching index, and responses to roles without contacts.
 
 Need texts are stored as the coordinator wrote them. What goes into the model (the target texts of
-:func:`matcher.inputs.library.targets_frame`, the needs of :func:`matcher.inputs.library.needs_frame` and the need
+:func:`matcher.inputs.frames.targets_frame`, the needs of :func:`matcher.inputs.frames.needs_frame` and the need
 of each match request) passes through :func:`index_text`, so phone, ID card, e-mail and bank card
 numbers are never vectorised, never indexed, never shown as matched terms and never influence a
 score. What is shown of a need (``need.text`` of a match) is :func:`matcher.text.redact.redact` (the one

@@ -484,8 +484,8 @@ def _load(
             raise AssignmentError("give the experts file (and resources file) with the needs file")
         need_table, tables = read_inputs(needs_file, target_files)
         return _Inputs(fit_matcher(targets_frame(tables), params), needs_frame(need_table), None, None)
+    from matcher.inputs.frames import needs_frame, targets_frame
     from matcher.inputs.library import data_dir as default_data_dir
-    from matcher.inputs.library import needs_frame, targets_frame
     from matcher.matching import persist
     from matcher.store.db import database_url as default_url
     from matcher.store.libraries import load_libraries_db
