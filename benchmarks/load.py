@@ -91,7 +91,9 @@ def build(workdir: Path, n_experts: int, seed: int) -> dict[str, Any]:
     from benchmarks.latency import Generator
     from matcher.matching.training import train_version
     from matcher.store import keys
-    from matcher.store.repository import ensure_database, import_file, transaction
+    from matcher.store.io import import_file
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     url = f"sqlite:///{workdir / 'load.sqlite3'}"
     models = workdir / "models"

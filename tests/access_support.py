@@ -22,7 +22,7 @@ def copy_database(url: str, target: Path) -> str:
 def make_keys(url: str) -> dict[str, str]:
     """One key per role in the database at ``url``: ``{role: token}``."""
     from matcher.store import keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     tokens = {}
     with transaction(url) as session:

@@ -288,7 +288,7 @@ def test_f02_assignment_outputs_use_the_one_redaction() -> None:
 
 def test_f02_exports_with_contacts_are_audited_as_contact_views(env, db, tmp_path) -> None:
     from matcher.store import audit
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     assert run(["export", "experts", str(tmp_path / "x.csv")], env).returncode == 0
     with transaction(db) as session:
@@ -389,7 +389,7 @@ def test_f03_the_migration_cleans_control_characters_already_stored(db_url) -> N
 
 def test_f04_imports_are_audited_with_counts_and_ids(env, db, tmp_path) -> None:
     from matcher.store import audit
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     path = tmp_path / "experts.csv"
     path.write_text("id,name,specialties\nE9530,王五,个案管理\nE0001,程琪,政策解读\n", encoding="utf-8")

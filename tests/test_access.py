@@ -337,8 +337,8 @@ def test_purge_erases_a_deleted_records_personal_data(keyed, monkeypatch) -> Non
     assert result.exit_code == 0, result.output
     assert "phone" in result.output and "bio" in result.output
 
-    from matcher.store.repository import transaction
     from matcher.store.schema import Expert
+    from matcher.store.transactions import transaction
 
     with transaction(url) as session:
         row = session.get(Expert, "E9301")

@@ -338,7 +338,8 @@ def _db(trained, url: str) -> dict[str, object]:
 
 
 def _open_engagements(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from matcher.store.repository import load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.transactions import transaction
 
     with transaction(url) as session:
         libs = load_libraries_db(session)
@@ -347,7 +348,7 @@ def _open_engagements(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_commit_books_engagements_within_capacity(trained, db_url: str, tmp_path: Path) -> None:
-    from matcher.store.repository import ensure_database
+    from matcher.store.seed import ensure_database
 
     ensure_database(db_url, trained["data"])
     before, _ = _open_engagements(db_url)
@@ -376,9 +377,9 @@ def test_two_concurrent_commits_never_double_book(
 ) -> None:
     """Both runs plan on the same state, then race to book: the second finds its plan stale."""
     from matcher.jobs import sources
-    from matcher.store import repository
+    from matcher.store import seed
 
-    repository.ensure_database(db_url, trained["data"])
+    seed.ensure_database(db_url, trained["data"])
     # migrated once above: Alembic's upgrade is not thread-safe within one process (a process migrates once)
     monkeypatch.setattr(sources, "ensure_database", lambda *args, **kwargs: False)
     before, _ = _open_engagements(db_url)

@@ -858,8 +858,8 @@ def _target_files(targets: pd.DataFrame, folder: Path) -> dict[str, Path]:
 
 def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
     """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
-    from matcher.inputs.library import needs_frame as stored_needs
-    from matcher.inputs.library import targets_frame as stored_targets
+    from matcher.inputs.frames import needs_frame as stored_needs
+    from matcher.inputs.frames import targets_frame as stored_targets
     from matcher.matching.training import stored_libraries
 
     libs = stored_libraries(trained["database"], trained["data"])
@@ -882,8 +882,8 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
 
 def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Needs without tags (typed free text) get the same inferred tags, so the same rows, in batch and HTTP."""
-    from matcher.inputs.library import needs_frame as stored_needs
-    from matcher.inputs.library import targets_frame as stored_targets
+    from matcher.inputs.frames import needs_frame as stored_needs
+    from matcher.inputs.frames import targets_frame as stored_targets
     from matcher.matching.training import stored_libraries
 
     monkeypatch.setenv("MATCHER_DATA_DIR", str(trained["data"]))

@@ -35,7 +35,8 @@ def _rows_by_need(path: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
 
 
 def _open_needs(url: str) -> list[str]:
-    from matcher.store.repository import load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.transactions import transaction
 
     with transaction(url) as session:
         needs = load_libraries_db(session).needs
@@ -59,7 +60,10 @@ def _cli(*args: str | Path, env: dict[str, str], cwd: Path) -> subprocess.Comple
 
 def test_rows_equal_the_http_api_on_the_database(trained, make_app, db_url: str, tmp_path: Path) -> None:
     """Open needs only; excluded targets (unavailable, fully booked) are left out exactly as the API does."""
-    from matcher.store.repository import ensure_database, record_feedback, replace_record, transaction
+    from matcher.store.crud import replace_record
+    from matcher.store.engagements import record_feedback
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     ensure_database(db_url, trained["data"])
     open_ids = _open_needs(db_url)
@@ -67,7 +71,7 @@ def test_rows_equal_the_http_api_on_the_database(trained, make_app, db_url: str,
     first = client.post("/v1/match", json={"need_id": open_ids[0], "k": 5}).get_json()["results"]
     unavailable, booked = first["expert"][0]["id"], first["expert"][1]["id"]
     with transaction(db_url) as session:
-        from matcher.store.repository import get_record
+        from matcher.store.crud import get_record
 
         record = get_record(session, "experts", unavailable)
         replace_record(session, "experts", unavailable, {**record, "available": False})

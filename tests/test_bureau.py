@@ -18,7 +18,7 @@ import pytest
 from openpyxl import load_workbook
 
 from matcher.documents.bureau import PeriodError, bureau_report, parse_period, report_workbook
-from matcher.store import repository as repo
+from matcher.store import kinds, libraries, seed, transactions
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "data" / "bureau"
@@ -214,7 +214,7 @@ EXPECTED: dict[str, dict[tuple[str, str, str], tuple]] = {
 @pytest.fixture(scope="module")
 def url(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('bureau') / 'matcher.sqlite3'}"
-    assert repo.ensure_database(url, FIXTURE)
+    assert seed.ensure_database(url, FIXTURE)
     return url
 
 
@@ -223,7 +223,7 @@ def figures(table: dict) -> dict[tuple[str, str, str], tuple]:
 
 
 def test_every_figure_of_every_table_is_the_hand_count(url) -> None:
-    with repo.transaction(url) as session:
+    with transactions.transaction(url) as session:
         report = bureau_report(session, "2026Q3")
     assert report["period"] == {"label": "2026Q3", "start": "2026-07-01", "end": "2026-09-30"}
     assert report["previous"] == {"label": "2026Q2", "start": "2026-04-01", "end": "2026-06-30"}
@@ -240,7 +240,7 @@ def test_every_figure_of_every_table_is_the_hand_count(url) -> None:
 
 
 def test_a_county_keeps_its_organisations_only(url) -> None:
-    with repo.transaction(url) as session:
+    with transactions.transaction(url) as session:
         report = bureau_report(session, "2026Q3", "容城县")
     assert report["county"] == "容城县"
     for table in report["tables"]:
@@ -276,12 +276,12 @@ def test_bad_periods_name_the_option(text) -> None:
 
 
 def test_unknown_county_is_refused(url) -> None:
-    with repo.transaction(url) as session, pytest.raises(PeriodError, match=r"^county: '北京市'"):
+    with transactions.transaction(url) as session, pytest.raises(PeriodError, match=r"^county: '北京市'"):
         bureau_report(session, "2026Q3", "北京市")
 
 
 def test_workbook_has_a_cover_and_one_sheet_per_table_with_numbers_as_numbers(url) -> None:
-    with repo.transaction(url) as session:
+    with transactions.transaction(url) as session:
         report = bureau_report(session, "2026Q3")
     book = load_workbook(io.BytesIO(report_workbook(report)))
     assert book.sheetnames == ["封面", "机构", "持证社工", "需求", "合作与成效", "培训活动", "资源链接", "资金来源"]
@@ -341,9 +341,9 @@ def test_seeded_frames_equal_the_files_with_the_file_columns(url) -> None:
     from matcher.inputs.library import load_libraries
 
     files = load_libraries(FIXTURE)
-    with repo.transaction(url) as session:
-        stored = repo.load_libraries_db(session)
-        sizes = repo.counts(session)
+    with transactions.transaction(url) as session:
+        stored = libraries.load_libraries_db(session)
+        sizes = kinds.counts(session)
     for kind in ("organisations", "resources", "needs", "decisions"):
         expected = getattr(files, kind).sort_values("id").reset_index(drop=True)
         pd.testing.assert_frame_equal(getattr(stored, kind), expected, obj=kind)

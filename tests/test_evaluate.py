@@ -93,7 +93,7 @@ def test_outputs_are_written(history, tmp_path) -> None:
 
 
 def test_gaps_by_category_and_county(libs, tmp_path) -> None:
-    from matcher.inputs.library import targets_frame
+    from matcher.inputs.frames import targets_frame
 
     model = build_matcher().fit(targets_frame(libs))
     needs, summary = evaluation.find_gaps(model, libs, threshold=0.3)

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from matcher.store import repository as repo
+from matcher.store import io as store_io
+from matcher.store import kinds, libraries, transactions
 from matcher.store.events import event_loads
 from tests.conftest import ROOT
 
@@ -127,9 +128,9 @@ def test_a_confirmed_event_holds_one_unit_of_capacity_until_held_or_cancelled(cl
         assert (
             client.post("/v1/attendees", json={"id": f"A90{n}", "event_id": "V9001", "org_id": org}).status_code == 201
         )
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         assert event_loads(session, ["E9101"]) == {"E9101": 1}
-        libs = repo.load_libraries_db(session)
+        libs = libraries.load_libraries_db(session)
     assert libs.load().get("E9101") == 1  # the matcher's hard rules and matcher assign see it
     # capacity 1 is used: a second confirmed event and an accepted engagement are refused
     later = {"starts_at": "2030-04-05T09:00:00", "ends_at": "2030-04-05T12:00:00"}
@@ -140,7 +141,7 @@ def test_a_confirmed_event_holds_one_unit_of_capacity_until_held_or_cancelled(cl
     assert client.post("/v1/feedback", json=feedback).status_code == 409
     assert client.post("/v1/events", json=event("V9002", **later)).status_code == 201  # planned holds nothing
     assert client.put("/v1/events/V9001", json=event(status="cancelled")).status_code == 200
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         assert event_loads(session, ["E9101"]) == {}
     assert client.put("/v1/events/V9002", json=event("V9002", status="confirmed", **later)).status_code == 200
     assert client.put("/v1/events/V9001", json=event(status="planned")).status_code == 409  # cancelled is final
@@ -221,14 +222,14 @@ def test_import_and_export_events_and_attendees(client, db_url, tmp_path) -> Non
         writer.writerow(
             ["V9102", "督导", "督导巡回", "", "E9999", "", "雄县", "2030-05-02 09:00", "2030-05-02 08:00", "10", ""]
         )
-    with repo.transaction(db_url) as session:
-        seeded = repo.counts(session)["events"]
-    with pytest.raises(repo.ImportRejectedError) as rejected:
-        repo.import_file("events", path, url=db_url)
+    with transactions.transaction(db_url) as session:
+        seeded = kinds.counts(session)["events"]
+    with pytest.raises(store_io.ImportRejectedError) as rejected:
+        store_io.import_file("events", path, url=db_url)
     text = str(rejected.value)
     assert "row 2, column '结束时间': must be later than starts_at" in text  # nothing imported
-    with repo.transaction(db_url) as session:
-        assert repo.counts(session)["events"] == seeded
+    with transactions.transaction(db_url) as session:
+        assert kinds.counts(session)["events"] == seeded
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "kind", "title", "expert_ids", "venue_id", "county", "starts_at", "ends_at", "seats"])
@@ -245,12 +246,12 @@ def test_import_and_export_events_and_attendees(client, db_url, tmp_path) -> Non
                 "25",
             ]
         )
-    assert repo.import_file("events", path, url=db_url).created == 1
+    assert store_io.import_file("events", path, url=db_url).created == 1
     out = tmp_path / "out.csv"
-    written = repo.export_file("events", out, url=db_url)
+    written = store_io.export_file("events", out, url=db_url)
     assert written >= 1
-    assert repo.import_file("events", out, url=db_url).created == 0  # the export imports back unchanged
-    assert repo.export_file("attendees", tmp_path / "attendees.xlsx", url=db_url) >= 0
+    assert store_io.import_file("events", out, url=db_url).created == 0  # the export imports back unchanged
+    assert store_io.export_file("attendees", tmp_path / "attendees.xlsx", url=db_url) >= 0
 
 
 def test_cli_import_and_export_accept_events(cli_env, tmp_path) -> None:
@@ -275,7 +276,7 @@ def test_the_seeded_history_exports_and_imports_back_unchanged(make_app, db_url,
     make_app(DATABASE_URL=db_url).test_client().get("/v1/events?per_page=1")  # fills the database from data/
     for kind in ("events", "attendees"):
         path = tmp_path / f"{kind}{suffix}"
-        written = repo.export_file(kind, path, url=db_url)
+        written = store_io.export_file(kind, path, url=db_url)
         assert written > 50
-        report = repo.import_file(kind, path, url=db_url)
+        report = store_io.import_file(kind, path, url=db_url)
         assert (report.created, report.updated, report.unchanged) == (0, 0, written), kind

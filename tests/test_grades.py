@@ -75,20 +75,20 @@ def test_labels_of_the_database_are_not_decisions(tmp_path) -> None:
     from sqlalchemy import func, select
 
     from matcher.matching.grades import event_labels_db
-    from matcher.store import repository as repo
+    from matcher.store import kinds, seed, transactions
     from matcher.store.schema import Decision
     from tests.conftest import ROOT
 
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    repo.ensure_database(url, ROOT / "data")
-    with repo.transaction(url) as session:
+    seed.ensure_database(url, ROOT / "data")
+    with transactions.transaction(url) as session:
         decisions = session.scalar(select(func.count()).select_from(Decision))
         labels = event_labels_db(session)
         assert session.scalar(select(func.count()).select_from(Decision)) == decisions
     assert set(labels["grade"]) <= {0, 1, 2, 3, 4}
     # the sample history of events (data/events.csv, data/attendees.csv) is seeded and gives labels
     events = pd.read_csv(ROOT / "data" / "events.csv", dtype=str, keep_default_na=False)
-    with repo.transaction(url) as session:
-        assert repo.counts(session)["events"] == len(events)
+    with transactions.transaction(url) as session:
+        assert kinds.counts(session)["events"] == len(events)
     held = set(events.loc[events["status"] == "held", "id"])
     assert len(labels) > 100 and set(labels["event_id"]) <= held

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from matcher.errors import LibraryError
-from matcher.inputs.library import load_libraries, needs_frame, open_engagements, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import load_libraries, open_engagements
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"

@@ -8,7 +8,8 @@ import copy
 import pandas as pd
 import pytest
 
-from matcher.inputs.library import load_libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import load_libraries
 from matcher.matching.estimator import build_matcher
 from matcher.matching.names import mask_organisation, name_forms, organisation_forms
 from matcher.quality.known_item import FORMS, known_item_rates, known_item_table, query_forms

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from matcher.matching import grades
 from matcher.service.roles import hash_token
-from matcher.store import repository as repo
+from matcher.store import crud, search, transactions
+from matcher.store import io as store_io
 from matcher.store.schema import AuditEntry, Decision, Outcome
 
 PROBLEM = "application/problem+json"
@@ -56,7 +57,7 @@ def client(make_app, db_url):
 
 
 def audit_actions(db_url: str, kind: str) -> list[tuple[str, str | None]]:
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         rows = session.scalars(select(AuditEntry).where(AuditEntry.kind == kind).order_by(AuditEntry.id))
         return [(e.action, e.record_id) for e in rows]
 
@@ -187,7 +188,7 @@ def test_completing_with_an_outcome_and_the_file_shows_it(client, db_url) -> Non
     body = done.get_json()
     assert body["decision"]["rating"] == 5  # the decision takes the outcome's rating
     assert body["engagement"]["outcome"]["goal_met"] == "yes" and body["engagement"]["outcome"]["hours"] == 6.5
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         outcome = session.get(Outcome, body["decision"]["id"])
         assert outcome.engagement_id == engagement["id"] and outcome.follow_up_on.isoformat() == "2026-12-20"
         assert session.get(Decision, body["decision"]["id"]).decision == "completed"
@@ -224,7 +225,7 @@ def test_outcome_later_the_waiting_list_and_audit(client, db_url) -> None:
     assert [a for a, _ in audit_actions(db_url, "outcomes")] == ["create", "replace"]
     assert client.put("/v1/engagements/999999/outcome", json=OUTCOME, headers=AS_COORDINATOR).status_code == 404
     labels = None
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         labels = grades.outcome_labels_db(session)
     mine = labels.loc[labels["need_id"] == engagement["need_id"]]
     assert mine["grade"].tolist() == [3.0] and set(mine["source"]) == {"follow_up"}
@@ -256,27 +257,27 @@ def test_organisations_import_and_export_with_the_file_columns(client, db_url, t
         "O9003,雄县老机构,成熟期,雄县,雄州镇,社工机构,出壳,2021-01-01,2020-12-31,9,4\n",
         encoding="utf-8-sig",
     )
-    with pytest.raises(repo.ImportRejectedError) as rejected:
-        repo.import_file("organisations", path, url=db_url)
+    with pytest.raises(store_io.ImportRejectedError) as rejected:
+        store_io.import_file("organisations", path, url=db_url)
     assert "row 2, column '离开日期': must not be before admitted_on" in str(rejected.value)
     path.write_text(path.read_text(encoding="utf-8-sig").replace("2020-12-31", "2026-06-30"), encoding="utf-8-sig")
-    assert repo.import_file("organisations", path, url=db_url).created == 2
-    with repo.transaction(db_url) as session:
-        stored = repo.get_record(session, "organisations", "O9003")
-        steps = repo.list_records(session, "stages", org_id="O9003")[0]
+    assert store_io.import_file("organisations", path, url=db_url).created == 2
+    with transactions.transaction(db_url) as session:
+        stored = crud.get_record(session, "organisations", "O9003")
+        steps = search.list_records(session, "stages", org_id="O9003")[0]
     assert (stored["kind"], stored["status"], stored["left_on"]) == ("agency", "graduated", "2026-06-30")
     assert [(s["stage"], s["since"]) for s in steps] == [("成熟期", "2021-01-01")]
     for suffix in (".csv", ".xlsx", ".jsonl"):
         out = tmp_path / f"out{suffix}"
-        written = repo.export_file("organisations", out, url=db_url)
-        report = repo.import_file("organisations", out, url=db_url)
+        written = store_io.export_file("organisations", out, url=db_url)
+        report = store_io.import_file("organisations", out, url=db_url)
         assert (report.created, report.updated, report.unchanged) == (0, 0, written), suffix
     header = (tmp_path / "out.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     assert header == (
         "id,name,stage,county,township,founded_year,staff_count,kind,status,admitted_on,left_on,licensed_social_workers"
     )
-    written = repo.export_file("milestones", tmp_path / "m.csv", url=db_url)  # the seeded plan, back unchanged
-    report = repo.import_file("milestones", tmp_path / "m.csv", url=db_url)
+    written = store_io.export_file("milestones", tmp_path / "m.csv", url=db_url)  # the seeded plan, back unchanged
+    report = store_io.import_file("milestones", tmp_path / "m.csv", url=db_url)
     assert written > 0 and (report.created, report.updated, report.unchanged) == (0, 0, written)
 
 
@@ -319,7 +320,7 @@ def test_migration_0005_keeps_organisations_resident_and_links_closed_engagement
             {"t": when},
         )
     upgrade(db_url)
-    with repo.transaction(db_url) as session:
+    with transactions.transaction(db_url) as session:
         org = session.get(Organisation, "O1")
         assert (org.kind, org.status, org.admitted_on) == ("agency", "resident", None)
         assert session.scalars(select(Engagement)).one().closed_decision_id == "D2"

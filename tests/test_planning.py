@@ -248,7 +248,7 @@ def client(make_app, db_url):
 
 
 def test_plan_over_http_commits_events_that_hold_capacity(client, db_url) -> None:
-    from matcher.store import repository as repo
+    from matcher.store import libraries, transactions
 
     body = {"starts": "2030-03-04", "ends": "2030-03-15", "min_size": 2, "max_size": 10, "threshold": 0.25}
     response = client.post("/v1/events/plan", json=body)
@@ -268,12 +268,12 @@ def test_plan_over_http_commits_events_that_hold_capacity(client, db_url) -> Non
     assert attendees["total"] == len(committed["events"][0]["needs"])
     expert_id = first["expert_ids"][0]
     before = client.get(f"/v1/experts/{expert_id}").get_json()
-    with repo.transaction(db_url) as session:
-        load_before = repo.load_libraries_db(session).load().get(expert_id, 0)
+    with transactions.transaction(db_url) as session:
+        load_before = libraries.load_libraries_db(session).load().get(expert_id, 0)
     if load_before < before["capacity"]:
         assert client.put(f"/v1/events/{first['id']}", json={**first, "status": "confirmed"}).status_code == 200
-        with repo.transaction(db_url) as session:
-            assert repo.load_libraries_db(session).load().get(expert_id, 0) == load_before + 1
+        with transactions.transaction(db_url) as session:
+            assert libraries.load_libraries_db(session).load().get(expert_id, 0) == load_before + 1
     sheet = client.get(f"/v1/events/{first['id']}/signin.xlsx")
     assert sheet.status_code == 200 and sheet.data[:2] == b"PK"
 

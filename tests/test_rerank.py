@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matcher.inputs.library import load_libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import load_libraries
 from matcher.matching import rerank
 from matcher.matching.estimator import build_matcher
 from matcher.matching.rank import maximal_marginal_relevance

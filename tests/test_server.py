@@ -87,11 +87,11 @@ def test_real_server_matches_and_reports_errors(server, client) -> None:
 
 
 def test_concurrent_feedback_writes_are_all_recorded(db_server) -> None:
-    from matcher.store import repository
+    from matcher.store import kinds, transactions
 
     base, url = db_server
-    with repository.transaction(url) as session:
-        before = repository.counts(session)["decisions"]
+    with transactions.transaction(url) as session:
+        before = kinds.counts(session)["decisions"]
     needs = [n["id"] for n in request(base + "/v1/needs?per_page=40")[1]["items"]]
     experts = [e["id"] for e in request(base + "/v1/experts?per_page=40")[1]["items"]]
 
@@ -113,8 +113,8 @@ def test_concurrent_feedback_writes_are_all_recorded(db_server) -> None:
     with ThreadPoolExecutor(8) as pool:
         statuses = [s for result in pool.map(writer, range(8)) for s in result]
     assert statuses.count(201) == 1600, {s: statuses.count(s) for s in set(statuses)}
-    with repository.transaction(url) as session:
-        assert repository.counts(session)["decisions"] == before + 1600
+    with transactions.transaction(url) as session:
+        assert kinds.counts(session)["decisions"] == before + 1600
 
 
 def test_concurrent_accepts_never_overbook(db_server) -> None:

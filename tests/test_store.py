@@ -20,7 +20,8 @@ from sqlalchemy import inspect, select, text
 
 from matcher.errors import ConflictError, DatabaseUnavailableError, NotFoundError
 from matcher.inputs.library import load_libraries
-from matcher.store import repository as repo
+from matcher.store import checks, crud, engagements, kinds, libraries, search, seed, transactions
+from matcher.store import io as store_io
 from matcher.store.db import _alembic_config, current_revision, engine_for, session_scope, upgrade
 from matcher.store.records import FeedbackIn
 from matcher.store.schema import Base, Engagement, Expert, Need
@@ -38,7 +39,7 @@ def files():
 @pytest.fixture
 def url(db_url) -> str:
     """A database of each kind, filled with the sample libraries."""
-    assert repo.ensure_database(db_url, DATA) is True
+    assert seed.ensure_database(db_url, DATA) is True
     return db_url
 
 
@@ -105,7 +106,7 @@ def test_migrations_create_the_schema_and_concurrent_seeding_fills_once(db_url, 
         tables = set(inspect(connection).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
     # two "workers" starting at once on the empty database: exactly one fills it
-    code = "import sys; from matcher.store.repository import ensure_database; print(ensure_database(sys.argv[1], sys.argv[2]))"
+    code = "import sys; from matcher.store.seed import ensure_database; print(ensure_database(sys.argv[1], sys.argv[2]))"
     workers = [
         subprocess.Popen([sys.executable, "-c", code, db_url, str(DATA)], stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -113,17 +114,17 @@ def test_migrations_create_the_schema_and_concurrent_seeding_fills_once(db_url, 
     results = sorted(w.communicate(timeout=60)[0].strip() for w in workers)
     assert all(w.returncode == 0 for w in workers)
     assert results == ["False", "True"]
-    with repo.transaction(db_url) as session:
-        sizes = repo.counts(session)
+    with transactions.transaction(db_url) as session:
+        sizes = kinds.counts(session)
     assert {k: sizes[k] for k in KINDS} == {k: len(getattr(files, k)) for k in KINDS}
     assert sizes["tags"] == len(files.taxonomy)
-    assert repo.ensure_database(db_url, DATA) is False
+    assert seed.ensure_database(db_url, DATA) is False
 
 
 def test_seeded_frames_equal_the_files_and_capacity_holds(url, files) -> None:
     started = time.perf_counter()
-    with repo.transaction(url) as session:
-        libs = repo.load_libraries_db(session)
+    with transactions.transaction(url) as session:
+        libs = libraries.load_libraries_db(session)
         first_hash = libs.content_hash
         capacities = dict(session.execute(select(Expert.id, Expert.capacity)).all())
         available = dict(session.execute(select(Expert.id, Expert.available)).all())
@@ -150,79 +151,79 @@ def test_seeded_frames_equal_the_files_and_capacity_holds(url, files) -> None:
     closed = [e for e in engagements if e.status != "open"]
     assert closed and all(e.closed_at is not None and e.closed_at >= e.opened_at for e in closed)
     # the content hash follows the revision
-    with repo.transaction(url) as session:
-        repo.create_record(session, "experts", new_expert())
-    with repo.transaction(url) as session:
-        assert repo.load_libraries_db(session).content_hash != first_hash
+    with transactions.transaction(url) as session:
+        crud.create_record(session, "experts", new_expert())
+    with transactions.transaction(url) as session:
+        assert libraries.load_libraries_db(session).content_hash != first_hash
 
 
 # ---------------------------------------------------------------- CRUD
 
 
 def test_crud_conflicts_not_found_and_soft_delete(url) -> None:
-    with repo.transaction(url) as session:
-        start = repo.revision(session)
-        created = repo.create_record(session, "experts", new_expert())
+    with transactions.transaction(url) as session:
+        start = transactions.revision(session)
+        created = crud.create_record(session, "experts", new_expert())
     assert created["specialties"] == ["个案管理", "小组工作"]
     assert created["available"] is True and created["open_engagements"] == 0
     assert created["updated_at"].endswith("+08:00")
-    with repo.transaction(url) as session:
-        assert repo.revision(session) == start + 1
-        assert repo.get_record(session, "experts", "E9001")["name"] == "测试专家E9001"
+    with transactions.transaction(url) as session:
+        assert transactions.revision(session) == start + 1
+        assert crud.get_record(session, "experts", "E9001")["name"] == "测试专家E9001"
         with pytest.raises(ConflictError, match="E9001 already exists"):
-            repo.create_record(session, "experts", new_expert())
+            crud.create_record(session, "experts", new_expert())
         with pytest.raises(NotFoundError):
-            repo.get_record(session, "experts", "E0000")
+            crud.get_record(session, "experts", "E0000")
         with pytest.raises(NotFoundError):
-            repo.replace_record(session, "experts", "E0000", new_expert("E0000"))
+            crud.replace_record(session, "experts", "E0000", new_expert("E0000"))
 
     # validation: pydantic, taxonomy and foreign keys, every problem named by its field
-    with repo.transaction(url) as session, pytest.raises(repo.RecordError) as caught:
-        repo.create_record(
+    with transactions.transaction(url) as session, pytest.raises(checks.RecordError) as caught:
+        crud.create_record(
             session, "experts", new_expert("E9002", specialties="个案管理;占星术", capacity=-1, org_id="O999")
         )
     assert {e["field"] for e in caught.value.errors} == {"capacity", "specialties", "org_id"}
     assert all(e["message"].startswith(e["field"]) for e in caught.value.errors)
-    with repo.transaction(url) as session, pytest.raises(repo.RecordError, match="stage"):
-        repo.create_record(session, "organisations", {"id": "O900", "name": "x", "stage": "壮年期", "county": "雄县"})
-    with repo.transaction(url) as session, pytest.raises(repo.RecordError, match="nickname"):
-        repo.create_record(session, "experts", new_expert("E9003", nickname="x"))
+    with transactions.transaction(url) as session, pytest.raises(checks.RecordError, match="stage"):
+        crud.create_record(session, "organisations", {"id": "O900", "name": "x", "stage": "壮年期", "county": "雄县"})
+    with transactions.transaction(url) as session, pytest.raises(checks.RecordError, match="nickname"):
+        crud.create_record(session, "experts", new_expert("E9003", nickname="x"))
     # a traditional-character tag is stored as its taxonomy label
-    with repo.transaction(url) as session:
-        assert repo.create_record(session, "needs", new_need("N9001", tags="個案管理"))["tags"] == ["个案管理"]
+    with transactions.transaction(url) as session:
+        assert crud.create_record(session, "needs", new_need("N9001", tags="個案管理"))["tags"] == ["个案管理"]
 
     # PUT: full replace; nothing changes (not even updated_at or the revision) when the values are equal
-    with repo.transaction(url) as session:
-        before = repo.get_record(session, "experts", "E9001")
-        revision = repo.revision(session)
-        same = repo.replace_record(session, "experts", "E9001", {**before})  # read-only fields are ignored
-        assert same == before and repo.revision(session) == revision
-        changed = repo.replace_record(session, "experts", "E9001", {"id": "E9001", "name": "新名字"})
+    with transactions.transaction(url) as session:
+        before = crud.get_record(session, "experts", "E9001")
+        revision = transactions.revision(session)
+        same = crud.replace_record(session, "experts", "E9001", {**before})  # read-only fields are ignored
+        assert same == before and transactions.revision(session) == revision
+        changed = crud.replace_record(session, "experts", "E9001", {"id": "E9001", "name": "新名字"})
     assert changed["name"] == "新名字" and changed["affiliation"] == "" and changed["capacity"] == 1
     assert changed["updated_at"] >= before["updated_at"]
-    with repo.transaction(url) as session, pytest.raises(repo.RecordError, match="differs"):
-        repo.replace_record(session, "experts", "E9001", {"id": "E9999", "name": "x"})
+    with transactions.transaction(url) as session, pytest.raises(checks.RecordError, match="differs"):
+        crud.replace_record(session, "experts", "E9001", {"id": "E9999", "name": "x"})
 
     # delete: refused while live records refer to it, and says which
-    with repo.transaction(url) as session:
+    with transactions.transaction(url) as session:
         busy = session.scalars(
             select(Engagement.target_id).where(Engagement.target_type == "expert", Engagement.status == "open")
         ).first()
         with pytest.raises(ConflictError, match=rf"expert {busy} has \d+ open engagement"):
-            repo.delete_record(session, "experts", busy)
+            crud.delete_record(session, "experts", busy)
         with pytest.raises(ConflictError, match=r"organisation O001 is still referred to by \d+ live needs \(N"):
-            repo.delete_record(session, "organisations", "O001")
-        repo.delete_record(session, "experts", "E9001")
-    with repo.transaction(url) as session:
+            crud.delete_record(session, "organisations", "O001")
+        crud.delete_record(session, "experts", "E9001")
+    with transactions.transaction(url) as session:
         with pytest.raises(NotFoundError):
-            repo.get_record(session, "experts", "E9001")
+            crud.get_record(session, "experts", "E9001")
         with pytest.raises(NotFoundError):
-            repo.delete_record(session, "experts", "E9001")
+            crud.delete_record(session, "experts", "E9001")
         with pytest.raises(ConflictError, match="deleted"):
-            repo.create_record(session, "experts", new_expert())
-        items, _ = repo.list_records(session, "experts", per_page=1000)
+            crud.create_record(session, "experts", new_expert())
+        items, _ = search.list_records(session, "experts", per_page=1000)
         assert "E9001" not in {i["id"] for i in items}
-        assert "E9001" not in set(repo.load_libraries_db(session).experts["id"])
+        assert "E9001" not in set(libraries.load_libraries_db(session).experts["id"])
         assert session.get(Expert, "E9001").deleted_at is not None  # kept for the audit trail
 
 
@@ -232,40 +233,40 @@ def test_crud_conflicts_not_found_and_soft_delete(url) -> None:
 def test_list_filters_pagination_and_free_text(url, files) -> None:
     county = files.needs["org_id"].map(files.organisations.set_index("id")["county"])
     stage = files.needs["org_id"].map(files.organisations.set_index("id")["stage"])
-    with repo.transaction(url) as session:
-        items, total = repo.list_records(session, "needs", county="雄县", status="open", per_page=1000)
+    with transactions.transaction(url) as session:
+        items, total = search.list_records(session, "needs", county="雄县", status="open", per_page=1000)
         expected = files.needs.loc[(county == "雄县") & (files.needs["status"] == "open"), "id"]
         assert total == len(expected) and [i["id"] for i in items] == list(expected)
-        _, total = repo.list_records(session, "needs", stage="初创期", urgency="高")
+        _, total = search.list_records(session, "needs", stage="初创期", urgency="高")
         assert total == int(((stage == "初创期") & (files.needs["urgency"] == "high")).sum())
-        _, total = repo.list_records(session, "experts", tag="個案管理")  # normal form: traditional works
+        _, total = search.list_records(session, "experts", tag="個案管理")  # normal form: traditional works
         assert total == sum("个案管理" in s for s in files.experts["specialties"])
-        _, total = repo.list_records(session, "projects", org_id="O031")
+        _, total = search.list_records(session, "projects", org_id="O031")
         assert total == int((files.projects["org_id"] == "O031").sum())
-        _, total = repo.list_records(session, "resources", county="安新县")
+        _, total = search.list_records(session, "resources", county="安新县")
         assert total == int(files.resources["county"].isin(["安新县", ""]).sum())  # district-wide serve all
 
-        page2, total = repo.list_records(session, "experts", page=2, per_page=25)
+        page2, total = search.list_records(session, "experts", page=2, per_page=25)
         assert total == len(files.experts)
         assert [i["id"] for i in page2] == list(files.experts["id"][25:50])
-        assert repo.list_records(session, "experts", page=99, per_page=25) == ([], total)
-        need = repo.list_records(session, "needs", per_page=1)[0][0]
+        assert search.list_records(session, "experts", page=99, per_page=25) == ([], total)
+        need = search.list_records(session, "needs", per_page=1)[0][0]
         assert need["created_at"].endswith("+08:00") and isinstance(need["tags"], list)
 
-        with pytest.raises(repo.RecordError, match="urgency: not a filter of experts"):
-            repo.list_records(session, "experts", urgency="high")
-        with pytest.raises(repo.RecordError, match="status: must be one of"):
-            repo.list_records(session, "needs", status="done")
+        with pytest.raises(checks.RecordError, match="urgency: not a filter of experts"):
+            search.list_records(session, "experts", urgency="high")
+        with pytest.raises(checks.RecordError, match="status: must be one of"):
+            search.list_records(session, "needs", status="done")
 
         # free text, with the project's pipeline: a traditional-character query finds simplified text
-        hits, total = repo.list_records(session, "needs", q="個案管理與轉介", per_page=10)
+        hits, total = search.list_records(session, "needs", q="個案管理與轉介", per_page=10)
         assert 0 < total < len(files.needs)
         scores = [h["relevance"] for h in hits]
         assert scores == sorted(scores, reverse=True) and scores[-1] > 0
         assert "个案管理" in hits[0]["title"] + hits[0]["description"] + "".join(hits[0]["tags"])
-        hits, _ = repo.list_records(session, "experts", q="兒童保護", tag="儿童保护", county="容城县")
+        hits, _ = search.list_records(session, "experts", q="兒童保護", tag="儿童保护", county="容城县")
         assert hits and all("儿童保护" in h["specialties"] for h in hits)
-        assert repo.list_records(session, "organisations", q="ZZZQQQ") == ([], 0)
+        assert search.list_records(session, "organisations", q="ZZZQQQ") == ([], 0)
 
 
 # ---------------------------------------------------------------- import and export
@@ -291,20 +292,20 @@ def test_import_created_updated_unchanged_with_chinese_headers(url, tmp_path) ->
         ["E0001", "程琪", "河北农业大学", "教授", "政策解读", "新简介。", "容城县", "2", "true", "16726681943", ""],
     ]
     path = write_csv(tmp_path / "专家.csv", header, rows, encoding="gb18030")
-    with repo.transaction(url) as session:
-        before = repo.get_record(session, "experts", "E0001")
-        revision = repo.revision(session)
-    assert str(repo.import_file("experts", path, url=url)) == "created 2, updated 1, unchanged 0"
-    with repo.transaction(url) as session:
-        assert repo.revision(session) == revision + 1
-        new = repo.get_record(session, "experts", "E9102")
-        updated = repo.get_record(session, "experts", "E0001")
+    with transactions.transaction(url) as session:
+        before = crud.get_record(session, "experts", "E0001")
+        revision = transactions.revision(session)
+    assert str(store_io.import_file("experts", path, url=url)) == "created 2, updated 1, unchanged 0"
+    with transactions.transaction(url) as session:
+        assert transactions.revision(session) == revision + 1
+        new = crud.get_record(session, "experts", "E9102")
+        updated = crud.get_record(session, "experts", "E0001")
     assert new["capacity"] == 2 and new["available"] is False and new["counties"] == ["安新县"]
     assert updated["title"] == "教授" and updated["bio"] == "新简介。"
     assert updated["courses"] == before["courses"]  # a column the file does not have keeps its value
     assert updated["updated_at"] > before["updated_at"]
     snapshot = dump(url)
-    assert str(repo.import_file("experts", path, url=url)) == "created 0, updated 0, unchanged 3"
+    assert str(store_io.import_file("experts", path, url=url)) == "created 0, updated 0, unchanged 3"
     assert dump(url) == snapshot  # not even updated_at or the revision moved
 
 
@@ -316,8 +317,8 @@ def test_a_bad_row_at_the_end_imports_nothing(url, tmp_path) -> None:
     rows.append(["N9999", "O999", "最后一行", "描述", "个案管理;占星术", "urgent", "昨天"])
     path = write_csv(tmp_path / "needs.csv", header, rows)
     before = dump(url)
-    with pytest.raises(repo.ImportRejectedError) as caught:
-        repo.import_file("needs", path, url=url)
+    with pytest.raises(store_io.ImportRejectedError) as caught:
+        store_io.import_file("needs", path, url=url)
     problems = {(p.row, p.column): p.message for p in caught.value.problems}
     assert set(problems) == {(201, "urgency"), (201, "created_at"), (201, "org_id"), (201, "tags")}
     assert all(str(p).startswith(f"{path}: row 201, column") for p in caught.value.problems)
@@ -332,7 +333,7 @@ def test_an_import_killed_inside_its_transaction_leaves_the_database_as_before(u
     rows += [["E0001", "改名", "政策解读", "雄县", "5"]]  # an update too
     path = write_csv(tmp_path / "experts.csv", header, rows)
     before = dump(url)
-    env = {**os.environ, "DATABASE_URL": url, "MATCHER_DATA_DIR": str(DATA), repo.IMPORT_PAUSE_ENV: "60"}
+    env = {**os.environ, "DATABASE_URL": url, "MATCHER_DATA_DIR": str(DATA), store_io.IMPORT_PAUSE_ENV: "60"}
     process = subprocess.Popen(
         [sys.executable, "-m", "matcher.cli", "import", "experts", str(path)],
         env=env,
@@ -353,13 +354,13 @@ def test_an_import_killed_inside_its_transaction_leaves_the_database_as_before(u
     assert process.returncode == -signal.SIGKILL
     assert dump(url) == before
     # the database is not left locked: the same import runs to the end
-    assert str(repo.import_file("experts", path, url=url)) == "created 3000, updated 1, unchanged 0"
+    assert str(store_io.import_file("experts", path, url=url)) == "created 3000, updated 1, unchanged 0"
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".xlsx"])
 def test_export_then_import_changes_nothing(url, tmp_path, suffix) -> None:
-    with repo.transaction(url) as session:
-        repo.create_record(session, "experts", new_expert("E9201", courses=["社区融入", "小组工作实务"]))
+    with transactions.transaction(url) as session:
+        crud.create_record(session, "experts", new_expert("E9201", courses=["社区融入", "小组工作实务"]))
         feedback = FeedbackIn(
             need_id="N0001",
             target_type="resource",
@@ -368,13 +369,13 @@ def test_export_then_import_changes_nothing(url, tmp_path, suffix) -> None:
             comment="暂不需要",
             score=0.1234567891,
         )
-        repo.record_feedback(session, feedback)
+        engagements.record_feedback(session, feedback)
     kinds = KINDS if suffix == ".csv" else ("experts", "decisions")
     before = dump(url)
     for kind in kinds:
         path = tmp_path / f"{kind}{suffix}"
-        written = repo.export_file(kind, path, url=url)
-        report = repo.import_file(kind, path, url=url)
+        written = store_io.export_file(kind, path, url=url)
+        report = store_io.import_file(kind, path, url=url)
         assert (report.created, report.updated, report.unchanged) == (0, 0, written), kind
     after = dump(url)
     # nothing changed but the audit log: the experts file carries contacts, so its export is a view of them
@@ -415,10 +416,10 @@ def _free_expert(session, *, capacity_at_least: int = 1) -> Expert:
 
 def test_feedback_accept_complete_cancel_reject(url) -> None:
     def feedback(**fields) -> dict:
-        with repo.transaction(url) as session:
-            return repo.record_feedback(session, FeedbackIn.model_validate(fields))
+        with transactions.transaction(url) as session:
+            return engagements.record_feedback(session, FeedbackIn.model_validate(fields))
 
-    with repo.transaction(url) as session:
+    with transactions.transaction(url) as session:
         expert = _free_expert(session, capacity_at_least=2)
         expert_id, capacity = expert.id, expert.capacity
         needs = session.scalars(
@@ -439,14 +440,14 @@ def test_feedback_accept_complete_cancel_reject(url) -> None:
     decision, engagement = accepted["decision"], accepted["engagement"]
     assert decision["id"].startswith("D2") and decision["decided_at"].endswith("+08:00")
     assert engagement["status"] == "open" and engagement["closed_at"] is None
-    with repo.transaction(url) as session:
-        assert repo.get_record(session, "needs", need)["status"] == "matched"
+    with transactions.transaction(url) as session:
+        assert crud.get_record(session, "needs", need)["status"] == "matched"
         stored = session.execute(
             text("SELECT decided_at FROM decisions WHERE id = :id"), {"id": decision["id"]}
         ).scalar()
-        items, total = repo.list_engagements(session, need_id=need)
+        items, total = engagements.list_engagements(session, need_id=need)
         assert total == 1 and items[0]["target_name"] and items[0]["need_title"]
-        assert repo.list_engagements(session, expert_id=expert_id, status="open")[1] == 1
+        assert engagements.list_engagements(session, expert_id=expert_id, status="open")[1] == 1
     # stored in UTC: the raw value (naive on SQLite, aware on PostgreSQL) is the UTC time
     stored = stored if isinstance(stored, datetime) else datetime.fromisoformat(stored)
     assert abs(stored.replace(tzinfo=None) - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
@@ -459,21 +460,21 @@ def test_feedback_accept_complete_cancel_reject(url) -> None:
     assert done["engagement"]["status"] == "completed" and done["engagement"]["closed_at"].endswith("+08:00")
     with pytest.raises(ConflictError, match="no open engagement"):
         feedback(need_id=need, target_type="expert", target_id=expert_id, decision="completed")
-    with repo.transaction(url) as session:
-        assert repo.get_record(session, "needs", need)["status"] == "closed"
+    with transactions.transaction(url) as session:
+        assert crud.get_record(session, "needs", need)["status"] == "closed"
 
     # cancel: the need goes back to open when nothing else was engaged
     feedback(need_id=needs[1], target_type="project", target_id="P001", decision="accepted")
     cancelled = feedback(need_id=needs[1], target_type="project", target_id="P001", decision="cancelled")
     assert cancelled["engagement"]["status"] == "cancelled"
-    with repo.transaction(url) as session:
-        assert repo.get_record(session, "needs", needs[1])["status"] == "open"
-        revision = repo.revision(session)
+    with transactions.transaction(url) as session:
+        assert crud.get_record(session, "needs", needs[1])["status"] == "open"
+        revision = transactions.revision(session)
     rejected = feedback(need_id=needs[1], target_type="resource", target_id="R001", decision="rejected")
     assert rejected["engagement"] is None
-    with repo.transaction(url) as session:
-        assert repo.revision(session) == revision + 1
-        assert repo.get_record(session, "decisions", rejected["decision"]["id"])["decision"] == "rejected"
+    with transactions.transaction(url) as session:
+        assert transactions.revision(session) == revision + 1
+        assert crud.get_record(session, "decisions", rejected["decision"]["id"])["decision"] == "rejected"
 
     # capacity: fill the expert, then one more is refused with the numbers
     for other in needs[1 : capacity + 1]:
@@ -486,30 +487,30 @@ def test_feedback_accept_complete_cancel_reject(url) -> None:
         feedback(need_id="N0000", target_type="expert", target_id=expert_id, decision="accepted")
     with pytest.raises(NotFoundError):
         feedback(need_id=needs[0], target_type="resource", target_id="R999", decision="accepted")
-    with repo.transaction(url) as session:
-        repo.create_record(session, "resources", {"id": "R900", "type": "场地", "name": "临时场地"})
-        repo.delete_record(session, "resources", "R900")
+    with transactions.transaction(url) as session:
+        crud.create_record(session, "resources", {"id": "R900", "type": "场地", "name": "临时场地"})
+        crud.delete_record(session, "resources", "R900")
     with pytest.raises(ConflictError, match="resource R900 was deleted"):
         feedback(need_id=needs[0], target_type="resource", target_id="R900", decision="accepted")
     # closing through the engagement
-    with repo.transaction(url) as session:
-        open_id = repo.list_engagements(session, expert_id=expert_id, status="open")[0][0]["id"]
-        assert repo.update_engagement_status(session, open_id, "completed", rating=3)["status"] == "completed"
+    with transactions.transaction(url) as session:
+        open_id = engagements.list_engagements(session, expert_id=expert_id, status="open")[0][0]["id"]
+        assert engagements.update_engagement_status(session, open_id, "completed", rating=3)["status"] == "completed"
 
 
 def test_eight_concurrent_accepts_of_an_expert_of_capacity_three(url) -> None:
-    with repo.transaction(url) as session:
-        repo.create_record(session, "experts", new_expert("E9301", capacity=3))
+    with transactions.transaction(url) as session:
+        crud.create_record(session, "experts", new_expert("E9301", capacity=3))
         for i in range(8):
-            repo.create_record(session, "needs", new_need(f"N93{i:02d}", org_id=f"O{i + 10:03d}"))
+            crud.create_record(session, "needs", new_need(f"N93{i:02d}", org_id=f"O{i + 10:03d}"))
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
 
     def accept(i: int) -> None:
         barrier.wait()
         try:
-            with repo.transaction(url) as session:
-                repo.record_feedback(
+            with transactions.transaction(url) as session:
+                engagements.record_feedback(
                     session,
                     FeedbackIn(need_id=f"N93{i:02d}", target_type="expert", target_id="E9301", decision="accepted"),
                 )
@@ -524,15 +525,15 @@ def test_eight_concurrent_accepts_of_an_expert_of_capacity_three(url) -> None:
         thread.join(timeout=60)
     assert outcomes.count("accepted") == 3
     assert sorted(set(outcomes) - {"accepted"}) == ["expert E9301 is fully booked (3 of 3)"]
-    with repo.transaction(url) as session:
-        assert repo.list_engagements(session, expert_id="E9301", status="open")[1] == 3
-        assert repo.get_record(session, "experts", "E9301")["open_engagements"] == 3
+    with transactions.transaction(url) as session:
+        assert engagements.list_engagements(session, expert_id="E9301", status="open")[1] == 3
+        assert crud.get_record(session, "experts", "E9301")["open_engagements"] == 3
 
 
 def test_timestamps_are_stored_in_utc_and_shown_in_beijing_time(url) -> None:
-    with repo.transaction(url) as session:
-        naive = repo.create_record(session, "needs", new_need("N9401", created_at="2024-03-05 10:00"))
-        zulu = repo.create_record(session, "needs", new_need("N9402", created_at="2024-03-05T10:00:00Z"))
+    with transactions.transaction(url) as session:
+        naive = crud.create_record(session, "needs", new_need("N9401", created_at="2024-03-05 10:00"))
+        zulu = crud.create_record(session, "needs", new_need("N9402", created_at="2024-03-05T10:00:00Z"))
         raw = dict(session.execute(text("SELECT id, created_at FROM needs WHERE id IN ('N9401', 'N9402')")).all())
     assert naive["created_at"] == "2024-03-05T10:00:00+08:00"
     assert zulu["created_at"] == "2024-03-05T18:00:00+08:00"
@@ -573,7 +574,7 @@ def test_cli_db_import_export(db_url, tmp_path) -> None:
 def test_an_unreachable_database_is_a_clear_error() -> None:
     url = "postgresql+psycopg://matcher:s3cret@127.0.0.1:1/matcher?connect_timeout=2"
     with pytest.raises(DatabaseUnavailableError) as caught:
-        repo.ensure_database(url, DATA)
+        seed.ensure_database(url, DATA)
     assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
-    with pytest.raises(DatabaseUnavailableError), repo.transaction(url) as session:
-        repo.revision(session)
+    with pytest.raises(DatabaseUnavailableError), transactions.transaction(url) as session:
+        transactions.revision(session)

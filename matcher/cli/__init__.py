@@ -203,7 +203,8 @@ def _keys_configured() -> bool:
     from matcher.service.roles import parse_env_keys
     from matcher.store.db import database_url
     from matcher.store.keys import count_keys
-    from matcher.store.repository import ensure_database, transaction
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     if parse_env_keys(Settings.from_env().api_keys):
         return True
@@ -367,7 +368,9 @@ def _batch_check_database(out: Path | None) -> None:
     from matcher.jobs.output import check_output
     from matcher.matching import persist
     from matcher.store.db import database_url, safe_url
-    from matcher.store.repository import ensure_database, load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     problems = []
     version = persist.active_version()
@@ -517,7 +520,7 @@ def labels(out: Path, sources: str) -> None:
     """
     from matcher.documents.writer import write_table
     from matcher.matching import grades
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     wanted = [s.strip() for s in sources.replace("，", ",").split(",") if s.strip()]
     unknown = sorted(set(wanted) - {"follow_up", "attendance"})
@@ -545,7 +548,7 @@ def report(period: str, county: str | None, out: Path) -> None:
     """The bureau report (工作报表) of a period, with the previous period beside it, as XLSX."""
     from matcher.documents.bureau import bureau_report, parse_period, report_workbook
     from matcher.documents.writer import atomic_file
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     if out.suffix.lower() != ".xlsx":
         raise click.UsageError(f"--out {out}: the report is a workbook; use a .xlsx file name")
@@ -732,7 +735,9 @@ def db_init() -> None:
     """Create the database, migrate it to the latest schema and fill it from data/ when it is empty."""
     from matcher.inputs.library import data_dir
     from matcher.store.db import current_revision, database_url, safe_url
-    from matcher.store.repository import counts, ensure_database, transaction
+    from matcher.store.kinds import counts
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     url = database_url()
     filled = ensure_database(url, data_dir())
@@ -750,7 +755,7 @@ def db_init() -> None:
 def db_upgrade() -> None:
     """Migrate the database to the latest schema (creating it if needed); data is not touched."""
     from matcher.store.db import current_revision, database_url, safe_url, upgrade
-    from matcher.store.repository import database_errors
+    from matcher.store.transactions import database_errors
 
     url = database_url()
     with database_errors(url):
@@ -773,7 +778,8 @@ def import_command(kind: str, file: Path) -> None:
     """
     from matcher.inputs.library import data_dir
     from matcher.store.db import database_url
-    from matcher.store.repository import ImportRejectedError, ensure_database, import_file
+    from matcher.store.io import ImportRejectedError, import_file
+    from matcher.store.seed import ensure_database
 
     url = database_url()
     ensure_database(url, data_dir())
@@ -797,7 +803,8 @@ def export_command(kind: str, file: Path) -> None:
     """Export the records of KIND to FILE (.csv, .jsonl or .xlsx); importing it back changes nothing."""
     from matcher.inputs.library import data_dir
     from matcher.store.db import database_url
-    from matcher.store.repository import ensure_database, export_file
+    from matcher.store.io import export_file
+    from matcher.store.seed import ensure_database
 
     url = database_url()
     ensure_database(url, data_dir())
@@ -820,7 +827,7 @@ def _cli_actor() -> str:
 def _store_url() -> str:
     from matcher.inputs.library import data_dir
     from matcher.store.db import database_url
-    from matcher.store.repository import ensure_database
+    from matcher.store.seed import ensure_database
 
     url = database_url()
     ensure_database(url, data_dir())
@@ -839,7 +846,7 @@ def keys_create(name: str, role: str) -> None:
     """Create a key and print it (the only time it is shown)."""
     from matcher.store import audit
     from matcher.store import keys as stored_keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     with transaction(_store_url()) as session:
         token, item = stored_keys.create_key(session, name, role, created_by=_cli_actor())
@@ -859,7 +866,7 @@ def keys_create(name: str, role: str) -> None:
 def keys_list() -> None:
     """Every key (never the key itself), revoked ones included."""
     from matcher.store import keys as stored_keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     with transaction(_store_url()) as session:
         items = stored_keys.list_keys(session)
@@ -876,7 +883,7 @@ def keys_revoke(key_id: str) -> None:
     """Revoke the key KEY_ID (running servers refuse it within a few seconds)."""
     from matcher.store import audit
     from matcher.store import keys as stored_keys
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     with transaction(_store_url()) as session:
         stored_keys.revoke_key(session, key_id)
@@ -950,7 +957,7 @@ def models_sign(version: str) -> None:
 def _audit_model(action: str, version: str, previous: str | None) -> None:
     """Record a model change in the audit log when the database can be reached (the change itself is done)."""
     from matcher.store import audit
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     try:
         with transaction(_store_url()) as session:
@@ -977,7 +984,7 @@ def purge(kind: str, ids: tuple[str, ...]) -> None:
     still hold the old texts: retrain (`matcher train`) and remove older versions from models/.
     """
     from matcher.store import audit
-    from matcher.store.repository import transaction
+    from matcher.store.transactions import transaction
 
     with transaction(_store_url()) as session:
         for record_id in ids:

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from matcher.documents.bureau import EVENT_LABELS, GOAL_LABELS, KIND_LABELS, RESOURCE_LABELS, STATUS_LABELS
 from matcher.documents.writer import append_row, save_workbook, workbook
-from matcher.store import repository
+from matcher.store.crud import get_record
+from matcher.store.engagements import list_engagements
 from matcher.store.records import to_local_iso
 from matcher.store.schema import Attendee, Event, Resource
+from matcher.store.search import list_records
 
 __all__ = ["file_workbook", "organisation_file"]
 
@@ -31,7 +33,7 @@ def _all(session: Session, kind: str, **filters: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     page = 1
     while True:
-        chunk, total = repository.list_records(session, kind, page=page, per_page=1000, **filters)
+        chunk, total = list_records(session, kind, page=page, per_page=1000, **filters)
         items += chunk
         if len(items) >= total or not chunk:
             return items
@@ -42,7 +44,7 @@ def _engagements(session: Session, org_id: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     page = 1
     while True:
-        chunk, total = repository.list_engagements(session, org_id=org_id, page=page, per_page=1000)
+        chunk, total = list_engagements(session, org_id=org_id, page=page, per_page=1000)
         items += chunk
         if len(items) >= total or not chunk:
             return items
@@ -56,7 +58,7 @@ def organisation_file(session: Session, org_id: str) -> dict[str, Any]:
     ``engagements`` (with ``outcome``), ``events`` (attendances with their event), ``resources``
     (linked by an engagement, or used at an event attended) and ``summary`` (counts).
     """
-    organisation = repository.get_record(session, "organisations", org_id)
+    organisation = get_record(session, "organisations", org_id)
     stages = sorted(_all(session, "stages", org_id=org_id), key=lambda s: (s["since"], s["id"]))
     milestones = sorted(_all(session, "milestones", org_id=org_id), key=lambda m: (m["due_on"], m["id"]))
     needs = [

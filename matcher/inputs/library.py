@@ -1,11 +1,8 @@
 """The four libraries (needs, experts, resources, projects) plus organisations, taxonomy and history.
 
-This module reads the embedded library files of ``data/`` into pandas frames, checks them, and turns
-them into the two flat frames the model works on:
-
-* a *targets* frame, one row per expert, resource or project: ``target_type, id, name, texts, tags,
-  counties, org_id, capacity, load, available``;
-* a *needs* frame, one row per need: ``id, text, tags, counties, org_id``.
+This module reads the embedded library files of ``data/`` into pandas frames (:class:`Libraries`) and
+checks them; :mod:`matcher.inputs.frames` turns libraries (from the files or from the database) into
+the flat need and target frames the model works on.
 
 Everything public speaks in external ids; only :mod:`matcher.matching.estimator` knows matrix rows.
 """
@@ -24,13 +21,10 @@ from matcher.config import DATA_DIR_ENV, Settings
 from matcher.errors import LibraryError, NotFoundError
 from matcher.inputs.cells import split_list, yes_no
 from matcher.text.normalise import normalise
-from matcher.text.privacy import index_text
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "NEED_COLUMNS",
-    "TARGET_COLUMNS",
     "TARGET_TYPES",
     "Libraries",
     "check_data_dir",
@@ -38,14 +32,10 @@ __all__ = [
     "load_libraries",
     "load_places",
     "load_taxonomy",
-    "needs_frame",
     "open_engagements",
-    "targets_frame",
 ]
 
 TARGET_TYPES = ("expert", "resource", "project")
-TARGET_COLUMNS = ("target_type", "id", "name", "texts", "tags", "counties", "org_id", "capacity", "load", "available")
-NEED_COLUMNS = ("id", "text", "tags", "counties", "org_id")
 
 # file name -> required columns (other columns are kept as they are)
 FILES: dict[str, tuple[str, ...]] = {
@@ -336,107 +326,6 @@ def open_engagements(decisions: pd.DataFrame, until: pd.Timestamp | None = None)
     last = rows.groupby(["need_id", "target_id"])["decision"].last()
     open_pairs = last.loc[last == "accepted"].reset_index()
     return open_pairs.groupby("target_id").size().rename("load")
-
-
-def _engaged_need_titles(libs: Libraries, until: pd.Timestamp | None) -> dict[str, list[str]]:
-    """Titles of the needs each expert accepted or completed: part of the expert's profile."""
-    rows = libs.decisions.loc[
-        (libs.decisions["target_type"] == "expert") & libs.decisions["decision"].isin(["accepted", "completed"])
-    ]
-    if until is not None:
-        rows = rows.loc[rows["decided_at"] <= until]
-    titles = libs.needs.set_index("id")["title"]
-    pairs = rows[["target_id", "need_id"]].drop_duplicates().sort_values(["target_id", "need_id"])
-    pairs = pairs.assign(title=pairs["need_id"].map(titles))
-    return pairs.groupby("target_id")["title"].agg(list).to_dict()
-
-
-def targets_frame(libs: Libraries, *, history: bool = True, until: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The experts, resources and projects as one frame of ``TARGET_COLUMNS``.
-
-    ``texts`` holds each profile's separate texts (for experts: specialties, bio, courses taught and,
-    with ``history``, the titles of needs they took on), so that an expert with an empty bio is still
-    matchable. ``load`` counts open engagements from the decisions up to ``until``.
-    """
-    load = libs.load(until)
-    engaged = _engaged_need_titles(libs, until) if history else {}
-    org_county = libs.organisations.set_index("id")["county"]
-
-    experts = libs.experts
-    expert_rows = pd.DataFrame(
-        {
-            "target_type": "expert",
-            "id": experts["id"],
-            "name": experts["name"],
-            "texts": [
-                [f"专长：{'、'.join(spec)}" if spec else "", bio, *courses, *engaged.get(eid, [])]
-                for eid, spec, bio, courses in zip(
-                    experts["id"], experts["specialties"], experts["bio"], experts["courses"], strict=True
-                )
-            ],
-            "tags": experts["specialties"],
-            "counties": experts["counties"],
-            "org_id": experts["org_id"].replace("", None),
-            "capacity": experts["capacity"],
-            "load": experts["id"].map(load).fillna(0).astype(int),
-            "available": experts["available"],
-        }
-    )
-    resources = libs.resources
-    resource_rows = pd.DataFrame(
-        {
-            "target_type": "resource",
-            "id": resources["id"],
-            "name": resources["name"],
-            "texts": [[name, desc] for name, desc in zip(resources["name"], resources["description"], strict=True)],
-            "tags": resources["tags"],
-            "counties": [[c] if c else [] for c in resources["county"]],
-            "org_id": None,
-            "capacity": pd.array([None] * len(resources), dtype="Int64"),
-            "load": 0,
-            "available": True,
-        }
-    )
-    projects = libs.projects
-    project_rows = pd.DataFrame(
-        {
-            "target_type": "project",
-            "id": projects["id"],
-            "name": projects["name"],
-            "texts": [
-                [name, desc, outcomes]
-                for name, desc, outcomes in zip(
-                    projects["name"], projects["description"], projects["outcomes"], strict=True
-                )
-            ],
-            "tags": projects["tags"],
-            "counties": [[org_county[o]] if o in org_county.index else [] for o in projects["org_id"]],
-            "org_id": projects["org_id"].replace("", None),
-            "capacity": pd.array([None] * len(projects), dtype="Int64"),
-            "load": 0,
-            "available": True,
-        }
-    )
-    frame = pd.concat([expert_rows, resource_rows, project_rows], ignore_index=True)
-    frame["texts"] = [[index_text(t) for t in texts] for texts in frame["texts"]]  # personal data never indexed
-    return frame.loc[:, list(TARGET_COLUMNS)]
-
-
-def needs_frame(libs: Libraries, need_ids: list[str] | None = None) -> pd.DataFrame:
-    """Stored needs as a frame of ``NEED_COLUMNS`` (all needs, or ``need_ids`` in that order)."""
-    needs = libs.needs if need_ids is None else libs.needs.set_index("id").loc[need_ids].reset_index()
-    organisations = libs.organisations.set_index("id")
-    county = needs["org_id"].map(organisations["county"])
-    return pd.DataFrame(
-        {
-            "id": needs["id"],
-            "text": (needs["title"] + "\n" + needs["description"]).map(index_text),  # personal data redacted
-            "tags": needs["tags"],
-            "counties": [[c] if isinstance(c, str) and c else [] for c in county],
-            "org_id": needs["org_id"].replace("", None),
-            "org_name": needs["org_id"].map(organisations["name"]),  # never matched as a target's name
-        }
-    )
 
 
 def normalised_labels(labels: list[str]) -> list[str]:

@@ -35,7 +35,8 @@ import pandas as pd
 
 from matcher.errors import BatchError
 from matcher.inputs.files import Table, TableError, read_table, write_rejects
-from matcher.inputs.library import TARGET_COLUMNS, TARGET_TYPES, data_dir, load_taxonomy
+from matcher.inputs.frames import TARGET_COLUMNS
+from matcher.inputs.library import TARGET_TYPES, data_dir, load_taxonomy
 from matcher.jobs.chunks import ChunkOptions, score_to_file
 from matcher.jobs.executors import LocalEngine
 from matcher.jobs.output import check_output, write_json

@@ -46,10 +46,11 @@ from matcher.documents.writer import write_table
 from matcher.errors import LibraryError
 from matcher.jobs.sources import load_active, open_needs
 from matcher.matching.rank import WEAK_SCORE
+from matcher.store.crud import create_record
 from matcher.store.events import BUSY_STATUSES
 from matcher.store.records import EVENT_TYPES, LOCAL_TZ, parse_timestamp, to_local_iso
-from matcher.store.repository import create_record, transaction
 from matcher.store.schema import Event, Resource, utcnow
+from matcher.store.transactions import transaction
 from matcher.text.segment import segment
 
 logger = logging.getLogger(__name__)

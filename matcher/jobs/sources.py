@@ -25,12 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from matcher.inputs.library import Libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import Libraries
 from matcher.inputs.library import data_dir as default_data_dir
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher
 from matcher.store.db import database_url as default_database_url
-from matcher.store.repository import ensure_database, load_libraries_db, revision, transaction
+from matcher.store.libraries import load_libraries_db
+from matcher.store.seed import ensure_database
+from matcher.store.transactions import revision, transaction
 
 logger = logging.getLogger(__name__)
 

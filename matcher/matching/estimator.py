@@ -22,7 +22,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.inputs.library import NEED_COLUMNS, TARGET_COLUMNS, TARGET_TYPES
+from matcher.inputs.frames import NEED_COLUMNS, TARGET_COLUMNS
+from matcher.inputs.library import TARGET_TYPES
 from matcher.matching.judgments import FEATURE_LABELS as JUDGED_LABELS
 from matcher.matching.judgments import JudgedReranker, candidate_frame, target_idf
 from matcher.matching.names import NameIndex, mask_organisation
@@ -357,7 +358,7 @@ class Matcher(BaseEstimator):
         Parameters
         ----------
         X : DataFrame with columns ``target_type, id, name, texts, tags, counties, org_id, capacity,
-            load, available`` (see :func:`matcher.inputs.library.targets_frame`); ``texts`` is a list of
+            load, available`` (see :func:`matcher.inputs.frames.targets_frame`); ``texts`` is a list of
             strings per target.
         """
         self._check_params()

@@ -59,7 +59,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.inputs.library import Libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import Libraries
 from matcher.quality import metrics
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matcher.inputs.library import Libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import Libraries
 from matcher.matching import persist
 from matcher.matching.estimator import build_matcher
 
@@ -19,7 +20,9 @@ __all__ = ["stored_libraries", "train_files", "train_version"]
 
 def stored_libraries(database_url: str | None = None, data: Path | None = None) -> Libraries:
     """The libraries from the database, created and filled from ``data`` on first use."""
-    from matcher.store.repository import ensure_database, load_libraries_db, transaction
+    from matcher.store.libraries import load_libraries_db
+    from matcher.store.seed import ensure_database
+    from matcher.store.transactions import transaction
 
     ensure_database(database_url, data)
     with transaction(database_url) as session:

@@ -29,7 +29,8 @@ import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from matcher.documents.writer import write_frame_csv
-from matcher.inputs.library import TARGET_TYPES, Libraries, needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import TARGET_TYPES, Libraries
 from matcher.matching.estimator import Matcher, build_matcher
 from matcher.matching.rank import WEAK_SCORE
 from matcher.matching.rerank import SIMILARITIES, decision_rows, served_scores, similarity_frame

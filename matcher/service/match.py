@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matcher.errors import FieldError
+from matcher.inputs.frames import need_record
 from matcher.inputs.library import Libraries
 from matcher.jobs.sources import sync_index
 from matcher.matching import persist
@@ -34,7 +35,9 @@ from matcher.quality.evaluate import find_gaps
 from matcher.quality.explore import coverage
 from matcher.store.db import database_url as default_database_url
 from matcher.store.db import dispose_engines
-from matcher.store.repository import ensure_database, load_libraries_db, peek_revision, revision, transaction
+from matcher.store.libraries import load_libraries_db
+from matcher.store.seed import ensure_database
+from matcher.store.transactions import peek_revision, revision, transaction
 from matcher.text.normalise import normalise
 from matcher.text.privacy import index_text, redact, shown_index_text
 
@@ -245,17 +248,7 @@ def resolve_need(request: MatchRequest, libraries: Libraries) -> dict[str, Any]:
             "counties": [county] if county else [],
             "org_id": None,
         }
-    need = libraries.need(request.need_id)
-    organisations = libraries.organisations.set_index("id")
-    county = organisations["county"].get(need["org_id"], "")
-    return {
-        "id": need["id"],
-        "text": f"{need['title']}\n{need['description']}",
-        "tags": list(need["tags"]),
-        "counties": [county] if county else [],
-        "org_id": need["org_id"] or None,
-        "org_name": organisations["name"].get(need["org_id"]) or None,  # never matched as a target's name
-    }
+    return need_record(libraries, request.need_id)
 
 
 class MatchService:

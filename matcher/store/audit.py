@@ -6,7 +6,7 @@ change and every purge is written to ``audit_log`` in the same transaction as th
 itself. Entries name records by kind and id and list field names; they never copy the values of
 personal fields, so purging a record needs no change to the log.
 
-Deletion of records is soft (:func:`matcher.store.repository.delete_record`); :func:`purge_record`
+Deletion of records is soft (:func:`matcher.store.crud.delete_record`); :func:`purge_record`
 then erases the personal fields of a deleted record in place (the row stays, so decisions and
 engagements that refer to it keep their meaning).
 """

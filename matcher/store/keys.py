@@ -1,7 +1,7 @@
 """API keys and page sessions in the database (tables of migration ``0002``).
 
 Only SHA-256 hashes of keys and of session tokens are stored. Pure SQLAlchemy, no Flask; every
-function works inside the caller's transaction (:func:`matcher.store.repository.transaction`).
+function works inside the caller's transaction (:func:`matcher.store.transactions.transaction`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ accepts what people type into spreadsheets:
 * a blank value (``""`` or ``null``) of a field that has a default means the default (a blank
   ``created_at`` means now, a blank ``available`` means true).
 
-Taxonomy tags and foreign keys need the database and are checked by :mod:`matcher.store.repository`.
+Taxonomy tags and foreign keys need the database and are checked by :mod:`matcher.store.checks`.
 
 Import headers (:func:`header_map`) are matched after Unicode NFKC, trimming and case folding; the
 canonical field names always work, and so do the aliases of each kind (编号 → ``id``, 姓名 → ``name``…)

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 models of the libraries, the taxonomy, match decisions and engagements.
 
 List-valued fields (tags, counties, courses) are JSON arrays, which SQLite and PostgreSQL both store;
-filtering on them happens in Python on the cached library frames (see :mod:`matcher.store.repository`).
+filtering on them happens in Python on the cached library frames (see :mod:`matcher.store.search`).
 All timestamps are stored in UTC.
 """
 

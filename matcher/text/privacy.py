@@ -6,8 +6,8 @@ exports, logs, batch rejects and assignment outputs: labels such as ``[电话]``
 Full-width characters are folded first (``１３８１２３４５６７８``, ``zhang＠example.com``), and numbers
 grouped by spaces, dashes or dots (``138.1234.5678``) are found too.
 
-What goes into the model (the target texts of :func:`matcher.inputs.library.targets_frame`, the needs
-of :func:`matcher.inputs.library.needs_frame` and the need of each match request) passes through
+What goes into the model (the target texts of :func:`matcher.inputs.frames.targets_frame`, the needs
+of :func:`matcher.inputs.frames.needs_frame` and the need of each match request) passes through
 :func:`index_text`, so these numbers are never vectorised, never indexed, never shown as matched terms
 and never influence a score. What is shown of a need (``need.text`` of a match) is :func:`redact`.
 Responses to roles that may not see contact details pass through :func:`redact_item`.

@@ -33,7 +33,7 @@ from matcher.errors import MatcherError
 from matcher.service.roles import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
 from matcher.store import audit as audit_log
 from matcher.store import keys
-from matcher.store.repository import transaction
+from matcher.store.transactions import transaction
 from matcher.text.privacy import CONTACT_FIELDS, redact_item
 from matcher.web.errors import AccessError
 from matcher.web.openapi import PUBLIC, operation

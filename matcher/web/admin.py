@@ -15,7 +15,7 @@ from matcher.errors import ConflictError, ModelError
 from matcher.matching import persist
 from matcher.store import keys
 from matcher.store.audit import list_audit
-from matcher.store.repository import transaction
+from matcher.store.transactions import transaction
 from matcher.web.access import audit
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, query, respond

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from matcher.documents.bureau import PeriodError, bureau_report, report_workbook
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE
-from matcher.store.repository import transaction
+from matcher.store.transactions import transaction
 from matcher.web.errors import BadRequestError
 from matcher.web.openapi import operation
 from matcher.web.payload import query, respond

@@ -19,7 +19,8 @@ from matcher.documents.recommendations import XLSX_MEDIA_TYPE
 from matcher.documents.signin import signin_workbook
 from matcher.jobs.planning import PlanOptions, commit_plan, plan_inputs, solve
 from matcher.matching.rank import WEAK_SCORE
-from matcher.store.repository import get_record, transaction
+from matcher.store.crud import get_record
+from matcher.store.transactions import transaction
 from matcher.web.access import audit, present
 from matcher.web.openapi import operation
 from matcher.web.payload import json_body, respond

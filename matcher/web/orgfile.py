@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from matcher.documents import orgfile as document
 from matcher.documents.recommendations import XLSX_MEDIA_TYPE
-from matcher.store.repository import transaction
+from matcher.store.transactions import transaction
 from matcher.web.access import present
 from matcher.web.openapi import operation
 from matcher.web.payload import respond

@@ -17,9 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from matcher.service.match import MAX_K, MatchRequest, MatchResponse, MatchService
-from matcher.store import repository
+from matcher.store import crud, search
+from matcher.store import engagements as engagement_store
+from matcher.store.engagements import list_engagements
 from matcher.store.records import MODELS, FeedbackIn, NewNeedIn, OutcomeIn
-from matcher.store.repository import transaction
+from matcher.store.transactions import transaction
 from matcher.web.access import audit, present
 from matcher.web.api import match_and_time
 from matcher.web.errors import BadRequestError
@@ -116,7 +118,7 @@ def list_records(kind: str) -> ResponseReturnValue:
     """A page of records of one kind, filtered; ``q`` ranks by the Chinese text pipeline."""
     query = _query(Page)
     with _session() as session:
-        items, total = repository.list_records(session, kind, **query.model_dump())
+        items, total = search.list_records(session, kind, **query.model_dump())
         items = present(kind, items, session)
     return _page(items, total, query, kind)
 
@@ -126,7 +128,7 @@ def list_records(kind: str) -> ResponseReturnValue:
 def get_record(kind: str, record_id: str) -> ResponseReturnValue:
     """One record."""
     with _session() as session:
-        item = present(kind, [repository.get_record(session, kind, record_id)], session)[0]
+        item = present(kind, [crud.get_record(session, kind, record_id)], session)[0]
     return respond(item, item_model(kind))
 
 
@@ -142,7 +144,7 @@ def get_record(kind: str, record_id: str) -> ResponseReturnValue:
 def create_record(kind: str) -> ResponseReturnValue:
     """Create a record (409 when the id exists; a need without an id gets the next free number)."""
     with _session() as session:
-        record = repository.create_record(session, kind, _body())
+        record = crud.create_record(session, kind, _body())
         audit("create", kind, record["id"], session=session)
     return respond(record, item_model(kind), 201)
 
@@ -155,8 +157,8 @@ def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
     if body.setdefault("id", record_id) != record_id:
         raise BadRequestError(f"id: the body's id {body['id']!r} differs from the URL's {record_id!r}")
     with _session() as session:
-        before = repository.get_record(session, kind, record_id)
-        record = repository.replace_record(session, kind, record_id, body)
+        before = crud.get_record(session, kind, record_id)
+        record = crud.replace_record(session, kind, record_id, body)
         changed = sorted(name for name in MODELS[kind].model_fields if before.get(name) != record.get(name))
         if changed:
             audit("replace", kind, record_id, {"fields": changed}, session=session)
@@ -168,7 +170,7 @@ def replace_record(kind: str, record_id: str) -> ResponseReturnValue:
 def delete_record(kind: str, record_id: str) -> ResponseReturnValue:
     """Delete a record (soft: it stays for the audit trail but is never matched or listed)."""
     with _session() as session:
-        repository.delete_record(session, kind, record_id)
+        crud.delete_record(session, kind, record_id)
         audit("delete", kind, record_id, session=session)
     return "", 204
 
@@ -190,7 +192,7 @@ def feedback() -> ResponseReturnValue:
     given = FeedbackWithOutcomeIn.model_validate(_body())
     decision = FeedbackIn.model_validate(given.model_dump(exclude={"outcome"}))
     with _session() as session:
-        result = repository.record_feedback(session, decision, given.outcome)
+        result = engagement_store.record_feedback(session, decision, given.outcome)
         detail = {
             "need_id": decision.need_id,
             "target_type": decision.target_type,
@@ -216,7 +218,7 @@ def engagement_outcome(engagement_id: int) -> ResponseReturnValue:
     """Add (or correct) the follow-up of a completed engagement."""
     outcome = OutcomeIn.model_validate(_body())
     with _session() as session:
-        item, created = repository.set_outcome(session, engagement_id, outcome)
+        item, created = engagement_store.set_outcome(session, engagement_id, outcome)
         action = "create" if created else "replace"
         fields = {"fields": sorted(outcome.model_fields_set)}
         audit(
@@ -261,6 +263,6 @@ def engagements() -> ResponseReturnValue:
     """Engagements by need, organisation or expert."""
     query = _query(EngagementQuery)
     with _session() as session:
-        items, total = repository.list_engagements(session, **query.model_dump())
+        items, total = list_engagements(session, **query.model_dump())
         items = present("engagements", items, session)
     return _page(items, total, query, "engagements")

@@ -28,9 +28,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 
 from matcher.errors import ConflictError
+from matcher.store.engagements import new_decision_id
 from matcher.store.events import event_loads
-from matcher.store.repository import bump_revision, new_decision_id, transaction
 from matcher.store.schema import Decision, Engagement, Expert, Need, Project, Resource, utcnow
+from matcher.store.transactions import bump_revision, transaction
 
 __all__ = ["PAUSE_ENV", "Booking", "book"]
 
