@@ -47,20 +47,24 @@ def evaluate(
 ) -> None:
     """Measure match quality on the later decisions (and a benchmark); write a CSV table and a PNG."""
     from matcher.matching.training import stored_libraries
-    from matcher.quality import evaluate as evaluation
+    from matcher.quality.benchmark import evaluate_bench, load_bench
+    from matcher.quality.history import evaluate_history
+    from matcher.quality.known_item import evaluate_known_items
+    from matcher.quality.plots import plot_ndcg
+    from matcher.quality.results import write_results
 
     params = _read_params(params_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     libs = stored_libraries()
-    rows = evaluation.evaluate_history(libs, params, test_share=test_share, n_resamples=resamples).rows
-    rows += evaluation.evaluate_known_items(libs, params, n_resamples=resamples)
+    rows = evaluate_history(libs, params, test_share=test_share, n_resamples=resamples).rows
+    rows += evaluate_known_items(libs, params, n_resamples=resamples)
     if bench_dir is not None:
-        bench = evaluation.load_bench(bench_dir)
+        bench = load_bench(bench_dir)
         if bench_needs:
             bench = bench.subset(bench_needs)
-        rows += evaluation.evaluate_bench(bench, params, n_resamples=resamples)[0]
-    evaluation.write_results(rows, out_dir / "evaluation.csv")
-    evaluation.plot_ndcg(rows, out_dir / "ndcg_at_k.png")
+        rows += evaluate_bench(bench, params, n_resamples=resamples)[0]
+    write_results(rows, out_dir / "evaluation.csv")
+    plot_ndcg(rows, out_dir / "ndcg_at_k.png")
     for row in rows:
         if (row["metric"] == "nDCG" and row["k"] in (5, 10)) or row["metric"] == "PAIR":
             k = f"@{row['k']}" if row["k"] != "" else ""
@@ -103,16 +107,17 @@ def gaps(out_dir: Path, threshold: float, target_type: str, status: str | None) 
     from matcher.inputs.library import targets_frame
     from matcher.matching import persist
     from matcher.matching.training import stored_libraries
-    from matcher.quality import evaluate as evaluation
+    from matcher.quality.gaps import find_gaps
+    from matcher.quality.plots import plot_gaps
 
     model, _ = persist.load()
     libs = stored_libraries()
     model.sync_targets(targets_frame(libs))
-    needs, summary = evaluation.find_gaps(model, libs, target_type=target_type, threshold=threshold, status=status)
+    needs, summary = find_gaps(model, libs, target_type=target_type, threshold=threshold, status=status)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_frame_csv(needs, out_dir / "gaps.csv")
     write_frame_csv(summary, out_dir / "gaps_by_category_county.csv")
-    evaluation.plot_gaps(summary, out_dir / "gaps.png")
+    plot_gaps(summary, out_dir / "gaps.png")
     click.echo(f"{int(needs['weak'].sum())} of {len(needs)} needs have no {target_type} scoring {threshold} or more")
     for row in summary.head(8).itertuples(index=False):
         click.echo(f"  {row.dimension:8} {row.value:10} weak {row.weak}/{row.needs}")
@@ -144,11 +149,11 @@ def tune(
 ) -> None:
     """Grid-search vectoriser, fusion and re-ranker parameters by cross-validated nDCG@10."""
     from matcher.documents.writer import write_frame_csv
-    from matcher.quality import evaluate as evaluation
     from matcher.quality import tune as tuning
+    from matcher.quality.benchmark import load_bench
 
     grid = _read_params(grid_file) if grid_file else None
-    bench = evaluation.load_bench(bench_dir)
+    bench = load_bench(bench_dir)
     if bench_needs:
         bench = bench.subset(bench_needs)
     best, table = tuning.tune(bench, grid, n_splits=folds, depth=depth)

@@ -425,8 +425,8 @@ class MatchService:
         supply-gap analysis of ``matcher gaps`` (a need is weak when its best expert scores below
         ``threshold``) on the libraries as stored now.
         """
-        from matcher.quality.evaluate import find_gaps
-        from matcher.quality.explore import coverage
+        from matcher.quality.gaps import find_gaps
+        from matcher.quality.supply import coverage
 
         model, manifest, libraries = self._serving()
         with self._lock:
