@@ -14,7 +14,13 @@ import pytest
 from matcher.inputs.library import load_libraries
 from matcher.matching import judgments
 from matcher.matching.estimator import build_matcher
-from matcher.quality import evaluate as evaluation
+from matcher.quality import benchmark as benchmark_module
+from matcher.quality import history as history_module
+from matcher.quality.benchmark import evaluate_bench, load_bench
+from matcher.quality.gaps import find_gaps
+from matcher.quality.history import HISTORY_METHODS, evaluate_history
+from matcher.quality.plots import plot_gaps, plot_ndcg
+from matcher.quality.results import RESULT_COLUMNS, write_results
 from tests.conftest import ROOT, SHARED, requires_shared
 
 BENCH = SHARED / "bench" / "zh"
@@ -27,7 +33,7 @@ def libs():
 
 @pytest.fixture(scope="module")
 def history(libs):
-    return evaluation.evaluate_history(libs, n_resamples=100)
+    return evaluate_history(libs, n_resamples=100)
 
 
 def _value(rows, method, metric, k=""):
@@ -38,8 +44,8 @@ def _value(rows, method, metric, k=""):
 def test_history_split_and_table(history) -> None:
     frame = history.frame
     assert (frame["decided_at"] > history.cutoff).all()
-    assert set(evaluation.RESULT_COLUMNS) <= set(history.rows[0])
-    for method in evaluation.HISTORY_METHODS:
+    assert set(RESULT_COLUMNS) <= set(history.rows[0])
+    for method in HISTORY_METHODS:
         row = _value(history.rows, method, "nDCG", 5)
         assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] > 30
     for metric in ("coverage", "exposure_gini"):
@@ -85,10 +91,10 @@ def test_free_text_ranks_within_003_of_the_stored_needs(history) -> None:
 
 
 def test_outputs_are_written(history, tmp_path) -> None:
-    evaluation.write_results(history.rows, tmp_path / "evaluation.csv")
-    evaluation.plot_ndcg(history.rows, tmp_path / "ndcg.png")
+    write_results(history.rows, tmp_path / "evaluation.csv")
+    plot_ndcg(history.rows, tmp_path / "ndcg.png")
     table = pd.read_csv(tmp_path / "evaluation.csv")
-    assert tuple(table.columns) == evaluation.RESULT_COLUMNS and len(table) == len(history.rows)
+    assert tuple(table.columns) == RESULT_COLUMNS and len(table) == len(history.rows)
     assert (tmp_path / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -96,7 +102,7 @@ def test_gaps_by_category_and_county(libs, tmp_path) -> None:
     from matcher.inputs.frames import targets_frame
 
     model = build_matcher().fit(targets_frame(libs))
-    needs, summary = evaluation.find_gaps(model, libs, threshold=0.3)
+    needs, summary = find_gaps(model, libs, threshold=0.3)
     assert len(needs) == len(libs.needs) and needs["weak"].any() and not needs["weak"].all()
     assert set(summary["dimension"]) == {"category", "county"}
     counties = summary.loc[summary["dimension"] == "county"]
@@ -104,7 +110,7 @@ def test_gaps_by_category_and_county(libs, tmp_path) -> None:
     assert counties["weak"].sum() == needs["weak"].sum()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        evaluation.plot_gaps(summary, tmp_path / "gaps.png")
+        plot_gaps(summary, tmp_path / "gaps.png")
     assert (tmp_path / "gaps.png").stat().st_size > 1000
     if any("CJK" in path for path in _system_fonts()):  # the Chinese labels are drawn, not boxes
         assert not [w for w in caught if "missing from font" in str(w.message)]
@@ -144,7 +150,7 @@ def test_idf_weighted_cover_by_hand() -> None:
 def test_no_feature_of_one_data_set() -> None:
     """The benchmark-only re-ranker and its title features (a web site's name) are gone for good."""
     for name in ("title_site", "title_features", "bench_reranker", "BENCH_FEATURES", "cross_validated_scores"):
-        assert not hasattr(evaluation, name)
+        assert not hasattr(history_module, name) and not hasattr(benchmark_module, name)
     assert not {"site", "truncated", "question"} & set(judgments.JUDGED_FEATURES)
 
 
@@ -171,8 +177,8 @@ def test_standing_ignores_the_judged_experts_the_retrieval_missed() -> None:
 @pytest.mark.shared
 @requires_shared("bench/zh")
 def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> None:
-    bench = evaluation.load_bench(BENCH).subset(150, seed=1)
-    rows, runs = evaluation.evaluate_bench(bench, depth=30, n_splits=2, n_resamples=100, work=tmp_path)
+    bench = load_bench(BENCH).subset(150, seed=1)
+    rows, runs = evaluate_bench(bench, depth=30, n_splits=2, n_resamples=100, work=tmp_path)
     assert set(runs) == {"char_tfidf", "matcher", "matcher+judgments(cv)"}
     for method in runs:
         row = _value(rows, method, "nDCG", 10)
@@ -202,7 +208,7 @@ def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> N
 def test_tune_writes_params_in_the_params_format(tmp_path) -> None:
     from matcher.quality.tune import tune
 
-    bench = evaluation.load_bench(BENCH).subset(80, seed=2)
+    bench = load_bench(BENCH).subset(80, seed=2)
     grid = {"matcher__judged__evidence_margin": [0.05, 1.0], "matcher__judged__max_iter": [30], "rerank": [True]}
     best, table = tune(bench, grid, n_splits=2, depth=20)
     assert best["judged__evidence_margin"] in (0.05, 1.0) and best["judged__max_iter"] == 30

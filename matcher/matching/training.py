@@ -44,7 +44,7 @@ def train_version(
     taxonomy, and its re-ranker on every recorded decision (a target type with too little feedback, or
     one that does not beat the weighted sum on held-back later decisions, keeps the weighted sum). With ``evaluate``, the manifest's
     ``metrics`` also hold the held-out figures of the same recipe fitted on the decisions before a
-    cutoff and tested on the last quarter (see :func:`matcher.quality.evaluate.evaluate_history`).
+    cutoff and tested on the last quarter (see :func:`matcher.quality.history.evaluate_history`).
     """
     model = build_matcher(params)  # unknown parameters fail before any work
     libs = stored_libraries(database_url, data)
@@ -71,7 +71,7 @@ def train_version(
 
 def _held_out(libs: Libraries, params: dict[str, Any] | None) -> dict[str, Any]:
     """nDCG@5 of the re-ranker and the untrained fusion on the last quarter of the decisions."""
-    from matcher.quality.evaluate import evaluate_history
+    from matcher.quality.history import evaluate_history
 
     result = evaluate_history(libs, params, n_resamples=200)
     figures: dict[str, Any] = {"cutoff": result.cutoff.isoformat(), "test_share": 0.25}

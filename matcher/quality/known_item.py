@@ -3,20 +3,35 @@
 A coordinator who types a project's brand or a resource's title expects that item near the top. For
 each target, :func:`query_forms` gives the four ways its name is typed; :func:`known_item_table`
 sends each as free text (no tags: they are inferred, as on the page) through the matcher's batch path
-(the same ranking as ``POST /v1/match``) and records whether the item is in the first k.
+(the same ranking as ``POST /v1/match``) and records whether the item is in the first k;
+:func:`evaluate_known_items` turns it into rows of the evaluation results table (``matcher evaluate``).
 """
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+import opencc
 import pandas as pd
 
-from matcher.matching.estimator import Matcher
+from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.library import Libraries
+from matcher.matching.estimator import Matcher, build_matcher
 from matcher.matching.names import NAME_SUFFIXES, strip_suffix
+from matcher.quality import metrics
+from matcher.quality.results import result_row
 
-__all__ = ["FORMS", "known_item_rates", "known_item_table", "query_forms"]
+__all__ = [
+    "FORMS",
+    "evaluate_known_items",
+    "known_item_rates",
+    "known_item_table",
+    "query_forms",
+    "without_reranker",
+]
 
 #: The query forms: the name (or the brand inside its quotes) as written, the same in traditional
 #: characters, the brand without its quotes, and the name without its generic ending.
@@ -26,8 +41,6 @@ _OPEN, _CLOSE = "“\"「『《‘'【", "”\"」』》’'】"
 
 @lru_cache(maxsize=1)
 def _to_traditional():
-    import opencc
-
     return opencc.OpenCC("s2t")
 
 
@@ -89,3 +102,32 @@ def known_item_rates(model: Matcher, target_type: str, ks: tuple[int, ...] = (1,
             hits = (part >= 1) & (part <= k)
             rows.append({"form": form, "k": k, "success": float(hits.mean()) if len(part) else float("nan"), "n": len(part)})
     return pd.DataFrame(rows)
+
+
+def evaluate_known_items(libs: Libraries, params: dict[str, Any] | None = None, *, n_resamples: int = 1000) -> list[dict]:
+    """Known-item success@1 and @3 of each target type and query form (:func:`known_item_table`), as result rows.
+
+    The model is fitted as ``matcher train`` fits it (current profiles, tag classifier, gated
+    re-ranker); ``method`` is ``reranker`` (what serves) or ``base`` (the base score alone). Rows have
+    dataset ``known_item/<type>``, metric ``success:<form>`` and a bootstrap interval over the targets.
+    """
+    model = build_matcher(params).fit(targets_frame(libs))
+    model.fit_tagger(needs_frame(libs), libs.taxonomy).fit_reranker(libs)
+    rows = []
+    for method, scorer in (("reranker", model), ("base", without_reranker(model))):
+        for target_type in model.target_types_:
+            table = known_item_table(scorer, target_type, k=3)
+            for form in FORMS:
+                ranks = table.loc[table["form"] == form, "rank"].to_numpy()
+                for k in (1, 3):
+                    hits = ((ranks >= 1) & (ranks <= k)).astype(float)
+                    estimate = metrics.bootstrap_ci(hits, n_resamples=n_resamples)
+                    rows.append(result_row(f"known_item/{target_type}", method, f"success:{form}", k, estimate, len(hits)))
+    return rows
+
+
+def without_reranker(model: Matcher) -> Matcher:
+    """A shallow twin of ``model`` that serves its base score: the re-ranker left out, all else shared."""
+    twin = copy.copy(model)
+    twin.reranker_ = None
+    return twin

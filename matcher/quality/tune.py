@@ -25,7 +25,7 @@ from matcher.matching.estimator import Matcher, build_matcher
 from matcher.matching.judgments import JUDGED_FEATURES, candidate_frame, target_idf
 from matcher.matching.rerank import cap_to_evidence, evidence
 from matcher.quality import metrics
-from matcher.quality.evaluate import Bench
+from matcher.quality.benchmark import Bench
 
 logger = logging.getLogger(__name__)
 

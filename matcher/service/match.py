@@ -31,8 +31,8 @@ from matcher.jobs.sources import sync_index
 from matcher.matching import persist
 from matcher.matching.estimator import Matcher, term_spans
 from matcher.matching.rank import WEAK_SCORE
-from matcher.quality.evaluate import find_gaps
-from matcher.quality.explore import coverage
+from matcher.quality.gaps import find_gaps
+from matcher.quality.supply import coverage
 from matcher.store.db import database_url as default_database_url
 from matcher.store.db import dispose_engines
 from matcher.store.libraries import load_libraries_db

@@ -1,4 +1,9 @@
-"""Descriptive statistics of the libraries: what analysts look at before training or tuning."""
+"""Demand against supply by counting the libraries, without any model: what analysts look at first.
+
+Needs per category, county, stage, status or urgency, and each category's open needs against the
+experts' free places, resources and projects. :mod:`matcher.quality.gaps`, by contrast, scores the
+needs with a fitted model and finds those whose best match is weak.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from matcher.inputs.library import Libraries
-from matcher.quality.explore import coverage, needs_by
+from matcher.quality.supply import coverage, needs_by
 
 
 @pytest.fixture
