@@ -18,12 +18,14 @@ import pytest
 from matcher.errors import BatchError
 from matcher.jobs import batch
 from matcher.jobs.batch import run_batch, run_batch_db
-from matcher.jobs.chunks import PAUSE_ENV, ChunkOptions, parts_dir, score_chunk
+from matcher.jobs.chunks import ChunkOptions, parts_dir, score_chunk
 from matcher.jobs.executors import DaskEngine, EngineError, make_engine
 from matcher.text.processes import usable_cores
 from matcher.text.segment import segmenter
 from tests.conftest import ROOT
 from tests.test_batch import EXPERTS, NEEDS, run_cli, targets_of, write_library, write_rows
+
+PAUSING = Path(__file__).parent / "pausing.py"  # runs the command with a pause after each chunk
 
 
 def _rows_by_need(path: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
@@ -169,9 +171,9 @@ def test_no_active_model_is_a_clear_error(trained, tmp_path: Path) -> None:
 def _kill_after(args: list[str | Path], env: dict[str, str], cwd: Path, chunks: int) -> None:
     """Start ``matcher batch ARGS`` pausing after each chunk, and SIGKILL it once ``chunks`` are done."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "matcher.cli", "batch", *map(str, args)],
+        [sys.executable, str(PAUSING), "chunk", "0.5", "batch", *map(str, args)],
         cwd=cwd,
-        env={**env, PAUSE_ENV: "0.5"},
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

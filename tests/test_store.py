@@ -333,9 +333,9 @@ def test_an_import_killed_inside_its_transaction_leaves_the_database_as_before(u
     rows += [["E0001", "改名", "政策解读", "雄县", "5"]]  # an update too
     path = write_csv(tmp_path / "experts.csv", header, rows)
     before = dump(url)
-    env = {**os.environ, "DATABASE_URL": url, "MATCHER_DATA_DIR": str(DATA), store_io.IMPORT_PAUSE_ENV: "60"}
+    env = {**os.environ, "DATABASE_URL": url, "MATCHER_DATA_DIR": str(DATA)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "matcher.cli", "import", "experts", str(path)],
+        [sys.executable, str(Path(__file__).parent / "pausing.py"), "import", "60", "import", "experts", str(path)],
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

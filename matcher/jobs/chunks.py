@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CELLS_PER_CHUNK",
     "CHUNK_SIZE",
-    "PAUSE_ENV",
     "ChunkOptions",
     "Outcome",
     "PartStore",
@@ -65,8 +64,6 @@ __all__ = [
 #: matrices stay near ``CELLS_PER_CHUNK`` cells.
 CHUNK_SIZE = 500
 CELLS_PER_CHUNK = 2_000_000
-#: The test-only hook: seconds to sleep after each finished chunk of a score table (a test kills the run there).
-PAUSE_ENV = "MATCHER_TEST_BATCH_PAUSE"
 
 
 @dataclass(frozen=True)
@@ -242,7 +239,6 @@ def score_to_file(
         for number, table in chunks:
             store.put(number, table)
             finished += 1
-            _test_pause(finished, len(bounds))
     except EngineError as error:
         raise BatchError(str(error)) from error
     except BaseException:
@@ -404,11 +400,3 @@ def targets_digest(model: Matcher) -> str:
         for target_id, fingerprint in zip(frame["id"], frame["fingerprint"], strict=True):
             digest.update(f"{target_id}\t{fingerprint}\n".encode())
     return digest.hexdigest()
-
-
-def _test_pause(finished: int, total: int) -> None:
-    """Test hook: after each finished chunk, say so on stderr and sleep, so a test can kill the run there."""
-    seconds = os.environ.get(PAUSE_ENV)
-    if seconds:
-        print(f"matcher: {PAUSE_ENV}: {finished} of {total} chunks done", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))

@@ -10,8 +10,6 @@ import json
 import logging
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -37,15 +35,12 @@ from matcher.store.transactions import bump_revision, translate_db_errors
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "IMPORT_PAUSE_ENV",
     "ImportRejectedError",
     "ImportReport",
     "export_file",
     "import_file",
 ]
 
-#: The test-only hook: seconds ``import_file`` sleeps inside its transaction, before commit.
-IMPORT_PAUSE_ENV = "MATCHER_TEST_IMPORT_PAUSE"
 
 _TIME_FIELDS = frozenset({"created_at", "decided_at"})  # a blank cell keeps the stored time
 
@@ -223,7 +218,6 @@ def import_file(kind: str, path: str | os.PathLike, *, url: str | None = None, a
                     "updated_ids": [v["id"] for v in updates],
                 },
             )
-        _test_pause()
     report = ImportReport(len(creates), len(updates), unchanged)
     logger.info("imported %s into %s: %s", file, kind, report)
     return report
@@ -281,17 +275,6 @@ def _blank(values: dict[str, Any], field: str) -> dict[str, Any]:
     blank = [] if isinstance(value, list) else "" if isinstance(value, str) else None
     return {**values, field: blank}
 
-
-def _test_pause() -> None:
-    """Test hook: sleep inside the import transaction so a test can kill the process there."""
-    seconds = os.environ.get(IMPORT_PAUSE_ENV)
-    if seconds:
-        print(
-            f"matcher: {IMPORT_PAUSE_ENV}: pausing {seconds} s inside the import transaction",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(float(seconds))
 
 
 # =========================================================================== export

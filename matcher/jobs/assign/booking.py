@@ -17,9 +17,6 @@ engagements plus the new ones within its capacity. Any problem rolls everything 
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,10 +30,8 @@ from matcher.store.events import event_loads
 from matcher.store.schema import Decision, Engagement, Expert, Need, Project, Resource, utcnow
 from matcher.store.transactions import bump_revision, transaction
 
-__all__ = ["PAUSE_ENV", "Booking", "book"]
+__all__ = ["Booking", "book"]
 
-#: The test-only hook: seconds to sleep just before the booking transaction (two runs then race for it).
-PAUSE_ENV = "MATCHER_TEST_ASSIGN_PAUSE"
 _ASSIGN_LOCK = 0x6D61_7463_6803  # pg_advisory_xact_lock key ("match" + 3)
 _TABLES = {"expert": Expert, "resource": Resource, "project": Project}
 _BATCH = 500  # ids per IN (...) list
@@ -68,7 +63,6 @@ def book(bookings: Sequence[Booking], *, url: str, model_version: str | None = N
     """
     if not bookings:
         return 0
-    _test_pause()
     with transaction(url) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         if postgres:
@@ -180,11 +174,3 @@ def _problems(
                 f"now ({load} of {target.capacity} booked), not the {count} assigned"
             )
     return problems
-
-
-def _test_pause() -> None:
-    """Test hook: sleep before the booking transaction, so that two runs made their plans before either books."""
-    seconds = os.environ.get(PAUSE_ENV)
-    if seconds:
-        print(f"matcher: {PAUSE_ENV}: pausing {seconds} s before booking", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))
