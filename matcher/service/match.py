@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from matcher.errors import FieldError
 from matcher.inputs.library import Libraries, targets_frame
 from matcher.matching import persist
-from matcher.matching.estimator import Matcher, term_spans
+from matcher.matching.estimator import Matcher
 from matcher.matching.rank import WEAK_SCORE
+from matcher.matching.reasons import term_spans
 from matcher.text.privacy import index_text, shown_index_text
 from matcher.text.redact import redact
 from matcher.text.segment import normalise
