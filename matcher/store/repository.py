@@ -47,6 +47,7 @@ from matcher.documents.writer import append_row, atomic_file, save_workbook, wor
 from matcher.errors import ConflictError, DatabaseUnavailableError, FieldError, LibraryError, NotFoundError
 from matcher.inputs.files import Problem, TableError, read_rows
 from matcher.inputs.library import FILES, OPTIONAL_COLUMNS, Libraries, check_data_dir, load_libraries, load_places
+from matcher.rules import conflict_of_interest, free_places
 from matcher.store import audit
 from matcher.store import events as event_rules
 from matcher.store.db import database_url, engine_for, session_scope, upgrade
@@ -762,21 +763,10 @@ def _item(kind: str, row: dict[str, Any] | Base) -> dict[str, Any]:
     return item
 
 
-def _open_loads(session: Session, target_type: str, ids: Iterable[str] | None = None) -> dict[str, int]:
-    query = (
-        select(Engagement.target_id, func.count())
-        .where(Engagement.target_type == target_type, Engagement.status == "open")
-        .group_by(Engagement.target_id)
-    )
-    if ids is not None:
-        query = query.where(Engagement.target_id.in_(list(ids)))
-    return dict(session.execute(query).all())
-
-
 def _items(session: Session, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     items = [_item(kind, r) for r in rows]
     if kind == "experts" and items:
-        loads = _open_loads(session, "expert", [i["id"] for i in items] if len(items) <= 500 else None)
+        loads = event_rules.engagement_loads(session, [i["id"] for i in items] if len(items) <= 500 else None)
         for item in items:
             item["open_engagements"] = loads.get(item["id"], 0)
     return items
@@ -1294,19 +1284,12 @@ def record_feedback(
         if isinstance(target, Expert):
             if not target.available:
                 raise ConflictError(f"{label} is not available")
-            if target.org_id and target.org_id == need.org_id:
+            if conflict_of_interest(target.org_id, need.org_id):
                 raise ConflictError(
                     f"{label} belongs to organisation {target.org_id}, which filed need {need.id} (conflict of interest)"
                 )
-            load = session.scalar(
-                select(func.count())
-                .select_from(Engagement)
-                .where(
-                    Engagement.target_type == "expert", Engagement.target_id == target.id, Engagement.status == "open"
-                )
-            )
-            load += event_rules.event_loads(session, [target.id]).get(target.id, 0)  # confirmed events
-            if load >= target.capacity:
+            load = event_rules.open_loads(session, [target.id]).get(target.id, 0)  # engagements and confirmed events
+            if free_places(target.capacity, load) <= 0:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
         if need.status == "closed":
             raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")
