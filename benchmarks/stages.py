@@ -54,7 +54,7 @@ def timed(owner: Any, attribute: str, name: str, *, key: Any = None) -> None:
 def instrument() -> None:
     from matcher.jobs import batch, chunks
     from matcher.matching import estimator as model
-    from matcher.matching import vectorize
+    from matcher.matching import scoring, vectorize
     from matcher.matching.estimator import Matcher
     from matcher.matching.vectorize import TextVectorizer
     from matcher.text import segment as text
@@ -74,7 +74,7 @@ def instrument() -> None:
     timed(Matcher, "_needs", "score / vectorise the needs")
     timed(Matcher, "_top_pruned", "score / two-pass top k")
     timed(Matcher, "_exact_scores", "score / exact re-scoring of the candidates")
-    timed(model, "_near_the_best", "score / candidates near the k-th best")
+    timed(scoring, "near_the_best", "score / candidates near the k-th best")
     timed(Matcher, "_exclude", "score / hard rules")
     timed(Matcher, "_named", "score / names in the needs")
     timed(chunks, "arrow_scores", "score / rows to Arrow")

@@ -322,14 +322,15 @@ def generated() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.mark.parametrize(("k", "county"), [(10, None), (1, None), (3, "雄县")])
 def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, k, county) -> None:
     """Approximate dense scores, then the candidates re-scored exactly: the same rows as scoring all."""
-    import matcher.matching.estimator as model_module
+    from matcher.matching import index as index_module
+    from matcher.matching import scoring
 
     experts, needs = generated
     model = build_matcher(params).fit(experts)
-    monkeypatch.setattr(model_module, "PRUNE_MIN_TEXTS", 10**9)
+    monkeypatch.setattr(scoring, "PRUNE_MIN_TEXTS", 10**9)
     exact = model.match(needs, k=k, county=county, chunk_size=50)
-    monkeypatch.setattr(model_module, "PRUNE_MIN_TEXTS", 1)
-    monkeypatch.setattr(model_module, "_DENSE_FEATURES", 64)
+    monkeypatch.setattr(scoring, "PRUNE_MIN_TEXTS", 1)
+    monkeypatch.setattr(index_module, "_DENSE_FEATURES", 64)
     pruned = model.match(needs, k=k, county=county, chunk_size=50)
     assert len(exact) > 0
     pd.testing.assert_frame_equal(pruned, exact)
@@ -343,12 +344,12 @@ def test_two_pass_top_k_equals_the_exact_scores(generated, monkeypatch, params, 
 def test_the_dense_copy_is_not_pickled(generated) -> None:
     import pickle
 
-    import matcher.matching.estimator as model_module
+    from matcher.matching import scoring
 
     model = build_matcher().fit(generated[0])
     model.index_["expert"].dense_common()
     assert "_dense" not in pickle.loads(pickle.dumps(model)).index_["expert"].__dict__
-    assert model_module.PRUNE_MIN_TEXTS > 0
+    assert scoring.PRUNE_MIN_TEXTS > 0
 
 
 # ------------------------------------------------------------- pseudo-relevance feedback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -65,6 +66,19 @@ def test_tampered_artefact_is_refused_and_never_unpickled(saved, tmp_path) -> No
     with pytest.raises(ModelError, match=r"model\.joblib: sha256 .* does not match"):
         persist.load(root=root)
     assert not marker.exists()
+
+
+def test_a_version_saved_before_its_classes_moved_is_refused(saved) -> None:
+    """An artefact naming a class where it no longer lives (``_TypeIndex`` left the estimator module) is
+    refused with a ModelError that says to retrain, not an unpickling traceback."""
+    root, version = saved
+    artefact = root / version / "model.joblib"
+    artefact.write_bytes(b"cmatcher.matching.estimator\n_TypeIndex\n.")  # a pickle of the old class path
+    manifest = json.loads((root / version / "manifest.json").read_text(encoding="utf-8"))
+    manifest["sha256"] = hashlib.sha256(artefact.read_bytes()).hexdigest()
+    (root / version / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"saved by an older matcher.*matcher train"):
+        persist.load(root=root)
 
 
 def test_missing_things_are_named(tmp_path) -> None:

@@ -238,3 +238,21 @@ def test_counting_in_processes_gives_the_same_vectors(monkeypatch: pytest.Monkey
     assert _equal(X, parallel.fit_transform_preprocessed(docs))
     assert set(seen[0]) == {"char", "word"} and len(seen[0]["char"]) == 2  # two processes counted a half each
     assert parallel.get_feature_names_out().tolist() == serial.get_feature_names_out().tolist()
+
+
+@pytest.mark.parametrize("params", [{}, {"min_df": 2}, {"max_features": 40}, {"word_ngram_range": (1, 2), "min_df": 2}])
+def test_each_block_is_fitted_as_by_scikit_learn(params: dict) -> None:
+    """Every block's vocabulary and counts are those of ``CountVectorizer.fit_transform`` on its texts."""
+    docs = TextVectorizer().preprocess(LIBRARY)
+    vectorizer = TextVectorizer(**params)
+    vectorizer.fit_preprocessed(docs)
+    views = vectorizer._views(docs)
+    for name in ("char", "word", "latin"):
+        block = getattr(vectorizer, f"{name}_")
+        if block is None:
+            continue
+        reference = clone(block)
+        expected = reference.fit_transform(views[name])
+        assert block.vocabulary_ == reference.vocabulary_
+        assert block.vocabulary is None and block.fixed_vocabulary_ is False
+        assert (block.transform(views[name]) != expected).nnz == 0

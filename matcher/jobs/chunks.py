@@ -275,7 +275,7 @@ def prepare_fork(model: Matcher) -> bool:
     """Build what every scoring process would otherwise build for itself, so the forks share it.
 
     The segmenter, the character vocabulary's n-gram codes and each type's dense copy of the common
-    terms (:meth:`_TypeIndex.dense_common`): built once here, shared copy-on-write by the workers.
+    terms (:meth:`matcher.matching.index.TypeIndex.dense_common`): built once here, shared copy-on-write by the workers.
     Then the heap the fit freed goes back to the system (glibc ``malloc_trim``), and the objects alive
     now are frozen out of the garbage collector (``gc.freeze``): a collection in a worker would
     otherwise write to every object's header and copy the model's pages into each worker. Returns

@@ -1,17 +1,17 @@
 """The matcher estimator: fitted on the target libraries, it scores needs and explains its matches.
 
-Data flow: targets frame -> normalise -> vectorise (one index per target type) -> for a block of needs,
-one sparse product per target type -> scores (text, tags, region) -> hard rules -> top k -> reasons.
-Only this module and :mod:`matcher.matching.rank` know matrix rows; everything returned speaks in ids.
+Data flow: targets frame -> normalise -> vectorise (one index per target type, :mod:`matcher.matching.index`)
+-> for a block of needs, one sparse product per target type -> scores (text, tags, region,
+:mod:`matcher.matching.scoring`) -> hard rules (:mod:`matcher.rules`) -> top k -> re-ranking, diversity
+-> reasons (:mod:`matcher.matching.reasons`). This module holds the scikit-learn estimator: parameters,
+fitting, the public methods and the re-ranking of each need's best targets. Only the matching modules
+and :mod:`matcher.matching.rank` know matrix rows; everything returned speaks in ids.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,21 +22,25 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from matcher.inputs.frames import NEED_COLUMNS, TARGET_COLUMNS
 from matcher.inputs.library import TARGET_TYPES
-from matcher.matching.judgments import FEATURE_LABELS as JUDGED_LABELS
-from matcher.matching.judgments import JudgedReranker, candidate_frame, target_idf
-from matcher.matching.names import NameIndex, mask_organisation
-from matcher.matching.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
-from matcher.matching.rerank import (
-    FEATURES,
-    POSITION,
-    SIMILARITIES,
-    Reranker,
-    cap_to_evidence,
-    evidence,
-    feature_label,
+from matcher.matching.index import (
+    GENERIC_MIN_TEXTS,
+    TypeIndex,
+    build_index,
+    build_name_index,
+    check_targets,
+    evidence_columns,
+    label,
+    label_matrix,
+    label_vocabulary,
+    load_fraction,
 )
+from matcher.matching.judgments import JudgedReranker, candidate_frame, target_idf
+from matcher.matching.names import mask_organisation
+from matcher.matching.rank import SCORE_DECIMALS, maximal_marginal_relevance, top_k
+from matcher.matching.reasons import ReasonsMixin
+from matcher.matching.rerank import SIMILARITIES, Reranker, cap_to_evidence, evidence, fit_reranker
+from matcher.matching.scoring import NeedBlock, Ranking, ScoringMixin, check_needs, tags_absent
 from matcher.matching.tagging import TagClassifier, taxonomy_documents
 from matcher.matching.vectorize import TextVectorizer
 from matcher.text.normalise import normalise, normalise_many
@@ -47,128 +51,9 @@ __all__ = ["DEFAULT_PARAMS", "MATCH_COLUMNS", "Matcher", "build_matcher"]
 
 MATCH_COLUMNS = ("need_id", "target_type", "target_id", "rank", "score")
 AGGREGATIONS = ("concat", "max")
-#: A block of needs is scored in two passes (see ``Matcher._top_pruned``) against a type with at least
-#: this many texts; smaller types are scored exactly in one pass.
-PRUNE_MIN_TEXTS = 2000
-#: The dense copy of the most common features' postings: at most this many features and bytes per
-#: target type and process, and only features found in at least this share of the texts.
-_DENSE_FEATURES = 512
-_DENSE_BYTES = 64 * 2**20
-_DENSE_SHARE = 0.05
-#: Candidate pairs re-scored exactly at a time: at most this many (pair, text entry) cells.
-_EXACT_CELLS = 2_000_000
 
 
-@dataclass
-class _TypeIndex:
-    """Everything needed to score one target type; rows are the targets of that type sorted by id."""
-
-    frame: pd.DataFrame  # target metadata, rows in index order
-    texts: sp.csr_matrix  # (n_texts, n_features) text vectors, rows of unit norm
-    postings: sp.csr_matrix  # (n_features, n_texts) the same, transposed: an inverted index
-    starts: np.ndarray | None  # (n_targets,) first text row of each target ("max" aggregation)
-    owners: np.ndarray  # (n_texts,) target row of each text row
-    docs: list[str]  # (n_texts,) normalised texts, for reasons
-    tags: sp.csr_matrix  # (n_targets, n_tags) binary
-    counties: sp.csr_matrix  # (n_targets, n_counties) binary
-    free: np.ndarray  # (n_targets,) free capacity, inf when unlimited
-    available: np.ndarray  # (n_targets,) bool
-    org_ids: np.ndarray  # (n_targets,) object, None when no affiliation
-    ids: np.ndarray  # (n_targets,) object: the external ids
-    names: list[str]  # (n_targets,)
-    tag_sets: list[set[str]]  # (n_targets,) normalised tags
-    serves_all: np.ndarray  # (n_targets,) bool: no counties listed, so serves every county
-    n_tags: np.ndarray  # (n_targets,) number of distinct tags
-    load_fraction: np.ndarray  # (n_targets,) open engagements / capacity, 0 when unlimited
-    latent: np.ndarray | None  # (n_texts, n_components) unit-norm latent vectors (semantic similarity)
-    tags_t: sp.csr_matrix  # (n_tags, n_targets): ``tags`` transposed, for products with needs
-    counties_t: sp.csr_matrix  # (n_counties, n_targets)
-    name_index: NameIndex | None = None  # the targets' names, found in needs' texts
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_dense", None)  # rebuilt on first use
-        return state
-
-    def dense_common(self) -> tuple[np.ndarray, np.ndarray]:
-        """The most common features' postings, then the tags and counties, as one dense float32 array.
-
-        Built on first use (and again when the labels change). Returns ``(position, dense)``:
-        ``position[f]`` is feature ``f``'s row in ``dense`` (-1 when it is not one of the common
-        ones); ``dense`` has shape (n_common + n_tags + n_counties, n_texts), the tag and county rows
-        last. A need's characters and common words are nearly all among the common features, and one
-        dense product (BLAS) over them is far cheaper than walking their long posting lists; the few
-        remaining features are left sparse.
-        """
-        cached = self.__dict__.get("_dense")
-        if cached is None:
-            lengths = np.diff(self.postings.indptr)
-            n_texts = self.postings.shape[1]
-            budget = min(_DENSE_FEATURES, _DENSE_BYTES // (4 * max(n_texts, 1)))
-            common = np.argsort(-lengths, kind="stable")[:budget]
-            common = np.sort(common[lengths[common] >= _DENSE_SHARE * n_texts])
-            position = np.full(len(lengths), -1, dtype=np.int64)
-            position[common] = np.arange(len(common))
-            rows = [self.postings[common].toarray(), self.tags_t.toarray(), self.counties_t.toarray()]
-            dense = np.vstack([r.astype(np.float32, copy=False) for r in rows])
-            cached = self.__dict__["_dense"] = (position, dense)
-        return cached
-
-    def _transpose_labels(self) -> _TypeIndex:
-        self.__dict__.pop("_dense", None)
-        self.tags_t = self.tags.T.tocsr()
-        self.counties_t = self.counties.T.tocsr()
-        return self
-
-    def text_scores(self, vectors: sp.csr_matrix) -> np.ndarray:
-        """Dot products of need vectors with every text row: array of shape (n_needs, n_texts).
-
-        Each need gathers its features' posting rows and sums them in feature order (a sparse
-        matrix-vector product), written straight into its dense row: a need scores the same alone or
-        in a block, to the bit, and a block costs less than one sparse × sparse product, whose result
-        is dense anyway (every need shares common characters with nearly every text).
-        """
-        dtype = np.result_type(vectors.dtype, self.postings.dtype)
-        out = np.empty((vectors.shape[0], self.postings.shape[1]), dtype=dtype)
-        indptr, indices, data = vectors.indptr, vectors.indices, vectors.data
-        for row in range(vectors.shape[0]):
-            start, end = indptr[row], indptr[row + 1]
-            out[row] = self.postings[indices[start:end]].T @ data[start:end]
-        return out
-
-
-@dataclass
-class _Ranking:
-    """One need's ranked targets of one type: rows (internal positions) and scores, best first."""
-
-    rows: np.ndarray  # (n,) target rows
-    scores: np.ndarray  # (n,) final scores (re-ranked when a re-ranker scores this type)
-    base: np.ndarray  # (n,) the weighted sums of the same targets
-    features: np.ndarray | None = None  # (n, n_features) re-ranker features, when explained
-    effects: np.ndarray | None = None  # (n, n_features) their contributions to the log-odds
-
-
-@dataclass
-class _NeedBlock:
-    """A block of needs, vectorised once for all target types."""
-
-    ids: list[str]
-    tags: list[list[str]]  # as given
-    counties: list[list[str]]
-    org_ids: list[str | None]
-    docs: list[str]  # normalised texts
-    vectors: sp.csr_matrix  # (n_needs, n_features)
-    tag_matrix: sp.csr_matrix  # (n_needs, n_tags)
-    county_matrix: sp.csr_matrix  # (n_needs, n_counties)
-    n_tags: np.ndarray  # (n_needs,) number of distinct tags of each need
-    latent: np.ndarray | None = None  # (n_needs, n_components) unit-norm latent vectors
-    org_names: list[str | None] | None = None  # each need's own organisation's name (never matched as a name)
-    named: dict[int, sp.csr_matrix] | None = None  # per type index (by id): (n_needs, n_targets) names found
-    expanded: dict[int, sp.csr_matrix] | None = None  # per type index (by id): vectors after feedback
-    surfaces: dict[str, tuple[str, list[list[int]]]] | None = None  # the first need's terms as written
-
-
-class Matcher(BaseEstimator):
+class Matcher(ScoringMixin, ReasonsMixin, BaseEstimator):
     """Match needs to experts, resources and projects by text, tags and region.
 
     The score of a (need, target) pair is ``text_weight * text + tag_weight * tags + region_weight * region``
@@ -240,7 +125,7 @@ class Matcher(BaseEstimator):
     ----------
     vectorizer_ : TextVectorizer
         The fitted vectoriser.
-    index_ : dict of str to _TypeIndex
+    index_ : dict of str to TypeIndex
         One index per target type present in the training frame.
     tag_vocabulary_ : dict of str to int
         Normalised tag -> column of the tag matrices.
@@ -317,15 +202,15 @@ class Matcher(BaseEstimator):
         }
         super().__setstate__({**defaults, **state})
         if "feature_terms_" in self.__dict__ and "evidence_columns_" not in self.__dict__:
-            self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_)
+            self.evidence_columns_ = evidence_columns(self.feature_terms_, self.feature_is_word_)
         for index in self.__dict__.get("index_", {}).values():
             if "name_index" not in index.__dict__:
-                index.name_index = _name_index(index.frame)
+                index.name_index = build_name_index(index.frame)
             if not hasattr(index, "latent"):
                 index.latent = None
                 index.n_tags = np.asarray(index.tags.sum(axis=1)).ravel()
                 capacity = index.frame["capacity"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
-                index.load_fraction = _load_fraction(index.frame, capacity)
+                index.load_fraction = load_fraction(index.frame, capacity)
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
@@ -362,7 +247,7 @@ class Matcher(BaseEstimator):
             strings per target.
         """
         self._check_params()
-        frame = _check_targets(X)
+        frame = check_targets(X)
         self.vectorizer_ = clone(self.vectorizer) if self.vectorizer is not None else TextVectorizer()
         per_type = {t: frame.loc[frame["target_type"] == t].reset_index(drop=True) for t in TARGET_TYPES}
         per_type = {t: f for t, f in per_type.items() if len(f)}
@@ -379,9 +264,9 @@ class Matcher(BaseEstimator):
         share = None
         if vectors.shape[0] >= GENERIC_MIN_TEXTS:
             share = np.bincount(vectors.indices, minlength=len(self.feature_names_)) / vectors.shape[0]
-        self.evidence_columns_ = _evidence_columns(self.feature_terms_, self.feature_is_word_, share)
-        self.tag_vocabulary_ = _vocabulary(frame["tags"])
-        self.county_vocabulary_ = _vocabulary(frame["counties"])
+        self.evidence_columns_ = evidence_columns(self.feature_terms_, self.feature_is_word_, share)
+        self.tag_vocabulary_ = label_vocabulary(frame["tags"])
+        self.county_vocabulary_ = label_vocabulary(frame["counties"])
         self.reranker_ = None
         self.tagger_ = None
         texts = {t: vectors[bounds[i] : bounds[i + 1]] for i, t in enumerate(documents)}
@@ -413,12 +298,12 @@ class Matcher(BaseEstimator):
         Targets absent from ``X`` and ``remove`` are kept as they are.
         """
         check_is_fitted(self, "index_")
-        frame = _check_targets(X) if X is not None and len(X) else None
+        frame = check_targets(X) if X is not None and len(X) else None
         dropped = set(remove)
         if frame is not None:
             dropped |= set(zip(frame["target_type"], frame["id"], strict=True))
-            self.tag_vocabulary_ = _vocabulary(frame["tags"], self.tag_vocabulary_)
-            self.county_vocabulary_ = _vocabulary(frame["counties"], self.county_vocabulary_)
+            self.tag_vocabulary_ = label_vocabulary(frame["tags"], self.tag_vocabulary_)
+            self.county_vocabulary_ = label_vocabulary(frame["counties"], self.county_vocabulary_)
         for target_type in TARGET_TYPES:
             new = frame.loc[frame["target_type"] == target_type] if frame is not None else None
             old = self.index_.get(target_type)
@@ -448,8 +333,8 @@ class Matcher(BaseEstimator):
             texts = sp.vstack([p[3] for p in parts], format="csr")[order]
             self.index_[target_type] = self._build_index(merged, [docs[i] for i in order], owners[order], texts)
         for index in self.index_.values():  # the vocabularies may have grown
-            index.tags = _binary(index.frame["tags"], self.tag_vocabulary_)
-            index.counties = _binary(index.frame["counties"], self.county_vocabulary_)
+            index.tags = label_matrix(index.frame["tags"], self.tag_vocabulary_)
+            index.counties = label_matrix(index.frame["counties"], self.county_vocabulary_)
             index._transpose_labels()
         return self
 
@@ -460,7 +345,7 @@ class Matcher(BaseEstimator):
         :meth:`update_targets`; targets missing from ``X`` are dropped. Returns the counts.
         """
         check_is_fitted(self, "index_")
-        frame = _check_targets(X) if len(X) else X
+        frame = check_targets(X) if len(X) else X
         current = {
             (target_type, target_id): fingerprint
             for target_type, index in self.index_.items()
@@ -489,37 +374,19 @@ class Matcher(BaseEstimator):
 
     def _build_index(
         self, frame: pd.DataFrame, docs: list[str], owners: np.ndarray, texts: sp.csr_matrix
-    ) -> _TypeIndex:
-        """The index of one type: ``frame`` sorted by id, text rows ordered by owner row."""
-        capacity = frame["capacity"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
-        load = frame["load"].to_numpy(dtype=float)
-        starts = None
-        if self.aggregation == "max":
-            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        tags = _binary(frame["tags"], self.tag_vocabulary_)
-        return _TypeIndex(
-            frame=frame,
-            texts=texts,
-            postings=texts.T.tocsr(),
-            starts=starts,
-            owners=owners,
-            docs=docs,
-            tags=tags,
-            counties=_binary(frame["counties"], self.county_vocabulary_),
-            free=capacity - load,
-            available=frame["available"].to_numpy(dtype=bool),
-            org_ids=frame["org_id"].to_numpy(dtype=object),
-            ids=frame["id"].to_numpy(dtype=object),
-            names=frame["name"].tolist(),
-            tag_sets=[{_label(t) for t in tags} for tags in frame["tags"]],
-            serves_all=np.asarray([len(c) == 0 for c in frame["counties"]], dtype=bool),
-            n_tags=np.asarray(tags.sum(axis=1)).ravel(),
-            load_fraction=_load_fraction(frame, capacity),
+    ) -> TypeIndex:
+        """The index of one type (:func:`matcher.matching.index.build_index`): ``frame`` sorted by id,
+        text rows ordered by owner row."""
+        return build_index(
+            frame,
+            docs,
+            owners,
+            texts,
+            several_texts=self.aggregation == "max",
+            tag_vocabulary=self.tag_vocabulary_,
+            county_vocabulary=self.county_vocabulary_,
             latent=self._latent(texts),
-            tags_t=sp.csr_matrix((0, 0)),
-            counties_t=sp.csr_matrix((0, 0)),
-            name_index=_name_index(frame),
-        )._transpose_labels()
+        )
 
     def _latent(self, vectors: sp.csr_matrix) -> np.ndarray | None:
         """Unit-norm latent vectors of shape (n_rows, n_components), or None without a latent space."""
@@ -536,14 +403,14 @@ class Matcher(BaseEstimator):
         check_is_fitted(self, "index_")
         return tuple(t for t in TARGET_TYPES if t in self.index_)
 
-    def _needs(self, needs: pd.DataFrame | list[dict[str, Any]]) -> _NeedBlock:
+    def _needs(self, needs: pd.DataFrame | list[dict[str, Any]]) -> NeedBlock:
         """Vectorise needs (a frame of ``NEED_COLUMNS`` or a list of such mappings) once for all types.
 
         A need whose ``tags`` are absent (None) gets the tags :meth:`infer_tags` infers from its text.
         """
-        records = needs if isinstance(needs, list) else _check_needs(needs).to_dict("records")
+        records = needs if isinstance(needs, list) else check_needs(needs).to_dict("records")
         texts = [str(r.get("text") or "") for r in records]
-        tags = [None if _absent(r.get("tags")) else list(r.get("tags")) for r in records]
+        tags = [None if tags_absent(r.get("tags")) else list(r.get("tags")) for r in records]
         missing = [row for row, given in enumerate(tags) if given is None]
         if missing:
             inferred = self.infer_tags([texts[row] for row in missing])
@@ -554,295 +421,19 @@ class Matcher(BaseEstimator):
         # the need's own organisation's name says nothing of what it needs: blanked out (same length)
         docs = [mask_organisation(doc, org) for doc, org in zip(self.vectorizer_.preprocess(texts), org_names, strict=True)]
         vectors = self.vectorizer_.transform_queries(docs)
-        return _NeedBlock(
+        return NeedBlock(
             ids=[r.get("id") or "" for r in records],
             tags=tags,
             counties=counties,
             org_ids=[r.get("org_id") or None for r in records],
             docs=docs,
             vectors=vectors,
-            tag_matrix=_binary(tags, self.tag_vocabulary_),
-            county_matrix=_binary(counties, self.county_vocabulary_),
-            n_tags=np.asarray([len({_label(t) for t in ts}) for ts in tags], dtype=float),
+            tag_matrix=label_matrix(tags, self.tag_vocabulary_),
+            county_matrix=label_matrix(counties, self.county_vocabulary_),
+            n_tags=np.asarray([len({label(t) for t in ts}) for ts in tags], dtype=float),
             latent=self._latent(vectors),
             org_names=org_names,
         )
-
-    def _components(self, block: _NeedBlock, target_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Text, tag and region components, each of shape (n_needs, n_targets)."""
-        index = self.index_[target_type]
-        text = self._text_component(block, index)
-        n_needs, n_targets = text.shape
-        tags = np.zeros((n_needs, n_targets))
-        region = np.zeros((n_needs, n_targets))
-        if block.tag_matrix.nnz:
-            overlap = (block.tag_matrix @ index.tags_t).toarray()
-            np.divide(overlap, block.n_tags[:, None], out=tags, where=block.n_tags[:, None] > 0)
-        if block.county_matrix.nnz:
-            region = ((block.county_matrix @ index.counties_t).toarray() > 0).astype(float)
-        return text, tags, region
-
-    def _text_component(self, block: _NeedBlock, index: _TypeIndex, *, names: bool = True) -> np.ndarray:
-        """The text component (n_needs, n_targets): similarity, fused with the latent one, best text, plus
-        ``name_weight`` where the need names the target, in [0, 1]."""
-        text = index.text_scores(self._query(block, index))
-        if index.latent is not None and block.latent is not None:
-            semantic = np.stack([index.latent @ need for need in block.latent])  # one need at a time: bit-stable
-            text = (1.0 - self.semantic_weight) * text + self.semantic_weight * np.clip(semantic, 0.0, 1.0)
-        if index.starts is not None:
-            text = np.maximum.reduceat(text, index.starts, axis=1)
-        if names:
-            named = self._named(block, index).tocoo()
-            if named.nnz:
-                text[named.row, named.col] += text.dtype.type(self.name_weight) * named.data.astype(text.dtype)
-        np.clip(text, 0.0, 1.0, out=text)
-        return text
-
-    def _query(self, block: _NeedBlock, index: _TypeIndex) -> sp.csr_matrix:
-        """The need vectors scored against ``index``: as vectorised, or expanded by feedback (cached)."""
-        if not self.feedback_docs or not self.feedback_weight:
-            return block.vectors
-        if block.expanded is None:
-            block.expanded = {}
-        found = block.expanded.get(id(index))
-        if found is None:
-            found = block.expanded[id(index)] = self._expand(block.vectors, index)
-        return found
-
-    def _expand(self, vectors: sp.csr_matrix, index: _TypeIndex) -> sp.csr_matrix:
-        """Pseudo-relevance feedback: each need plus the heaviest terms of its best texts.
-
-        The first pass scores every text; the ``feedback_docs`` best (by score, then row) with a positive
-        score are averaged, weighted by their scores; the ``feedback_terms`` heaviest terms of that
-        average, scaled to the need's L1 norm, make the expansion. Row by row, so a need expands the
-        same alone or in a block.
-        """
-        first = index.text_scores(vectors)
-        n_needs, n_texts = first.shape
-        depth = min(self.feedback_docs, n_texts)
-        rows, columns, weights = [], [], []
-        for need in range(n_needs):
-            best = np.lexsort((np.arange(n_texts), -first[need]))[:depth]
-            best = best[first[need, best] > 0]
-            rows.append(np.full(len(best), need))
-            columns.append(best)
-            weights.append(first[need, best] / first[need, best].sum() if len(best) else best.astype(float))
-        mix = sp.csr_matrix(
-            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(n_needs, n_texts)
-        )
-        feedback = (mix @ index.texts).tocsr()
-        expanded = []
-        for need in range(n_needs):
-            row = feedback.getrow(need)
-            query = vectors.getrow(need)
-            if row.nnz:
-                keep = np.lexsort((row.indices, -row.data))[: self.feedback_terms]
-                scale = np.abs(query.data).sum() / np.abs(row.data[keep]).sum()
-                row = sp.csr_matrix(
-                    (row.data[keep] * scale, (np.zeros(len(keep), dtype=int), row.indices[keep])), shape=row.shape
-                )
-                query = (1.0 - self.feedback_weight) * query + self.feedback_weight * row
-            expanded.append(query)
-        result = sp.vstack(expanded, format="csr").astype(vectors.dtype)
-        result.sort_indices()
-        return result
-
-    def _named(self, block: _NeedBlock, index: _TypeIndex) -> sp.csr_matrix:
-        """Which targets of ``index`` each need of the block names: binary (n_needs, n_targets), cached."""
-        if block.named is None:
-            block.named = {}
-        found = block.named.get(id(index))
-        if found is None:
-            if self.name_weight > 0 and index.name_index is not None:
-                found = index.name_index.find(block.docs, block.org_names)
-            else:
-                found = sp.csr_matrix((len(block.ids), len(index.ids)))
-            block.named[id(index)] = found
-        return found
-
-    def _base_scores(self, block: _NeedBlock, target_type: str, county: str | None) -> np.ndarray:
-        """The rounded weighted sums (n_needs, n_targets), -inf where a hard rule excludes the target.
-
-        The values of ``_combine(*_components(...))``, to the bit, with less work for a block of needs:
-        the tag and region parts are added only where they are non-zero (elsewhere they add 0.0, which
-        changes nothing), and the hard rules are column masks. Targets scoring no more than
-        ``min_score`` are left for the top k to drop.
-        """
-        index = self.index_[target_type]
-        text_weight = 1.0 - self.tag_weight - self.region_weight
-        base = np.asarray(text_weight * self._text_component(block, index), dtype=np.float64)
-        flat = base.reshape(-1)
-        n_targets = base.shape[1]
-        if block.tag_matrix.nnz:
-            overlap = (block.tag_matrix @ index.tags_t).tocsr()
-            rows = np.repeat(np.arange(overlap.shape[0]), np.diff(overlap.indptr))
-            keep = (overlap.data != 0) & (block.n_tags[rows] > 0)
-            rows, columns = rows[keep], overlap.indices[keep]
-            flat[rows * n_targets + columns] += self.tag_weight * (overlap.data[keep] / block.n_tags[rows])
-        if block.county_matrix.nnz:
-            shared = (block.county_matrix @ index.counties_t).tocsr()
-            rows = np.repeat(np.arange(shared.shape[0]), np.diff(shared.indptr))
-            keep = shared.data > 0
-            flat[rows[keep] * n_targets + shared.indices[keep]] += self.region_weight * 1.0
-        np.round(base, SCORE_DECIMALS, out=base)
-        self._exclude(base, block, index, county)
-        return base
-
-    def _top(self, block: _NeedBlock, target_type: str, k: int, county: str | None) -> list[_Ranking]:
-        """The top ``k`` of each need of the block by the weighted sum (no re-ranking, no diversity).
-
-        The rankings of :func:`matcher.matching.rank.top_k` on each row, found for the whole block at once: the
-        k-th best score of each row (one partition), the targets at or above it, sorted by score then row.
-        """
-        index = self.index_[target_type]
-        n_needs = len(block.ids)
-        if index.latent is None and index.starts is None and index.postings.shape[1] >= PRUNE_MIN_TEXTS:
-            rows, columns, scores = self._top_pruned(block, target_type, k, county)
-        else:
-            base = self._base_scores(block, target_type, county)
-            rows, columns = _at_or_above_kth(base, k, self.min_score)
-            scores = base[rows, columns]
-        order = np.lexsort((columns, -scores, rows))
-        rows, columns, scores = rows[order], columns[order], scores[order]
-        starts = np.searchsorted(rows, np.arange(n_needs + 1))
-        rankings = []
-        for need in range(n_needs):
-            start, end = starts[need], min(starts[need + 1], starts[need] + k)
-            rankings.append(_Ranking(columns[start:end], scores[start:end], scores[start:end]))
-        return rankings
-
-    def _top_pruned(
-        self, block: _NeedBlock, target_type: str, k: int, county: str | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Candidates for :meth:`_top` and their exact scores, in two passes.
-
-        1. Approximate scores of every target: the common features by one dense float32 product
-           (:meth:`_TypeIndex.dense_common`), the others sparse, tags, counties and hard rules as in
-           :meth:`_base_scores`. They differ from the exact sums only in the order in which float32
-           rounds, by at most ``(terms + 8) * 2**-23`` for a cosine of at most 1.
-        2. The targets within twice that bound (plus the 6-decimal rounding) of each need's k-th best
-           approximate score hold every target of the exact top k; only they are scored exactly, as
-           :meth:`_base_scores` scores them (the same float32 sum in feature order, the same rounding).
-
-        Returns the (need, target, exact score) triples of the candidates that pass the hard rules and
-        ``min_score``; :meth:`_top` ranks them.
-        """
-        index = self.index_[target_type]
-        vectors = self._query(block, index)
-        n_needs, n_texts = len(block.ids), index.postings.shape[1]
-        text_weight = 1.0 - self.tag_weight - self.region_weight
-        position, dense = index.dense_common()
-        n_common = dense.shape[0] - block.tag_matrix.shape[1] - block.county_matrix.shape[1]
-        n_labels = n_common + block.tag_matrix.shape[1]
-        entry_rows = np.repeat(np.arange(n_needs), np.diff(vectors.indptr))
-        at = position[vectors.indices]
-        common = at >= 0
-        # one dense product for the common features, the need's tags (weighted by their share) and its
-        # county (when it names one known county: the sum is then the 0/1 county match)
-        X = np.zeros((n_needs, dense.shape[0]), dtype=np.float32)
-        X[entry_rows[common], at[common]] = vectors.data[common] * np.float32(text_weight)
-        tag_matrix = block.tag_matrix.toarray()
-        share = np.divide(self.tag_weight, block.n_tags, out=np.zeros(n_needs), where=block.n_tags > 0)
-        X[:, n_common:n_labels] = tag_matrix * share[:, None]
-        county_matrix = block.county_matrix.toarray()
-        one_county = county_matrix.sum(axis=1) == 1
-        X[one_county, n_labels:] = county_matrix[one_county] * self.region_weight
-        approx = X @ dense
-        flat = approx.reshape(-1)
-        rare = np.flatnonzero(~common)
-        if len(rare):  # the rare features' short postings, gathered need by need
-            bounds = np.searchsorted(entry_rows[rare], np.arange(n_needs + 1))
-            weights = vectors.data[rare] * np.float32(text_weight)
-            for row in np.flatnonzero(np.diff(bounds)):
-                part = slice(bounds[row], bounds[row + 1])
-                approx[row] += index.postings[vectors.indices[rare[part]]].T @ weights[part]
-        several = np.flatnonzero(county_matrix.sum(axis=1) > 1)
-        if len(several):
-            shared = (block.county_matrix[several] @ index.counties_t).tocsr()
-            rows = several[np.repeat(np.arange(len(several)), np.diff(shared.indptr))]
-            keep = shared.data > 0
-            flat[rows[keep] * n_texts + shared.indices[keep]] += self.region_weight
-        self._exclude(approx, block, index, county)
-        terms = np.diff(vectors.indptr) + tag_matrix.sum(axis=1) + county_matrix.sum(axis=1) + 8
-        slack = 2 * (terms * 2.0**-23 + 4e-6)
-        rows, columns = _near_the_best(approx, k, self.min_score, slack)
-        # names only raise scores and are left out of ``approx``, so its bound still holds: every named
-        # target that the hard rules allow is a candidate too
-        named = self._named(block, index).tocoo()
-        if named.nnz:
-            allowed = np.isfinite(approx[named.row, named.col])
-            cells = np.unique(np.r_[rows * n_texts + columns, named.row[allowed] * n_texts + named.col[allowed]])
-            rows, columns = cells // n_texts, cells % n_texts
-        scores = self._exact_scores(block, index, rows, columns)
-        keep = scores > self.min_score
-        return rows[keep], columns[keep], scores[keep]
-
-    def _exact_scores(self, block: _NeedBlock, index: _TypeIndex, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """The rounded weighted sums of the (need row, target) pairs, to the bit as :meth:`_base_scores`.
-
-        A pair's text score is the float32 sum, in feature order, of the products of the need's and the
-        text's weights (what gathering the need's postings computes); features of the text that the
-        need lacks add +0, which changes nothing.
-        """
-        vectors, texts = self._query(block, index), index.texts
-        text_weight = 1.0 - self.tag_weight - self.region_weight
-        # the needs' weights over the block's own features only (one more column of zeros for the rest):
-        # the same products as over every feature, without a (needs × vocabulary) array
-        features, local = np.unique(vectors.indices, return_inverse=True)
-        column = np.full(vectors.shape[1], len(features), dtype=np.int64)
-        column[features] = np.arange(len(features))
-        dense = np.zeros((vectors.shape[0], len(features) + 1), dtype=np.float32)
-        dense[np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr)), local.ravel()] = vectors.data
-        text = np.zeros(len(rows), dtype=np.float32)
-        step = max(1, _EXACT_CELLS // max(1, int(np.diff(texts.indptr)[columns].max(initial=1))))
-        for start in range(0, len(rows), step):
-            need, target = rows[start : start + step], columns[start : start + step]
-            first, lengths = texts.indptr[target], np.diff(texts.indptr)[target]
-            if not lengths.max(initial=0):
-                continue
-            offsets = np.arange(lengths.max())
-            inside = offsets < lengths[:, None]
-            entries = np.where(inside, first[:, None] + offsets, 0)
-            products = dense[need[:, None], column[texts.indices[entries]]] * texts.data[entries]
-            products[~inside] = 0.0
-            text[start : start + len(need)] = np.cumsum(products, axis=1, dtype=np.float32)[:, -1]
-        named = self._named(block, index)
-        if named.nnz and len(rows):
-            text += np.float32(self.name_weight) * np.asarray(named[rows, columns]).ravel().astype(np.float32)
-        np.clip(text, 0.0, 1.0, out=text)
-        scores = np.asarray(text_weight * text, dtype=np.float64)
-        if block.tag_matrix.nnz and len(rows):
-            overlap = np.asarray(block.tag_matrix[rows].multiply(index.tags[columns]).sum(axis=1)).ravel()
-            added = (overlap != 0) & (block.n_tags[rows] > 0)
-            scores[added] += self.tag_weight * (overlap[added] / block.n_tags[rows[added]])
-        if block.county_matrix.nnz and len(rows):
-            shared = np.asarray(block.county_matrix[rows].multiply(index.counties[columns]).sum(axis=1)).ravel()
-            scores[shared > 0] += self.region_weight * 1.0
-        return np.round(scores, SCORE_DECIMALS)
-
-    def _exclude(self, scores: np.ndarray, block: _NeedBlock, index: _TypeIndex, county: str | None) -> None:
-        """Set ``scores`` (n_needs, n_targets) to -inf where the hard rules of matching exclude the target.
-
-        Per target: unavailable, fully booked, not serving ``county``; per need: the need's own
-        organisation's targets (conflict of interest).
-        """
-        allowed = index.available & (index.free > 0)
-        if county:
-            column = self.county_vocabulary_.get(normalise(county))
-            serves = index.serves_all.copy()
-            if column is not None:
-                serves |= index.counties[:, column].toarray().ravel() > 0
-            allowed = allowed & serves
-        if not allowed.all():
-            scores[:, ~allowed] = -np.inf
-        for row, org_id in enumerate(block.org_ids):
-            if org_id:
-                scores[row, index.org_ids == org_id] = -np.inf
-
-    def _combine(self, text: np.ndarray, tags: np.ndarray, region: np.ndarray) -> np.ndarray:
-        text_weight = 1.0 - self.tag_weight - self.region_weight
-        scores = text_weight * text + self.tag_weight * tags + self.region_weight * region
-        return np.round(scores, SCORE_DECIMALS)
 
     def score(self, needs: pd.DataFrame, target_type: str = "expert") -> np.ndarray:
         """Scores of every need against every target of one type, hard rules not applied.
@@ -867,8 +458,8 @@ class Matcher(BaseEstimator):
             raise ValueError(f"this model has no targets of type {target_type!r}; it has {list(self.index_)}")
 
     def _ranked(
-        self, block: _NeedBlock, target_type: str, k: int, county: str | None, *, explain: bool = False
-    ) -> tuple[list[_Ranking], tuple[np.ndarray, ...]]:
+        self, block: NeedBlock, target_type: str, k: int, county: str | None, *, explain: bool = False
+    ) -> tuple[list[Ranking], tuple[np.ndarray, ...]]:
         """The top ``k`` of each need of the block, and the components (each (n_needs, n_targets))."""
         reranker = self._reranker_for(target_type)
         if reranker is None and self.diversity == 0 and not explain:
@@ -882,7 +473,7 @@ class Matcher(BaseEstimator):
             row = base[need]
             if reranker is None and self.diversity == 0:
                 rows = top_k(row, k)
-                rankings.append(_Ranking(rows, row[rows], row[rows]))
+                rankings.append(Ranking(rows, row[rows], row[rows]))
                 continue
             rows = top_k(row, max(k, self.rerank_depth))
             scores, features = row[rows], None
@@ -906,7 +497,7 @@ class Matcher(BaseEstimator):
             if explain and features is not None:
                 effects = reranker.contributions(target_type, features[:k])
                 features = features[:k]
-            rankings.append(_Ranking(rows, scores, row[rows], features, effects))
+            rankings.append(Ranking(rows, scores, row[rows], features, effects))
         return rankings, components
 
     def _reranker_for(self, target_type: str) -> Reranker | None:
@@ -919,89 +510,6 @@ class Matcher(BaseEstimator):
         """The first text row of each target (the only one with ``aggregation="concat"``)."""
         index = self.index_[target_type]
         return targets if index.starts is None else index.starts[targets]
-
-    def _similarities(
-        self,
-        block: _NeedBlock,
-        need: int,
-        target_type: str,
-        targets: np.ndarray,
-        components: tuple[np.ndarray, ...],
-    ) -> dict[str, np.ndarray]:
-        """The re-ranker's similarity features of one need with target rows ``targets``.
-
-        ``text``, ``tags`` and ``region`` are the score's components; ``text_share`` is ``text`` over the
-        need's best ``text`` among all targets of the type (how close to the best this one is, comparable
-        between short and long needs); ``char`` and ``word`` the cosine of
-        each block and ``semantic`` the latent cosine, on the target's best-matching text; ``jaccard``
-        the tag Jaccard index. Each is an array of shape (len(targets),).
-        """
-        index = self.index_[target_type]
-        text, tags, region = (c[need, targets] for c in components)
-        if index.starts is None:
-            rows, owner = targets, np.arange(len(targets))
-        else:
-            ends = np.r_[index.starts[1:], len(index.owners)]
-            counts = ends[targets] - index.starts[targets]
-            owner = np.repeat(np.arange(len(targets)), counts)
-            rows = index.starts[targets][owner] + (np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts))
-        query = block.vectors[need].toarray().ravel()
-        chars = query * self.char_columns_
-        texts = index.texts[rows]
-        char_dot = texts @ chars
-        word_dot = texts @ (query - chars)
-        shared_words = (texts != 0).astype(np.float32) @ ((query != 0) * self.evidence_columns_)
-        semantic = np.zeros(len(rows))
-        if index.latent is not None and block.latent is not None:
-            semantic = index.latent[rows] @ block.latent[need]
-        best = np.zeros(len(targets), dtype=int)  # per target, its text row with the highest fused similarity
-        fused = (1.0 - self.semantic_weight) * (char_dot + word_dot) + self.semantic_weight * semantic
-        order = np.lexsort((-fused, owner))
-        first = np.r_[True, owner[order][1:] != owner[order][:-1]]
-        best[owner[order][first]] = order[first]
-        char_cosine, word_cosine = self._block_cosines(query, chars, texts, char_dot, word_dot)
-        n_tags_need = block.n_tags[need]
-        overlap = tags * n_tags_need
-        union = n_tags_need + index.n_tags[targets] - overlap
-        top = float(components[0][need].max()) if components[0].shape[1] else 0.0
-        return {
-            "text": text,
-            "text_share": text / top if top > 0 else np.zeros(len(targets)),
-            "char": char_cosine[best],
-            "word": word_cosine[best],
-            "semantic": np.clip(semantic[best], 0.0, 1.0),
-            "tags": tags,
-            "jaccard": np.divide(overlap, union, out=np.zeros(len(targets)), where=union > 0),
-            "region": region,
-            "words": np.log1p(shared_words[best]),
-            "name": np.asarray(self._named(block, index)[need, targets].todense()).ravel(),
-        }
-
-    def _block_cosines(
-        self, query: np.ndarray, chars: np.ndarray, texts: sp.csr_matrix, char_dot: np.ndarray, word_dot: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The cosine of the character block and of the word-level blocks (words and Latin-script words)
-        of the need ``query`` with each row of ``texts``, from their dot products ``char_dot``, ``word_dot``.
-
-        A vectoriser that scales every block by its fixed share (models saved before ``renormalise``)
-        divides by the share, as it always did; otherwise each row's blocks carry its own shares, so each
-        dot product is divided by the norms of the two parts.
-        """
-        weights = self.vectorizer_.weights_
-        if not getattr(self.vectorizer_, "renormalise", False):
-            zeros = np.zeros(texts.shape[0])
-            return (
-                char_dot / weights["char"] if "char" in weights else zeros,
-                word_dot / weights["word"] if "word" in weights else zeros,
-            )
-        squares = np.asarray(texts.multiply(texts) @ self.char_columns_, dtype=np.float64).ravel()
-        totals = np.asarray(texts.multiply(texts).sum(axis=1), dtype=np.float64).ravel()
-        char_norms = np.sqrt(squares) * np.linalg.norm(chars)
-        word_norms = np.sqrt(np.maximum(totals - squares, 0.0)) * np.linalg.norm(query - chars)
-        return (
-            np.clip(np.divide(char_dot, char_norms, out=np.zeros(len(squares)), where=char_norms > 0), 0.0, 1.0),
-            np.clip(np.divide(word_dot, word_norms, out=np.zeros(len(squares)), where=word_norms > 0), 0.0, 1.0),
-        )
 
     def pair_features(self, needs: pd.DataFrame, pairs: pd.DataFrame, *, chunk_size: int = 200) -> pd.DataFrame:
         """The similarity features of (need, target) pairs, as the re-ranker sees them.
@@ -1017,7 +525,7 @@ class Matcher(BaseEstimator):
         pairs whose target is not indexed get zeros.
         """
         check_is_fitted(self, "index_")
-        needs = _check_needs(needs)
+        needs = check_needs(needs)
         result = pd.DataFrame(0.0, index=pairs.index, columns=list(SIMILARITIES))
         wanted = pairs.reset_index(drop=True)
         for start in range(0, len(needs), chunk_size):
@@ -1050,8 +558,8 @@ class Matcher(BaseEstimator):
         self.tagger_ = None
         if self.tagger is None:
             return self
-        frame = _check_needs(needs)
-        tagged = frame.loc[[not _absent(t) and len(t) > 0 for t in frame["tags"]]]
+        frame = check_needs(needs)
+        tagged = frame.loc[[not tags_absent(t) and len(t) > 0 for t in frame["tags"]]]
         extra_texts, extra_tags = taxonomy_documents(taxonomy)
         texts = [*tagged["text"].tolist(), *extra_texts]
         tags = [*[list(t) for t in tagged["tags"]], *extra_tags]
@@ -1076,8 +584,6 @@ class Matcher(BaseEstimator):
         Only decisions up to ``until`` are read, each with features as of its own time (see
         :mod:`matcher.matching.rerank`); a target type with too little feedback keeps the weighted sum.
         """
-        from matcher.matching.rerank import fit_reranker
-
         check_is_fitted(self, "index_")
         self.reranker_ = fit_reranker(self, libraries, until)
         return self
@@ -1197,289 +703,6 @@ class Matcher(BaseEstimator):
         for target_type in target_types:
             self._check_type(target_type)
         return [t for t in TARGET_TYPES if t in target_types]
-
-    # ------------------------------------------------------------------ reasons
-    def _explain(
-        self, block: _NeedBlock, target_type: str, ranking: _Ranking, position: int, components: tuple[np.ndarray, ...]
-    ) -> dict[str, Any]:
-        index = self.index_[target_type]
-        target, score = int(ranking.rows[position]), float(ranking.scores[position])
-        text, tags, region = (float(c[0, target]) for c in components)
-        text_weight = 1.0 - self.tag_weight - self.region_weight
-        rows = np.flatnonzero(index.owners == target)
-        row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
-        body, name = text, None
-        if self._named(block, index)[0, target]:  # the need names the target: its part of the text score
-            body = float(self._text_component(block, index, names=False)[0, target])
-            name = index.name_index.spans(block.docs[0], target, block.org_names[0] if block.org_names else None)
-        text_part = round(text_weight * text, SCORE_DECIMALS)
-        body_part = round(text_weight * body, SCORE_DECIMALS)
-        terms = self._terms(block, index.texts, row, text_weight * (1.0 - self.semantic_weight))
-        if name is not None:
-            terms = [{"term": name[0], "weight": round(text_part - body_part, SCORE_DECIMALS), "spans": name[1]}, *terms]
-            terms = terms[: self.n_terms]
-        reasons = {
-            "terms": terms,
-            "tags": [t for t in dict.fromkeys(block.tags[0]) if normalise(t) in index.tag_sets[target]],
-            "region": {"match": bool(region > 0), "counties": block.counties[0]},
-            "components": {
-                "text": body_part,
-                "tags": round(self.tag_weight * tags, SCORE_DECIMALS),
-                "region": round(self.region_weight * region, SCORE_DECIMALS),
-                "name": round(text_part - body_part, SCORE_DECIMALS),
-            },
-        }
-        if ranking.effects is not None:
-            reasons["rerank"] = self._rerank_reasons(ranking, position)
-        return {"id": index.ids[target], "name": index.names[target], "score": score, "reasons": reasons}
-
-    def _rerank_reasons(self, ranking: _Ranking, position: int, n_features: int = 3) -> dict[str, Any]:
-        """The factors that moved a re-ranked target's predicted acceptance most (position excluded).
-
-        Each factor once: a kind's two columns (``kind:X`` and ``stage×X``) are one factor, 类型. Each
-        carries its API name ``feature``, a Chinese ``label`` that describes the value (``地区不同`` when
-        the counties differ), its ``value`` and its ``effect`` on the log-odds.
-        """
-        effects, values = ranking.effects[position], ranking.features[position]
-        names = list(getattr(self.reranker_, "feature_names", FEATURES))
-        factors: dict[str, list[float]] = {}  # feature -> [value, effect]
-        for j, name in enumerate(names):
-            if name == POSITION:
-                continue
-            if name.startswith(("kind:", "stage×")):
-                kind = name.split(":", 1)[1] if name.startswith("kind:") else name.split("×", 1)[1]
-                if not values[names.index(f"kind:{kind}")]:
-                    continue
-                entry = factors.setdefault(f"kind:{kind}", [1.0, 0.0])
-                entry[1] += float(effects[j])
-                continue
-            factors[name] = [float(values[j]), float(effects[j])]
-        order = sorted(factors, key=lambda name: (-abs(factors[name][1]), names.index(name)))
-        listed = [
-            {
-                "feature": name,
-                "label": JUDGED_LABELS.get(name) or feature_label(name, factors[name][0]),
-                "value": round(factors[name][0], 4),
-                "effect": round(factors[name][1], 4),
-            }
-            for name in order[:n_features]
-            if abs(factors[name][1]) >= 1e-4
-        ]
-        return {"model": self.reranker_.method, "base": float(ranking.base[position]), "features": listed}
-
-    def _terms(self, block: _NeedBlock, texts: sp.csr_matrix, row: int, scale: float) -> list[dict[str, Any]]:
-        """The matched words that contributed most to the text score of text ``row``, with their spans.
-
-        Only whole words of the need (its tokens, with their offsets from the tokeniser) of two or more
-        characters that the profile shares, and that are not generic (found in more than
-        :data:`GENERIC_SHARE` of the fitted profiles), are shown: the character n-grams that lie inside
-        such a word add to its weight; n-grams across two words (``务中``), single characters and the
-        Latin letter pairs of ``swot`` still score but are never shown.
-        """
-        need = block.vectors
-        start, end = texts.indptr[row], texts.indptr[row + 1]
-        shared, at_need, at_text = np.intersect1d(
-            need.indices, texts.indices[start:end], assume_unique=True, return_indices=True
-        )
-        values = need.data[at_need].astype(float) * texts.data[start:end][at_text] * scale
-        terms = self.feature_terms_[shared]
-        is_word = self.feature_is_word_[shared]
-        shown = self.evidence_columns_[shared] > 0
-        words = {w: v for w, v, ok in zip(terms[is_word], values[is_word], shown[is_word], strict=True) if ok}
-        for gram, value in zip(terms[~is_word], values[~is_word], strict=True):
-            holder = max((w for w in words if len(gram) > 1 and gram in w), key=len, default=None)
-            if holder is not None:
-                words[holder] += value
-        best = sorted(words.items(), key=lambda item: (-item[1], item[0]))[: self.n_terms]
-        surfaces = self._surfaces(block)
-        return [
-            {"term": shown, "weight": round(float(weight), SCORE_DECIMALS), "spans": spans}
-            for term, weight in best
-            if weight > 0
-            for shown, spans in [surfaces.get(term) or (term, term_spans(block.docs[0], term))]
-        ]
-
-    def _surfaces(self, block: _NeedBlock) -> dict[str, tuple[str, list[list[int]]]]:
-        """Each feature term of the block's first need -> (the term as first written, the spans where it
-        is written so), from the tokeniser's offsets: a stem (``analys``) shows as the word written
-        (``analysing``), never searched for; each span indexes the shown word (the API's contract)."""
-        if block.surfaces is None:
-            block.surfaces = {}
-            for feature, found in sorted(self.vectorizer_.surface_terms(block.docs[0]).items()):
-                shown, spans = block.surfaces.setdefault(self.feature_terms_[feature], (found[0][0], []))
-                spans.extend(
-                    [start, end] for surface, start, end in found if surface == shown and [start, end] not in spans
-                )
-            for _, spans in block.surfaces.values():
-                spans.sort()
-        return block.surfaces
-
-
-def term_spans(doc: str, term: str) -> list[list[int]]:
-    """Non-overlapping ``[start, end)`` spans of ``term`` in ``doc``."""
-    spans, start = [], doc.find(term)
-    while start >= 0:
-        spans.append([start, start + len(term)])
-        start = doc.find(term, start + len(term))
-    return spans
-
-
-def _at_or_above_kth(
-    scores: np.ndarray, k: int, floor: float, slack: np.ndarray | float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the scores above ``floor - slack`` and at or above their row's k-th best minus ``slack``.
-
-    With no slack these hold every row's top ``k`` by :func:`matcher.matching.rank.top_k` (ties included); a
-    row's k-th best counts the excluded scores too (-inf, or at most ``floor``), which is then no
-    bound. ``slack`` is a number or one per row.
-    """
-    slack = np.broadcast_to(np.asarray(slack, dtype=np.float64), (scores.shape[0],))
-    above = scores > (floor - slack)[:, None]
-    n_targets = scores.shape[1]
-    if n_targets > k:
-        kth = np.partition(scores, n_targets - k, axis=1)[:, n_targets - k]
-        above &= scores >= (kth - slack)[:, None]
-    return np.nonzero(above)
-
-
-def _near_the_best(
-    scores: np.ndarray, k: int, floor: float, slack: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the scores within each row's ``slack`` of a lower bound of its k-th best.
-
-    The bound is the k-th best of the maxima of about ``20 k`` column blocks: k blocks whose maxima
-    are at least that value hold k scores at least that high, so it is never above the row's k-th
-    best. Cheaper than a partition of every row, and as tight when the best k are in different
-    blocks. Scores at most ``floor - slack`` are left out.
-    """
-    n_targets = scores.shape[1]
-    above = scores > (floor - slack)[:, None]
-    width = n_targets // (20 * k)
-    if width >= 2:
-        maxima = np.maximum.reduceat(scores, np.arange(0, n_targets, width), axis=1)
-        kth = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
-        above &= scores >= (kth - slack)[:, None]
-    elif n_targets > k:
-        kth = np.partition(scores, n_targets - k, axis=1)[:, n_targets - k]
-        above &= scores >= (kth - slack)[:, None]
-    return np.nonzero(above)
-
-
-def _load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
-    """Open engagements / capacity of experts (0 for other types and unlimited capacity)."""
-    load = frame["load"].to_numpy(dtype=float)
-    limited = np.isfinite(capacity) & (capacity > 0)
-    if "target_type" in frame:
-        limited &= (frame["target_type"] == "expert").to_numpy()
-    return np.divide(load, capacity, out=np.zeros(len(frame)), where=limited)
-
-
-@lru_cache(maxsize=1 << 16)
-def _label(value: str) -> str:
-    """A tag or county normalised (:func:`matcher.text.normalise.normalise`), remembered: labels recur on every row."""
-    return normalise(value)
-
-
-def _vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> dict[str, int]:
-    """Normalised distinct values of a column of lists -> column index; new values go after ``known``."""
-    vocabulary = dict(known or {})
-    for value in sorted({_label(v) for items in lists for v in items} - vocabulary.keys()):
-        vocabulary[value] = len(vocabulary)
-    return vocabulary
-
-
-def _binary(lists: Sequence[list[str]] | pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:
-    """Binary (n_rows, len(vocabulary)) matrix of the known values of each row's list."""
-    rows, cols = [], []
-    for row, items in enumerate(lists):
-        for column in {vocabulary.get(_label(v)) for v in items} - {None}:
-            rows.append(row)
-            cols.append(column)
-    data = np.ones(len(rows), dtype=float)
-    return sp.csr_matrix((data, (rows, cols)), shape=(len(lists), len(vocabulary)))
-
-
-def _check_targets(X: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(X, pd.DataFrame):
-        raise TypeError(f"Matcher.fit expects a DataFrame of targets, not {type(X).__name__}")
-    missing = [c for c in TARGET_COLUMNS if c not in X.columns]
-    if missing:
-        raise ValueError(f"the targets frame lacks the columns {missing}")
-    unknown = sorted(set(X["target_type"]) - set(TARGET_TYPES))
-    if unknown:
-        raise ValueError(f"unknown target_type {unknown[0]!r}; expected one of {TARGET_TYPES}")
-    if X.empty:
-        raise ValueError("cannot fit on an empty targets frame")
-    frame = X.loc[:, list(TARGET_COLUMNS)].copy()
-    frame["id"] = frame["id"].astype(str)
-    duplicated = frame.duplicated(["target_type", "id"])
-    if duplicated.any():
-        first = frame.loc[duplicated].iloc[0]
-        raise ValueError(f"duplicate {first['target_type']} id {first['id']!r}")
-    frame["capacity"] = pd.array(frame["capacity"], dtype="Int64")
-    frame["load"] = frame["load"].fillna(0).astype(int)
-    frame["available"] = frame["available"].fillna(True).astype(bool)
-    frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
-    frame["fingerprint"] = [_fingerprint(row) for row in frame.itertuples(index=False)]
-    return frame.sort_values(["target_type", "id"], kind="stable").reset_index(drop=True)
-
-
-def _name_index(frame: pd.DataFrame) -> NameIndex:
-    """The name index of one type's targets (``frame`` in index row order); experts' names are people's."""
-    person = bool(len(frame)) and frame["target_type"].iloc[0] == "expert" if "target_type" in frame else False
-    return NameIndex(frame["name"].fillna("").astype(str).tolist(), person=person)
-
-
-#: A word found in more than this share of the fitted profiles is generic (中心, 组织, 服务): it scores,
-#: but it is neither evidence nor shown as a matched term.
-GENERIC_SHARE = 0.2
-#: Words are judged generic only in a library of at least this many profiles.
-GENERIC_MIN_TEXTS = 50
-
-
-def _evidence_columns(terms: np.ndarray, is_word: np.ndarray, share: np.ndarray | None = None) -> np.ndarray:
-    """1.0 for the word features that count as a matched word, else 0.0: words of two or more characters
-    found in at most :data:`GENERIC_SHARE` of the fitted profiles (``share``, per feature)."""
-    lengths = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
-    keep = is_word & (lengths >= 2)
-    if share is not None:
-        keep &= share <= GENERIC_SHARE
-    return keep.astype(np.float32)
-
-
-def _absent(tags: object) -> bool:
-    """Whether a need's ``tags`` are absent (None or NaN: infer them) rather than a list (use it)."""
-    if tags is None:
-        return True
-    return not isinstance(tags, list | tuple | np.ndarray) and bool(pd.isna(tags))
-
-
-def _fingerprint(row: tuple) -> str:
-    """A digest of everything about a target that matching uses."""
-    capacity = None if pd.isna(row.capacity) else int(row.capacity)
-    fields = (
-        row.name,
-        list(row.texts),
-        list(row.tags),
-        list(row.counties),
-        row.org_id,
-        capacity,
-        int(row.load),
-        bool(row.available),
-    )
-    return hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
-
-
-def _check_needs(needs: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(needs, pd.DataFrame):
-        raise TypeError(f"expected a DataFrame of needs, not {type(needs).__name__}")
-    frame = needs.reset_index(drop=True).copy()
-    for column in NEED_COLUMNS:
-        if column not in frame.columns:  # no tags column: tags are inferred
-            frame[column] = [[] for _ in range(len(frame))] if column == "counties" else None
-    frame["text"] = frame["text"].fillna("").astype(str)
-    frame["org_id"] = frame["org_id"].where(frame["org_id"].notna() & (frame["org_id"] != ""), None)
-    return frame
 
 
 # The defaults of ``matcher train`` and ``matcher batch`` (flat ``get_params`` keys), chosen on

@@ -475,7 +475,8 @@ def load(version: str | None = None, *, root: Path | None = None, key: str | Non
     NotFoundError
         No such version.
     ModelError
-        No active version, or :func:`verify` refuses it; it is then not unpickled.
+        No active version, or :func:`verify` refuses it (it is then not unpickled), or it was saved by
+        an older matcher whose classes have since moved (retrain it).
     """
     root = root or models_dir()
     version = version or active_version(root)
@@ -483,4 +484,10 @@ def load(version: str | None = None, *, root: Path | None = None, key: str | Non
         raise ModelError(f"no active model in {root}: run `matcher train` first")
     manifest = verify(version, root=root, key=key)
     artefact = root / version / manifest.get("artefact", ARTEFACT)
-    return joblib.load(artefact), manifest
+    try:
+        return joblib.load(artefact), manifest
+    except (AttributeError, ImportError) as error:  # a class it names has moved or gone
+        raise ModelError(
+            f"model version {version} was saved by an older matcher whose classes have moved ({error}); "
+            "train a new version with `matcher train`"
+        ) from error

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -61,6 +61,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from matcher.inputs.frames import needs_frame, targets_frame
 from matcher.inputs.library import Libraries
+from matcher.matching.tagging import out_of_fold_tags
 from matcher.quality import metrics
 
 if TYPE_CHECKING:
@@ -376,8 +377,6 @@ def training_frame(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None
     The re-ranker thus learns from tags as they are in service, so "no tags" never comes to mean
     "pick the popular one".
     """
-    from matcher.matching.tagging import out_of_fold_tags
-
     rows = decision_rows(libs, until)
     if rows.empty:
         return rows
@@ -865,9 +864,7 @@ GATE_SHARE = 0.25
 def _check_known_items(matcher: Matcher, reranker: Reranker, verdicts: dict[str, dict[str, Any]]) -> None:
     """A type that passed :func:`gate` serves only if typing its targets' names finds them as well as the
     base score does (success@3 of every form of :mod:`matcher.quality.known_item`); the verdict says so."""
-    import copy
-
-    from matcher.quality.known_item import known_item_rates
+    from matcher.quality.known_item import known_item_rates  # it imports the estimator, which imports this module
 
     for target_type, verdict in verdicts.items():
         if not verdict["serves"] or target_type not in reranker.models_:
@@ -890,8 +887,6 @@ def fit_reranker(matcher: Matcher, libs: Libraries, until: pd.Timestamp | None =
     returned re-ranker serves only the types that pass, and that find their targets by name as well as
     the base score does (``gate_`` says why for each).
     """
-    from sklearn.base import clone
-
     template = matcher.reranker if matcher.reranker is not None else Reranker()
     frame = training_frame(matcher, libs, until)
     context = feedback_context(libs, until)

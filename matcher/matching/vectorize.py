@@ -256,6 +256,18 @@ def _limit(counts: sp.csr_matrix, min_df: float, max_df: float, max_features: in
     return kept
 
 
+def _fit_vocabulary(block: CountVectorizer, terms: list[str]) -> None:
+    """Fit ``block`` with the vocabulary ``terms`` (column order) through scikit-learn's public ``fit``.
+
+    ``fit`` on no documents with the vocabulary given checks every parameter and sets ``vocabulary_``;
+    the parameter is then cleared again, so ``block`` holds what ``block.fit(docs)`` leaves: the learnt
+    ``vocabulary_``, ``vocabulary=None`` and ``fixed_vocabulary_`` false.
+    """
+    block.set_params(vocabulary=terms).fit([])
+    block.set_params(vocabulary=None)
+    block.fixed_vocabulary_ = False
+
+
 class BM25Transformer(TransformerMixin, BaseEstimator):
     """Okapi BM25 term weighting of a count matrix, as a scikit-learn transformer.
 
@@ -560,16 +572,16 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
     def _fit_block(
         self, name: str, block: CountVectorizer, docs: list[str], parts: list[tuple[np.ndarray, sp.csr_matrix]] | None = None
     ) -> sp.csr_matrix:
-        """Learn ``block``'s vocabulary as ``CountVectorizer.fit`` does; return the count matrix of ``docs``.
+        """Fit ``block`` on ``docs`` as ``block.fit(docs)`` does; return the count matrix of ``docs``.
 
-        The vocabulary is every term, sorted, pruned by ``min_df`` and ``max_features`` with the rules
-        of scikit-learn's ``CountVectorizer``; ``block`` ends up fitted as by ``block.fit(docs)``.
-        ``parts``: the character or word block's counts of consecutive chunks of ``docs``
-        (:func:`_char_part`, :func:`_word_part`), when :meth:`_count_in_processes` counted them.
+        The terms are counted with arrays (the character n-grams, :func:`_char_part`; the segmenter's
+        words, :func:`_word_part`) or by the block's own analyser; the vocabulary is every term, sorted,
+        pruned by ``min_df`` and ``max_features`` as ``CountVectorizer`` prunes (:func:`_limit`), and
+        handed to ``block`` through scikit-learn's public ``fit`` (:func:`_fit_vocabulary`), which also
+        checks the parameters first. ``parts``: the character or word block's counts of consecutive
+        chunks of ``docs``, when :meth:`_count_in_processes` counted them.
         """
-        block._validate_params()
-        if name == "word":
-            block._validate_ngram_range()
+        _fit_vocabulary(block, [""])  # the parameters checked before any counting, as ``fit`` checks them
         fast = _char_range(block) if name == "char" else None
         if fast is not None:
             if parts is None:  # (distinct codes, counts over them) per chunk of documents
@@ -599,7 +611,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
                 matrix.sort_indices()
                 chunks.append(matrix)
             counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, 0))
-        else:
+        else:  # the block's own analyser (public), term by term
             self._prepare_words(name, docs)
             analyze = block.build_analyzer()
             ids: dict[str, int] = {}
@@ -618,8 +630,7 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         kept = _limit(counts, block.min_df, block.max_df, block.max_features)
         if len(kept) < len(terms):
             counts = counts[:, kept]
-        block.vocabulary_ = {terms[order[column]]: number for number, column in enumerate(kept.tolist())}
-        block.fixed_vocabulary_ = False
+        _fit_vocabulary(block, [terms[order[column]] for column in kept.tolist()])
         return sp.csr_matrix(counts)
 
     def _count_in_processes(

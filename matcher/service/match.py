@@ -29,8 +29,9 @@ from matcher.inputs.frames import need_record
 from matcher.inputs.library import Libraries
 from matcher.jobs.sources import sync_index
 from matcher.matching import persist
-from matcher.matching.estimator import Matcher, term_spans
+from matcher.matching.estimator import Matcher
 from matcher.matching.rank import WEAK_SCORE
+from matcher.matching.reasons import term_spans
 from matcher.quality.gaps import find_gaps
 from matcher.quality.supply import coverage
 from matcher.store.db import database_url as default_database_url

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, NotFoundError
+from matcher.rules import conflict_of_interest, free_places
 from matcher.store import events as event_rules
 from matcher.store.checks import RecordError
 from matcher.store.items import MAX_PER_PAGE, record_item
@@ -156,19 +157,12 @@ def record_feedback(
         if isinstance(target, Expert):
             if not target.available:
                 raise ConflictError(f"{label} is not available")
-            if target.org_id and target.org_id == need.org_id:
+            if conflict_of_interest(target.org_id, need.org_id):
                 raise ConflictError(
                     f"{label} belongs to organisation {target.org_id}, which filed need {need.id} (conflict of interest)"
                 )
-            load = session.scalar(
-                select(func.count())
-                .select_from(Engagement)
-                .where(
-                    Engagement.target_type == "expert", Engagement.target_id == target.id, Engagement.status == "open"
-                )
-            )
-            load += event_rules.event_loads(session, [target.id]).get(target.id, 0)  # confirmed events
-            if load >= target.capacity:
+            load = event_rules.open_loads(session, [target.id]).get(target.id, 0)  # engagements and confirmed events
+            if free_places(target.capacity, load) <= 0:
                 raise ConflictError(f"{label} is fully booked ({load} of {target.capacity})")
         if need.status == "closed":
             raise ConflictError(f"need {need.id} is closed; reopen it (status open) before accepting a target for it")

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError
+from matcher.rules import conflict_of_interest, free_places
 from matcher.store.schema import Attendee, Engagement, Event, Expert, Need, Organisation, Resource, utcnow
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "HOLDING_STATUS",
     "check_attendee",
     "check_event",
+    "engagement_loads",
     "event_loads",
     "events_referring",
+    "open_loads",
     "overlaps",
 ]
 
@@ -46,6 +49,8 @@ BUSY_STATUSES = ("planned", "confirmed", "held")
 #: The status in which an event holds one unit of each of its experts' capacity.
 HOLDING_STATUS = "confirmed"
 _FINAL = ("held", "cancelled")
+#: Expert ids per ``IN (...)`` list of a load query.
+_IDS_PER_QUERY = 500
 
 
 def overlaps(start_a: datetime, end_a: datetime, start_b: datetime, end_b: datetime) -> bool:
@@ -65,13 +70,30 @@ def event_loads(session: Session, expert_ids: Iterable[str] | None = None) -> di
     return dict(counts)
 
 
-def _engagement_loads(session: Session, expert_ids: list[str]) -> dict[str, int]:
+def engagement_loads(session: Session, expert_ids: Iterable[str] | None = None) -> dict[str, int]:
+    """Open engagements per expert id (all experts, or those of ``expert_ids``): the one query that counts them."""
     query = (
         select(Engagement.target_id, func.count())
-        .where(Engagement.target_type == "expert", Engagement.status == "open", Engagement.target_id.in_(expert_ids))
+        .where(Engagement.target_type == "expert", Engagement.status == "open")
         .group_by(Engagement.target_id)
     )
-    return dict(session.execute(query).all())
+    if expert_ids is None:
+        return dict(session.execute(query).all())
+    ids, counts = sorted(set(expert_ids)), {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        part = ids[start : start + _IDS_PER_QUERY]
+        counts.update(session.execute(query.where(Engagement.target_id.in_(part))).all())
+    return counts
+
+
+def open_loads(session: Session, expert_ids: Iterable[str] | None = None) -> dict[str, int]:
+    """Each expert's open load: open engagements plus confirmed events (one unit each), per expert id.
+
+    What the hard rules compare with an expert's capacity (:func:`matcher.rules.free_places`) wherever
+    the database is asked: feedback, bookings and events.
+    """
+    ids = None if expert_ids is None else sorted(set(expert_ids))
+    return dict(Counter(engagement_loads(session, ids)) + Counter(event_loads(session, ids)))
 
 
 def _live(session: Session, table: type, ids: Iterable[str], *, lock: bool = False) -> dict[str, Any]:
@@ -137,7 +159,7 @@ def check_event(session: Session, values: dict[str, Any], before: Any | None = N
         raise ConflictError(f"{label} has {len(attendees)} attendees, more than its {values['seats']} seats")
     orgs = {a.org_id for a in attendees}
     for expert in experts.values():
-        if expert.org_id and expert.org_id in orgs:
+        if any(conflict_of_interest(expert.org_id, org) for org in orgs):
             raise ConflictError(
                 f"expert {expert.id} belongs to organisation {expert.org_id}, which attends {label} (conflict of interest)"
             )
@@ -145,12 +167,12 @@ def check_event(session: Session, values: dict[str, Any], before: Any | None = N
         _check_free(session, values, label)
     if values["status"] == HOLDING_STATUS and (before is None or before.status != HOLDING_STATUS):
         ids = sorted(experts)
-        loads = Counter(_engagement_loads(session, ids)) + Counter(event_loads(session, ids))
+        loads = open_loads(session, ids)
         for expert_id in ids:
             expert = experts[expert_id]
             if not expert.available:
                 raise ConflictError(f"expert {expert_id} is not available")
-            if loads.get(expert_id, 0) >= expert.capacity:
+            if free_places(expert.capacity, loads.get(expert_id, 0)) <= 0:
                 raise ConflictError(
                     f"expert {expert_id} is fully booked ({loads.get(expert_id, 0)} of {expert.capacity}): "
                     f"{label} cannot be confirmed"

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from matcher.store.events import engagement_loads
 from matcher.store.kinds import SPECS
 from matcher.store.records import MODELS, to_local_iso
-from matcher.store.schema import Base, Engagement
+from matcher.store.schema import Base
 
 __all__ = [
     "MAX_PER_PAGE",
@@ -47,22 +46,11 @@ def record_item(kind: str, row: dict[str, Any] | Base) -> dict[str, Any]:
     return item
 
 
-def _open_loads(session: Session, target_type: str, ids: Iterable[str] | None = None) -> dict[str, int]:
-    query = (
-        select(Engagement.target_id, func.count())
-        .where(Engagement.target_type == target_type, Engagement.status == "open")
-        .group_by(Engagement.target_id)
-    )
-    if ids is not None:
-        query = query.where(Engagement.target_id.in_(list(ids)))
-    return dict(session.execute(query).all())
-
-
 def record_items(session: Session, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as items; experts also carry ``open_engagements``."""
     items = [record_item(kind, r) for r in rows]
     if kind == "experts" and items:
-        loads = _open_loads(session, "expert", [i["id"] for i in items] if len(items) <= 500 else None)
+        loads = engagement_loads(session, [i["id"] for i in items] if len(items) <= 500 else None)
         for item in items:
             item["open_engagements"] = loads.get(item["id"], 0)
     return items

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 from matcher.errors import ConflictError
+from matcher.rules import conflict_of_interest, free_places
 from matcher.store.engagements import new_decision_id
-from matcher.store.events import event_loads
+from matcher.store.events import open_loads
 from matcher.store.schema import Decision, Engagement, Expert, Need, Project, Resource, utcnow
 from matcher.store.transactions import bump_revision, transaction
 
@@ -80,17 +81,7 @@ def book(bookings: Sequence[Booking], *, url: str, model_version: str | None = N
         for part in _chunks(need_ids):
             query = select(Need).where(Need.id.in_(part)).order_by(Need.id)
             needs.update({row.id: row for row in session.execute(query.with_for_update()).scalars()})
-        loads: dict[str, int] = {}
-        expert_ids = sorted({b.target_id for b in bookings if b.target_type == "expert"})
-        for part in _chunks(expert_ids):
-            query = (
-                select(Engagement.target_id, func.count())
-                .where(Engagement.target_type == "expert", Engagement.status == "open", Engagement.target_id.in_(part))
-                .group_by(Engagement.target_id)
-            )
-            loads.update(dict(session.execute(query).all()))
-        for expert_id, held in event_loads(session, expert_ids).items():  # a confirmed event holds one unit
-            loads[expert_id] = loads.get(expert_id, 0) + held
+        loads = open_loads(session, {b.target_id for b in bookings if b.target_type == "expert"})
 
         problems = _problems(bookings, needs, targets, loads)
         if problems:
@@ -161,14 +152,14 @@ def _problems(
             continue
         if not target.available:
             problems.append(f"expert {item.target_id} is not available now")
-        if need is not None and target.org_id and target.org_id == need.org_id:
+        if need is not None and conflict_of_interest(target.org_id, need.org_id):
             problems.append(
                 f"expert {item.target_id} belongs to organisation {target.org_id}, which filed need {need.id}"
             )
     for expert_id, count in sorted(added.items()):
         target = targets.get(("expert", expert_id))
         load = loads.get(expert_id, 0)
-        if target is not None and load + count > target.capacity:
+        if target is not None and count > free_places(target.capacity, load):
             problems.append(
                 f"expert {expert_id} has {target.capacity - load} free place{'s' if target.capacity - load != 1 else ''} "
                 f"now ({load} of {target.capacity} booked), not the {count} assigned"

@@ -45,6 +45,7 @@ from matcher.jobs.executors import Engine, EngineError, make_engine
 from matcher.jobs.output import write_frame, write_json
 from matcher.jobs.sources import load_active
 from matcher.matching.estimator import Matcher
+from matcher.rules import conflict_of_interest, free_places
 from matcher.text.privacy import redact
 
 logger = logging.getLogger(__name__)
@@ -576,12 +577,13 @@ def _free_places(targets: pd.DataFrame) -> dict[str, int | None]:
     for target_id, capacity, load, available in targets[["id", "capacity", "load", "available"]].itertuples(
         index=False
     ):
+        places = free_places(None if capacity is None or pd.isna(capacity) else int(capacity), int(load))
         if not available:
             free[target_id] = 0
-        elif capacity is None or pd.isna(capacity):
+        elif places == math.inf:
             free[target_id] = None
         else:
-            free[target_id] = max(0, int(capacity) - int(load))
+            free[target_id] = max(0, int(places))
     return free
 
 
@@ -717,7 +719,7 @@ def _forced(
         if not bool(target["available"]):
             problems.append(f"{where}: {target_type} {expert_id} is not available")
         org = need_rows.loc[need_id, "org_id"]
-        if (org and target["org_id"] == org) or (need_id, expert_id) in banned:
+        if conflict_of_interest(target["org_id"], org) or (need_id, expert_id) in banned:
             problems.append(f"{where}: {target_type} {expert_id} has a conflict of interest with need {need_id}")
         taken[expert_id] += 1
     for expert_id, count in sorted(taken.items()):
