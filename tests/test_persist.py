@@ -68,9 +68,22 @@ def test_tampered_artefact_is_refused_and_never_unpickled(saved, tmp_path) -> No
     assert not marker.exists()
 
 
-def test_a_version_saved_before_its_classes_moved_is_refused(saved) -> None:
-    """An artefact naming a class where it no longer lives (``_TypeIndex`` left the estimator module) is
-    refused with a ModelError that says to retrain, not an unpickling traceback."""
+def test_names_pickled_before_the_move_are_found_where_they_live_now(tmp_path) -> None:
+    """A version saved by the flat package names ``matcher.model._TypeIndex`` and the function
+    ``matcher.text.normalise`` (now a module): each is read as the object that lives on."""
+    from matcher.matching.index import TypeIndex
+    from matcher.text.normalise import normalise
+
+    path = tmp_path / "old.pkl"
+    path.write_bytes(b"(cmatcher.model\n_TypeIndex\ncmatcher.text\nnormalise\ncmatcher.vectorize\nTextVectorizer\nt.")
+    index, function, vectorizer = persist.unpickle(path)
+    assert index is TypeIndex and function is normalise and vectorizer.__module__ == "matcher.matching.vectorize"
+    assert persist.moved("sklearn.base", "clone") == ("sklearn.base", "clone")  # what did not move stays
+
+
+def test_a_version_naming_a_class_that_is_gone_is_refused(saved) -> None:
+    """An artefact naming a class that no longer exists (``_TypeIndex`` is ``TypeIndex`` in its own module
+    now) is refused with a ModelError that says to retrain, not an unpickling traceback."""
     root, version = saved
     artefact = root / version / "model.joblib"
     artefact.write_bytes(b"cmatcher.matching.estimator\n_TypeIndex\n.")  # a pickle of the old class path

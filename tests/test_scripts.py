@@ -17,6 +17,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from matcher.matching import persist
 from matcher.matching.estimator import build_matcher
 from matcher.matching.vectorize import TextVectorizer
 from matcher.quality import metrics
@@ -228,8 +229,7 @@ def test_an_old_artefact_loads_and_scores_as_before() -> None:
     import scipy.sparse as sp
 
     _, needs = load_set()
-    with (DATA.parent / "vectorizer_before_scripts.pkl").open("rb") as handle:
-        loaded = pickle.load(handle)  # a file of this repository
+    loaded = persist.unpickle(DATA.parent / "vectorizer_before_scripts.pkl")  # pickled before the move too
     assert loaded.split_scripts is False and loaded.renormalise is False and loaded.latin_ is None
     expected = sp.load_npz(DATA.parent / "vectorizer_before_scripts.npz")
     got = loaded.transform(needs["text"])

@@ -17,20 +17,24 @@ import fcntl
 import getpass
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import os
 import platform
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import joblib
+from joblib import numpy_pickle
 
 from matcher.config import SIGNING_KEY_ENV, Settings
 from matcher.errors import ConflictError, ModelError, NotFoundError
@@ -48,12 +52,14 @@ __all__ = [
     "load",
     "load_folder",
     "models_dir",
+    "moved",
     "read_manifest",
     "rollback",
     "save",
     "save_folder",
     "sign",
     "signing_key",
+    "unpickle",
     "verify",
 ]
 
@@ -476,7 +482,7 @@ def load(version: str | None = None, *, root: Path | None = None, key: str | Non
         No such version.
     ModelError
         No active version, or :func:`verify` refuses it (it is then not unpickled), or it was saved by
-        an older matcher whose classes have since moved (retrain it).
+        an older matcher whose classes have since gone (retrain it).
     """
     root = root or models_dir()
     version = version or active_version(root)
@@ -485,9 +491,63 @@ def load(version: str | None = None, *, root: Path | None = None, key: str | Non
     manifest = verify(version, root=root, key=key)
     artefact = root / version / manifest.get("artefact", ARTEFACT)
     try:
-        return joblib.load(artefact), manifest
-    except (AttributeError, ImportError) as error:  # a class it names has moved or gone
+        return unpickle(artefact), manifest
+    except (AttributeError, ImportError) as error:  # a class it names has gone
         raise ModelError(
-            f"model version {version} was saved by an older matcher whose classes have moved ({error}); "
+            f"model version {version} was saved by an older matcher whose classes have gone ({error}); "
             "train a new version with `matcher train`"
         ) from error
+
+
+# ------------------------------------------------------------------ versions saved before the move
+#: Where the modules of the flat package went when it was grouped by job: a version saved before
+#: names ``matcher.model.Matcher`` or the function ``matcher.text.normalise``; each name is looked up
+#: in the new modules, in this order (the renamed private classes in :data:`_RENAMED`).
+_MOVED_MODULES: dict[str, tuple[str, ...]] = {
+    "matcher.model": (
+        "matcher.matching.estimator",
+        "matcher.matching.index",
+        "matcher.matching.scoring",
+        "matcher.matching.reasons",
+    ),
+    "matcher.vectorize": ("matcher.matching.vectorize",),
+    "matcher.rerank": ("matcher.matching.rerank",),
+    "matcher.judgments": ("matcher.matching.judgments",),
+    "matcher.tagging": ("matcher.matching.tagging",),
+    "matcher.names": ("matcher.matching.names",),
+    "matcher.rank": ("matcher.matching.rank",),
+    "matcher.grades": ("matcher.matching.grades",),
+    "matcher.text": ("matcher.text.normalise", "matcher.text.segment", "matcher.text.scripts"),
+}
+_RENAMED = {"_TypeIndex": "TypeIndex", "_NeedBlock": "NeedBlock", "_Ranking": "Ranking"}
+_unpickling = threading.Lock()
+
+
+def moved(module: str, name: str) -> tuple[str, str]:
+    """Where ``module.name``, as pickled by a matcher before the move, lives now (unchanged when it did not move)."""
+    candidates = _MOVED_MODULES.get(module)
+    if candidates is None:
+        return module, name
+    new_name = _RENAMED.get(name, name)
+    for candidate in candidates:
+        found = getattr(importlib.import_module(candidate), new_name, None)
+        if found is not None and not isinstance(found, ModuleType):
+            return candidate, new_name
+    return module, name  # not found: unpickling says which name is missing
+
+
+class _Unpickler(numpy_pickle.NumpyUnpickler):
+    """joblib's unpickler, reading the names of versions saved before the move where they live now."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(*moved(module, name))
+
+
+def unpickle(path: Path) -> Any:
+    """``joblib.load(path)``, with the classes and functions of versions saved before the move found (:func:`moved`)."""
+    with _unpickling:  # joblib.load builds numpy_pickle.NumpyUnpickler: ours, for this call
+        plain, numpy_pickle.NumpyUnpickler = numpy_pickle.NumpyUnpickler, _Unpickler
+        try:
+            return joblib.load(path)
+        finally:
+            numpy_pickle.NumpyUnpickler = plain
