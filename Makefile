@@ -41,6 +41,7 @@ run: install
 ## lint: ruff
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check matcher tests benchmarks data api.py
+	$(BIN)/lint-imports
 
 ## browser: Debian's Chromium for the browser tests (installed with apt-get when run as root)
 browser:

@@ -10,7 +10,7 @@ the call (an operator's shell, a test's ``monkeypatch.setenv``) is the one used.
 ``MATCHER_MODELS_DIR``          the model folder (default ``models``)
 ``MATCHER_DATA_DIR``            the embedded libraries that fill an empty database (``data``)
 ``DATABASE_URL``                the database (default the SQLite file :data:`DEFAULT_SQLITE`)
-``MATCHER_API_KEYS``            ``name:role:sha256`` entries (:func:`matcher.service.roles.parse_env_keys`)
+``MATCHER_API_KEYS``            ``name:role:sha256`` entries (:func:`matcher.roles.parse_env_keys`)
 ``MATCHER_SIGNING_KEY``         the key model versions are signed with (:mod:`matcher.matching.persist`)
 ``MATCHER_SEGMENTER``           ``jieba`` forces jieba over jieba-rs (:mod:`matcher.text.segment`)
 ``DASK_SCHEDULER_ADDRESS``      the Dask scheduler of ``--engine dask`` (:mod:`matcher.jobs.executors`)
@@ -99,7 +99,7 @@ class Settings:
     models_dir : the model folder.
     data_dir : the embedded sample libraries.
     database_url : a SQLAlchemy URL (``postgres://`` forms already turned into ``postgresql+psycopg://``).
-    api_keys : the raw ``MATCHER_API_KEYS`` (parsed and checked by :func:`matcher.service.roles.parse_env_keys`).
+    api_keys : the raw ``MATCHER_API_KEYS`` (parsed and checked by :func:`matcher.roles.parse_env_keys`).
     signing_key : the model signing key, or None.
     segmenter : ``"jieba"`` to force jieba, else ``""`` (the fastest installed segmenter).
     dask_scheduler : the Dask scheduler address, or None (a local cluster).

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from click.testing import CliRunner
 
-from matcher.service.roles import KeyRing, parse_env_keys
+from matcher.roles import KeyRing, parse_env_keys
 from tests.access_support import ROLES, bearer, copy_database, make_keys
 
 PROBLEM = "application/problem+json"

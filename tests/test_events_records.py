@@ -186,7 +186,7 @@ def test_held_events_take_attendance_and_ratings_and_edits_are_audited(client) -
 
 
 def test_analysts_may_read_events_but_not_edit_them(make_app, db_url) -> None:
-    from matcher.service.roles import hash_token
+    from matcher.roles import hash_token
 
     coordinator, analyst = "mk_" + "c" * 40, "mk_" + "a" * 40
     keys = f"c:coordinator:{hash_token(coordinator)},a:analyst:{hash_token(analyst)}"

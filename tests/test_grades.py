@@ -74,8 +74,8 @@ def test_labels_come_from_held_events_only_for_each_expert() -> None:
 def test_labels_of_the_database_are_not_decisions(tmp_path) -> None:
     from sqlalchemy import func, select
 
-    from matcher.matching.grades import event_labels_db
     from matcher.store import kinds, seed, transactions
+    from matcher.store.labels import event_labels_db
     from matcher.store.schema import Decision
     from tests.conftest import ROOT
 

@@ -14,9 +14,10 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from matcher.matching import grades
-from matcher.service.roles import hash_token
+from matcher.roles import hash_token
 from matcher.store import crud, search, transactions
 from matcher.store import io as store_io
+from matcher.store import labels as stored_labels
 from matcher.store.schema import AuditEntry, Decision, Outcome
 
 PROBLEM = "application/problem+json"
@@ -226,7 +227,7 @@ def test_outcome_later_the_waiting_list_and_audit(client, db_url) -> None:
     assert client.put("/v1/engagements/999999/outcome", json=OUTCOME, headers=AS_COORDINATOR).status_code == 404
     labels = None
     with transactions.transaction(db_url) as session:
-        labels = grades.outcome_labels_db(session)
+        labels = stored_labels.outcome_labels_db(session)
     mine = labels.loc[labels["need_id"] == engagement["need_id"]]
     assert mine["grade"].tolist() == [3.0] and set(mine["source"]) == {"follow_up"}
 

@@ -178,6 +178,7 @@ def labels(out: Path, sources: str) -> None:
     """
     from matcher.documents.writer import write_table
     from matcher.matching import grades
+    from matcher.store import labels as stored_labels
     from matcher.store.transactions import transaction
 
     wanted = [s.strip() for s in sources.replace("，", ",").split(",") if s.strip()]
@@ -189,9 +190,9 @@ def labels(out: Path, sources: str) -> None:
     with transaction(_store_url()) as session:
         frames = []
         if "follow_up" in wanted:
-            frames.append(grades.outcome_labels_db(session))
+            frames.append(stored_labels.outcome_labels_db(session))
         if "attendance" in wanted:
-            frames.append(grades.event_labels_db(session))
+            frames.append(stored_labels.event_labels_db(session))
     rows = grades.judgment_rows(frames)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table(rows, grades.JUDGMENT_COLUMNS, out, sheet="judgments")

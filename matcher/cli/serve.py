@@ -31,7 +31,7 @@ def _keys_configured() -> bool:
     """MATCHER_API_KEYS (checked here) or any row of the api_keys table."""
     from matcher.config import Settings
     from matcher.inputs.library import data_dir
-    from matcher.service.roles import parse_env_keys
+    from matcher.roles import parse_env_keys
     from matcher.store.db import database_url
     from matcher.store.keys import count_keys
     from matcher.store.seed import ensure_database
@@ -47,7 +47,7 @@ def _keys_configured() -> bool:
 
 def _check_bind(host: str) -> None:
     from matcher.config import Settings
-    from matcher.service.roles import is_loopback, parse_env_keys
+    from matcher.roles import is_loopback, parse_env_keys
 
     if is_loopback(host):
         parse_env_keys(Settings.from_env().api_keys)  # a malformed entry stops the start here

@@ -23,8 +23,7 @@ kind             value                                       grade
 ``attendance``   ``absent`` (invited for the need, not come)  1
 ===============  ==========================================  =====
 
-A completed engagement's follow-up (:func:`outcome_labels`: one label per outcome of the
-``outcomes`` table) ranks completed with the goal met above completed, above accepted, above
+A completed engagement's follow-up (:func:`outcome_labels`; the database's in :mod:`matcher.store.labels`) ranks completed with the goal met above completed, above accepted, above
 rejected: 4 > 3 > 2 > 0; a goal not met is weak evidence (1), as a completion rated 2 or less.
 Event attendance (:func:`event_labels`: each attendee of a held event, for each of its experts) and
 other kinds registered with :func:`register` (organisation-file outcomes) are derived training labels,
@@ -48,12 +47,10 @@ __all__ = [
     "GradeError",
     "best_grade",
     "event_labels",
-    "event_labels_db",
     "grade",
     "judgment_rows",
     "kinds",
     "outcome_labels",
-    "outcome_labels_db",
     "register",
 ]
 
@@ -218,29 +215,6 @@ def event_labels(events: pd.DataFrame, attendees: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["at", "event_id", "need_id", "org_id", "target_id"], kind="stable").reset_index(drop=True)
 
 
-def event_labels_db(session: Any) -> pd.DataFrame:
-    """:func:`event_labels` of the live events and attendees of the database (read only)."""
-    from sqlalchemy import select
-
-    from matcher.store.schema import Attendee, Event
-
-    events = pd.DataFrame(
-        [
-            {"id": e.id, "expert_ids": list(e.expert_ids or []), "status": e.status, "starts_at": e.starts_at}
-            for e in session.scalars(select(Event).where(Event.deleted_at.is_(None)))
-        ],
-        columns=["id", "expert_ids", "status", "starts_at"],
-    )
-    attendees = pd.DataFrame(
-        [
-            {"event_id": a.event_id, "org_id": a.org_id, "need_id": a.need_id, "status": a.status, "rating": a.rating}
-            for a in session.scalars(select(Attendee).where(Attendee.deleted_at.is_(None)))
-        ],
-        columns=["event_id", "org_id", "need_id", "status", "rating"],
-    )
-    return event_labels(events, attendees)
-
-
 def outcome_labels(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Graded labels from engagements' follow-ups: one row per outcome (derived, never a decision row).
 
@@ -265,24 +239,6 @@ def outcome_labels(outcomes: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
     frame["grade"] = frame["grade"].astype("float64")
     return frame.sort_values(["at", "need_id", "target_type", "target_id"], kind="stable").reset_index(drop=True)
-
-
-def outcome_labels_db(session: Any) -> pd.DataFrame:
-    """:func:`outcome_labels` of the outcomes stored in the database (read only; live needs only)."""
-    from sqlalchemy import select
-
-    from matcher.store.schema import Engagement, Need, Outcome
-
-    query = (
-        select(
-            Need.id, Need.org_id, Engagement.target_type, Engagement.target_id, Outcome.goal_met, Engagement.closed_at
-        )
-        .join(Engagement, Engagement.id == Outcome.engagement_id)
-        .join(Need, Need.id == Engagement.need_id)
-        .where(Need.deleted_at.is_(None))
-    )
-    columns = ["need_id", "org_id", "target_type", "target_id", "goal_met", "closed_at"]
-    return outcome_labels(pd.DataFrame([tuple(r) for r in session.execute(query)], columns=columns))
 
 
 #: Columns of :func:`judgment_rows`: a judgments file ``matcher train --judgments`` reads.

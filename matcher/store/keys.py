@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from matcher.errors import ConflictError, NotFoundError
-from matcher.service.roles import ROLES, Identity, hash_token, new_token
+from matcher.roles import ROLES, Identity, hash_token, new_token
 from matcher.store.records import to_local_iso
 from matcher.store.schema import ApiKey, WebSession, utcnow
 

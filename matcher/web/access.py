@@ -7,7 +7,7 @@ authenticated, in this order:
 2. the page's session cookie (``matcher_session``, HttpOnly, SameSite=Strict), made by
    ``POST /session`` with a key and stored server-side; writes made with it must carry the session's
    token in ``X-CSRF-Token`` (403 otherwise);
-3. no key and no cookie: while **no key is configured** (:class:`matcher.service.roles.KeyRing`) and the
+3. no key and no cookie: while **no key is configured** (:class:`matcher.roles.KeyRing`) and the
    request comes from a loopback address without any header a proxy adds (:data:`PROXY_HEADERS`:
    ``Forwarded``, ``Via``, ``X-Forwarded-*``, ``X-Real-IP``, ``CF-Connecting-IP``, ``True-Client-IP``,
    any ``…-Client-IP``…), it is served as the local coordinator; otherwise 401.
@@ -30,7 +30,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from matcher.errors import MatcherError
-from matcher.service.roles import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
+from matcher.roles import LOCAL, Identity, KeyRing, hash_token, is_loopback, looks_like_token, parse_env_keys
 from matcher.store import audit as audit_log
 from matcher.store import keys
 from matcher.store.transactions import transaction

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document at ``/openapi.json``, generated from the routes and their pydantic models.
 
-Each view declares, with :func:`operation`, who may call it (a permission of :mod:`matcher.service.roles`,
+Each view declares, with :func:`operation`, who may call it (a permission of :mod:`matcher.roles`,
 or ``PUBLIC``), its query, body and response models. The same models validate the requests (and,
 with ``VALIDATE_RESPONSES``, the responses), and :func:`build` turns them into the document, so the
 contract cannot drift from the code. A view without a declaration is refused to everyone
@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from matcher.service.roles import ROLES
+from matcher.roles import ROLES
 from matcher.web.schemas import Problem
 
 __all__ = ["PUBLIC", "Operation", "bp", "build", "operation"]

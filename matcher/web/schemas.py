@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from matcher.matching.rank import WEAK_SCORE
-from matcher.service.roles import ROLES
+from matcher.roles import ROLES
 from matcher.store.audit import ACTIONS
 from matcher.store.records import GOAL_MET, MODELS, DecisionIn, FeedbackIn, OutcomeIn, Timestamp
 

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, render_template
 from flask.typing import ResponseReturnValue
 
-from matcher.service.roles import LOCAL, ROLES
+from matcher.roles import LOCAL, ROLES
 from matcher.store.records import NEED_STATUSES, STAGES, URGENCIES
 from matcher.web.access import soft_identity
 from matcher.web.openapi import PUBLIC, operation
