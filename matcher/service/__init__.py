@@ -1,1 +1,1 @@
-"""The service: one request in, one response body out, and who may do what."""
+"""The service: one request in, one response body out, shared by the HTTP API and the command line."""
