@@ -56,7 +56,7 @@ def one_to_one(inputs: PlanInputs, threshold: float) -> int:
 
 
 def embedded(period: tuple[date, date], threshold: float, time_limit: float) -> dict[str, Any]:
-    from matcher.matching.training import train_version
+    from matcher.jobs.training import train_version
 
     folder = Path(tempfile.mkdtemp(prefix="events-bench-"))
     url = f"sqlite:///{folder / 'matcher.sqlite3'}"

@@ -89,7 +89,7 @@ def build(workdir: Path, n_experts: int, seed: int) -> dict[str, Any]:
     """Database with ``n_experts`` generated experts, a trained version and its copy, API keys, needs."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.latency import Generator
-    from matcher.matching.training import train_version
+    from matcher.jobs.training import train_version
     from matcher.store import keys
     from matcher.store.io import import_file
     from matcher.store.seed import ensure_database

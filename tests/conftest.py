@@ -126,7 +126,7 @@ def toy_matcher(toy_targets):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A model trained on the embedded libraries in a private models folder (trained once per run)."""
-    from matcher.matching.training import train_version
+    from matcher.jobs.training import train_version
 
     models = tmp_path_factory.mktemp("models")
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'matcher.sqlite3'}"

@@ -860,7 +860,7 @@ def test_rows_equal_the_http_api(trained, client, tmp_path: Path) -> None:
     """The service's own libraries, exported as batch files, give the rows the HTTP path returns."""
     from matcher.inputs.frames import needs_frame as stored_needs
     from matcher.inputs.frames import targets_frame as stored_targets
-    from matcher.matching.training import stored_libraries
+    from matcher.jobs.training import stored_libraries
 
     libs = stored_libraries(trained["database"], trained["data"])
     files = _target_files(stored_targets(libs), tmp_path)
@@ -884,7 +884,7 @@ def test_free_text_rows_equal_the_http_api(trained, client, tmp_path: Path, monk
     """Needs without tags (typed free text) get the same inferred tags, so the same rows, in batch and HTTP."""
     from matcher.inputs.frames import needs_frame as stored_needs
     from matcher.inputs.frames import targets_frame as stored_targets
-    from matcher.matching.training import stored_libraries
+    from matcher.jobs.training import stored_libraries
 
     monkeypatch.setenv("MATCHER_DATA_DIR", str(trained["data"]))
     libs = stored_libraries(trained["database"], trained["data"])

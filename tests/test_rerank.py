@@ -341,7 +341,7 @@ def test_manifest_and_models_list_say_which_types_are_reranked_and_why(tmp_path,
     from click.testing import CliRunner
 
     from matcher.cli import cli
-    from matcher.matching.training import train_version
+    from matcher.jobs.training import train_version
 
     models = tmp_path / "models"
     version = train_version(

@@ -49,8 +49,8 @@ def train(
     With --needs (file mode), fit on the files instead, without the database, and write the version
     folder --out (never activated: use it with `matcher batch --model` and `matcher match --model`).
     """
+    from matcher.jobs.training import train_files, train_version
     from matcher.matching import persist
-    from matcher.matching.training import train_files, train_version
 
     if needs_file is not None:
         if no_activate or if_none_active:

@@ -46,7 +46,7 @@ def evaluate(
     resamples: int,
 ) -> None:
     """Measure match quality on the later decisions (and a benchmark); write a CSV table and a PNG."""
-    from matcher.matching.training import stored_libraries
+    from matcher.jobs.training import stored_libraries
     from matcher.quality.benchmark import evaluate_bench, load_bench
     from matcher.quality.history import evaluate_history
     from matcher.quality.known_item import evaluate_known_items

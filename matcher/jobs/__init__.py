@@ -1,5 +1,1 @@
-"""Jobs over whole libraries: batch scoring, assignment within capacity, event planning.
-
-``sources`` reads the database mode's inputs, ``chunks`` runs the chunked scoring loop on an engine
-of ``executors``, ``output`` writes the files; ``batch``, ``assign`` and ``planning`` are the jobs.
-"""
+"""Jobs over whole libraries: training, batch scoring, assignment within capacity, event planning."""

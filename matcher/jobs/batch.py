@@ -52,6 +52,7 @@ from matcher.text.segment import segmenter
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "checked_matcher",
     "BatchReport",
     "CheckReport",
     "FileCheck",
@@ -276,7 +277,7 @@ def _check_types(targets: Mapping[str, object]) -> None:
 # -------------------------------------------------------------------------- parameters
 
 
-def _matcher(params: Mapping[str, Any] | None) -> Matcher:
+def checked_matcher(params: Mapping[str, Any] | None) -> Matcher:
     """An unfitted matcher with ``params``; errors name the parameter."""
     params = dict(params or {})
     try:
@@ -333,7 +334,7 @@ def fit_matcher(
     BatchError
         Naming the unknown or invalid parameter, or why the matcher cannot be fitted.
     """
-    matcher = _matcher(params)
+    matcher = checked_matcher(params)
     if fit_sample is not None:
         fit_sample = _positive(fit_sample, "fit_sample")
     try:
@@ -438,7 +439,7 @@ def run_batch(
         if rejects.resolve() == out.resolve():
             raise BatchError(f"{rejects}: the rejects file is also the output file")
         check_output(rejects, inputs, what="rejects", csv_only=True)
-    _matcher(params)  # bad parameters fail before the files are read
+    checked_matcher(params)  # bad parameters fail before the files are read
     if fit_sample is not None:
         fit_sample = _positive(fit_sample, "fit_sample")
     runner = chunks.make_engine()
@@ -705,7 +706,7 @@ def check_inputs(
     if not targets:
         problems.append("no target files: give at least one of experts, resources and projects")
     try:
-        _matcher(params)
+        checked_matcher(params)
     except BatchError as error:
         problems.append(str(error))
     if out is not None:

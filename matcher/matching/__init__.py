@@ -1,1 +1,1 @@
-"""Matching: vectorisers, the estimator and its scoring, re-rankers, model versions, training."""
+"""Matching: vectorisers, the estimator and its scoring, names, tags, re-rankers, grades, model versions."""

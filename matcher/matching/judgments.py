@@ -1,7 +1,7 @@
 """Learning from labelled judgments: the judgments file, generic pair features and :class:`JudgedReranker`.
 
 Analysts often hold judged (need, target) pairs: a past round of expert ratings, coordinators'
-gradings, a benchmark. ``matcher train --judgments FILE`` (see :func:`matcher.matching.training.train_files`)
+gradings, a benchmark. ``matcher train --judgments FILE`` (see :func:`matcher.jobs.training.train_files`)
 fits the matcher on the target files and then this re-ranker on the judgments, graded by
 :func:`matcher.matching.grades.grade`.
 

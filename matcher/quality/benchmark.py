@@ -23,7 +23,7 @@ import pandas as pd
 
 from matcher.jobs.batch import run_batch, run_batch_model
 from matcher.jobs.chunks import ChunkOptions
-from matcher.matching.training import train_files
+from matcher.jobs.training import train_files
 from matcher.quality import metrics
 from matcher.quality.baseline import plain_char_tfidf
 from matcher.quality.results import result_row

@@ -1,4 +1,4 @@
-"""Training a model version from the libraries: the one recipe behind ``matcher train``."""
+"""Training a model version, from the database or from files: the one recipe behind ``matcher train``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from matcher.errors import BatchError
 from matcher.inputs.frames import needs_frame, targets_frame
 from matcher.inputs.library import Libraries
+from matcher.jobs import batch
 from matcher.matching import persist
 from matcher.matching.estimator import build_matcher
+from matcher.matching.judgments import read_judgments
+from matcher.quality.history import evaluate_history
+from matcher.store.libraries import load_libraries_db
+from matcher.store.seed import ensure_database
+from matcher.store.transactions import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +27,6 @@ __all__ = ["stored_libraries", "train_files", "train_version"]
 
 def stored_libraries(database_url: str | None = None, data: Path | None = None) -> Libraries:
     """The libraries from the database, created and filled from ``data`` on first use."""
-    from matcher.store.libraries import load_libraries_db
-    from matcher.store.seed import ensure_database
-    from matcher.store.transactions import transaction
-
     ensure_database(database_url, data)
     with transaction(database_url) as session:
         return load_libraries_db(session)
@@ -71,8 +74,6 @@ def train_version(
 
 def _held_out(libs: Libraries, params: dict[str, Any] | None) -> dict[str, Any]:
     """nDCG@5 of the re-ranker and the untrained fusion on the last quarter of the decisions."""
-    from matcher.quality.history import evaluate_history
-
     result = evaluate_history(libs, params, n_resamples=200)
     figures: dict[str, Any] = {"cutoff": result.cutoff.isoformat(), "test_share": 0.25}
     for row in result.rows:
@@ -106,26 +107,21 @@ def train_files(
     BatchError, ModelError
         Bad parameters or output folder.
     """
-    from matcher.errors import BatchError
-    from matcher.jobs.batch import _matcher as check_params
-    from matcher.jobs.batch import fit_matcher, fit_tagger, needs_frame, read_inputs, targets_frame
-    from matcher.matching.judgments import read_judgments
-
     out = Path(os.fspath(out))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BatchError(f"{out}: already exists and is not an empty folder; choose a new --out")
     if not targets:
         raise BatchError("no target files: give at least one of experts, resources and projects")
-    check_params(params)
-    need_table, tables = read_inputs(needs, targets)
-    need_rows = needs_frame(need_table)
+    batch.checked_matcher(params)
+    need_table, tables = batch.read_inputs(needs, targets)
+    need_rows = batch.needs_frame(need_table)
     judged = None
     if judgments is not None:
         judged = read_judgments(
             judgments, needs=need_rows["id"], targets={t: table.frame["id"] for t, table in tables.items()}
         )
-    model = fit_matcher(targets_frame(tables), params)
-    fit_tagger(model, need_rows)
+    model = batch.fit_matcher(batch.targets_frame(tables), params)
+    batch.fit_tagger(model, need_rows)
     metrics: dict[str, Any] = {}
     if judged is not None:
         model.fit_judgments(need_rows, judged)
