@@ -52,11 +52,11 @@ from matcher.text.segment import segmenter
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "checked_matcher",
     "BatchReport",
     "CheckReport",
     "FileCheck",
     "check_inputs",
+    "checked_matcher",
     "fit_matcher",
     "fit_tagger",
     "manifest_path",
