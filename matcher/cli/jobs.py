@@ -149,10 +149,9 @@ def _batch_check_database(out: Path | None) -> None:
     from matcher.inputs.library import data_dir
     from matcher.jobs.output import check_output
     from matcher.matching import persist
+    from matcher.jobs.sources import read_libraries
     from matcher.store.db import database_url, safe_url
-    from matcher.store.libraries import load_libraries_db
     from matcher.store.seed import ensure_database
-    from matcher.store.transactions import transaction
 
     problems = []
     version = persist.active_version()
@@ -166,8 +165,7 @@ def _batch_check_database(out: Path | None) -> None:
     url = database_url()
     try:
         ensure_database(url, data_dir())
-        with transaction(url) as session:
-            libs = load_libraries_db(session)
+        _, libs = read_libraries(url)
         open_needs = int((libs.needs["status"] == "open").sum())
         click.echo(f"database: {safe_url(url)}: {open_needs} open needs of {len(libs.needs)}")
     except MatcherError as error:
