@@ -148,8 +148,8 @@ def _batch_check_database(out: Path | None) -> None:
     from matcher.errors import BatchError
     from matcher.inputs.library import data_dir
     from matcher.jobs.output import check_output
-    from matcher.matching import persist
     from matcher.jobs.sources import read_libraries
+    from matcher.matching import persist
     from matcher.store.db import database_url, safe_url
     from matcher.store.seed import ensure_database
 
