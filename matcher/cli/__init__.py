@@ -34,7 +34,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
-def _read_params(path: Path | None) -> dict[str, Any]:
+def read_params(path: Path | None) -> dict[str, Any]:
     """A ``--params`` file: a flat JSON object of ``get_params()`` keys."""
     if path is None:
         return {}
@@ -54,7 +54,6 @@ def _read_params(path: Path | None) -> dict[str, Any]:
 def cli(verbose: bool) -> None:
     """Match social-work needs to experts, resources and exemplary projects."""
     _configure_logging(verbose)
-
 
 
 def _add_commands() -> None:

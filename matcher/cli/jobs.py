@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from matcher.cli import EXIT_USAGE, _read_params
+from matcher.cli import EXIT_USAGE, read_params
 from matcher.errors import MatcherError
 
 
@@ -126,7 +126,7 @@ def batch(
         raise click.UsageError("Missing option '--experts' (required with --needs).")
     files = {"expert": experts, "resource": resources, "project": projects}
     targets = {target_type: path for target_type, path in files.items() if path is not None}
-    params = _read_params(params_file)
+    params = read_params(params_file)
     if check:
         report = check_inputs(needs_file, targets, params=params, out=out)
         for line in report.lines():
@@ -259,7 +259,7 @@ def assign(
     inputs = AssignInputs(
         needs_file=needs_file,
         target_files=target_files,
-        params=_read_params(params_file) if params_file is not None else None,
+        params=read_params(params_file) if params_file is not None else None,
         conflicts=conflicts,
         forced=forced,
         data_dir=data_dir(),

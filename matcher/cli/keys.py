@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from matcher.cli.library import _cli_actor, _store_url
+from matcher.cli.library import cli_actor, store_url
 
 
 @click.group()
@@ -21,11 +21,11 @@ def keys_create(name: str, role: str) -> None:
     from matcher.store import keys as stored_keys
     from matcher.store.transactions import transaction
 
-    with transaction(_store_url()) as session:
-        token, item = stored_keys.create_key(session, name, role, created_by=_cli_actor())
+    with transaction(store_url()) as session:
+        token, item = stored_keys.create_key(session, name, role, created_by=cli_actor())
         audit.record(
             session,
-            actor=_cli_actor(),
+            actor=cli_actor(),
             action="key_create",
             kind="api_keys",
             record_id=item["id"],
@@ -41,7 +41,7 @@ def keys_list() -> None:
     from matcher.store import keys as stored_keys
     from matcher.store.transactions import transaction
 
-    with transaction(_store_url()) as session:
+    with transaction(store_url()) as session:
         items = stored_keys.list_keys(session)
     if not items:
         click.echo("no keys: the server serves keyless loopback requests as the local coordinator")
@@ -58,7 +58,7 @@ def keys_revoke(key_id: str) -> None:
     from matcher.store import keys as stored_keys
     from matcher.store.transactions import transaction
 
-    with transaction(_store_url()) as session:
+    with transaction(store_url()) as session:
         stored_keys.revoke_key(session, key_id)
-        audit.record(session, actor=_cli_actor(), action="key_revoke", kind="api_keys", record_id=key_id)
+        audit.record(session, actor=cli_actor(), action="key_revoke", kind="api_keys", record_id=key_id)
     click.echo(f"revoked key {key_id}")

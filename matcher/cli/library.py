@@ -82,7 +82,7 @@ def import_command(kind: str, file: Path) -> None:
     url = database_url()
     ensure_database(url, data_dir())
     try:
-        report = import_file(kind, file, url=url, actor=_cli_actor())
+        report = import_file(kind, file, url=url, actor=cli_actor())
     except ImportRejectedError as error:
         if len(error.problems) == 1:
             click.echo(f"matcher: {error.problems[0]}; nothing was imported", err=True)
@@ -106,11 +106,11 @@ def export_command(kind: str, file: Path) -> None:
 
     url = database_url()
     ensure_database(url, data_dir())
-    written = export_file(kind, file, url=url, actor=_cli_actor())
+    written = export_file(kind, file, url=url, actor=cli_actor())
     click.echo(f"exported {written} {kind} to {file}")
 
 
-def _cli_actor() -> str:
+def cli_actor() -> str:
     import getpass
 
     try:
@@ -119,7 +119,7 @@ def _cli_actor() -> str:
         return "cli"
 
 
-def _store_url() -> str:
+def store_url() -> str:
     from matcher.inputs.library import data_dir
     from matcher.store.db import database_url
     from matcher.store.seed import ensure_database
@@ -142,10 +142,10 @@ def purge(kind: str, ids: tuple[str, ...]) -> None:
     from matcher.store import audit
     from matcher.store.transactions import transaction
 
-    with transaction(_store_url()) as session:
+    with transaction(store_url()) as session:
         for record_id in ids:
             fields = audit.purge_record(session, kind, record_id)
             audit.record(
-                session, actor=_cli_actor(), action="purge", kind=kind, record_id=record_id, detail={"fields": fields}
+                session, actor=cli_actor(), action="purge", kind=kind, record_id=record_id, detail={"fields": fields}
             )
             click.echo(f"purged {kind} {record_id}: {', '.join(fields) or 'nothing left to erase'}")

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from matcher.cli import _read_params
-from matcher.cli.library import _cli_actor, _store_url
+from matcher.cli import read_params
+from matcher.cli.library import cli_actor, store_url
 from matcher.errors import MatcherError
 
 logger = logging.getLogger("matcher")  # the package's logger, as the messages have always been signed
@@ -67,7 +67,7 @@ def train(
             targets,
             out,
             judgments=judgments,
-            params=_read_params(params_file),
+            params=read_params(params_file),
             command=["matcher", *sys.argv[1:]] if sys.argv else ["matcher", "train"],
         )
         click.echo(f"saved model version {version} in {out} (fitted on files; not activated)")
@@ -81,7 +81,7 @@ def train(
     if if_none_active and active and (persist.models_dir() / active).is_dir():
         click.echo(f"model version {active} is active; nothing to do")
         return
-    version = train_version(_read_params(params_file), activate=not no_activate)
+    version = train_version(read_params(params_file), activate=not no_activate)
     click.echo(f"saved model version {version}" + ("" if no_activate else " (active)"))
 
 
@@ -179,7 +179,7 @@ def models_activate(version: str) -> None:
     """Make VERSION active after checking it; running servers switch on their next request."""
     from matcher.matching import persist
 
-    previous = persist.activate(version, by=_cli_actor())
+    previous = persist.activate(version, by=cli_actor())
     _audit_model("model_activate", version, previous)
     click.echo(f"model version {version} is active (was {previous or 'none'})")
 
@@ -189,7 +189,7 @@ def models_rollback() -> None:
     """Go back to the version active before the current one (models/HISTORY)."""
     from matcher.matching import persist
 
-    current, target = persist.rollback(by=_cli_actor())
+    current, target = persist.rollback(by=cli_actor())
     _audit_model("model_rollback", target, current)
     click.echo(f"rolled back from {current} to {target}")
 
@@ -210,10 +210,10 @@ def _audit_model(action: str, version: str, previous: str | None) -> None:
     from matcher.store.transactions import transaction
 
     try:
-        with transaction(_store_url()) as session:
+        with transaction(store_url()) as session:
             audit.record(
                 session,
-                actor=_cli_actor(),
+                actor=cli_actor(),
                 action=action,
                 kind="models",
                 record_id=version,

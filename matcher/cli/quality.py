@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from matcher.cli import _read_params
-from matcher.cli.library import _store_url
+from matcher.cli import read_params
+from matcher.cli.library import store_url
 from matcher.matching.rank import WEAK_SCORE
 
 
@@ -53,7 +53,7 @@ def evaluate(
     from matcher.quality.plots import plot_ndcg
     from matcher.quality.results import write_results
 
-    params = _read_params(params_file)
+    params = read_params(params_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     libs = stored_libraries()
     rows = evaluate_history(libs, params, test_share=test_share, n_resamples=resamples).rows
@@ -149,7 +149,7 @@ def tune(
     from matcher.quality import tune as tuning
     from matcher.quality.benchmark import load_bench
 
-    grid = _read_params(grid_file) if grid_file else None
+    grid = read_params(grid_file) if grid_file else None
     bench = load_bench(bench_dir)
     if bench_needs:
         bench = bench.subset(bench_needs)
@@ -187,7 +187,7 @@ def labels(out: Path, sources: str) -> None:
         raise click.UsageError(f"--sources: use follow_up and/or attendance, not {', '.join(unknown) or 'nothing'}")
     if out.suffix.lower() not in (".csv", ".xlsx"):
         raise click.UsageError(f"--out {out}: use a .csv or .xlsx file name")
-    with transaction(_store_url()) as session:
+    with transaction(store_url()) as session:
         frames = []
         if "follow_up" in wanted:
             frames.append(stored_labels.outcome_labels_db(session))

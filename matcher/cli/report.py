@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from matcher.cli.library import _store_url
+from matcher.cli.library import store_url
 
 
 @click.command()
@@ -22,7 +22,7 @@ def report(period: str, county: str | None, out: Path) -> None:
     if out.suffix.lower() != ".xlsx":
         raise click.UsageError(f"--out {out}: the report is a workbook; use a .xlsx file name")
     parse_period(period)  # a bad period is refused before the database is opened
-    url = _store_url()
+    url = store_url()
     with transaction(url) as session:
         body = bureau_report(session, period, county)
     out.parent.mkdir(parents=True, exist_ok=True)
