@@ -49,6 +49,7 @@ from pydantic import (
 )
 
 from matcher.inputs.cells import HEADER_ALIASES, TARGET_TYPE_WORDS, split_items, yes_no
+from matcher.matching.persist import VERSION_PATTERN
 
 __all__ = [
     "ATTENDEE_STATUSES",
@@ -289,8 +290,6 @@ def _number(value: Any) -> Any:
 
 def _model_version(value: Any) -> Any:
     """A model version as ``matcher models`` names them (``20261129T080000Z``: :data:`matcher.matching.persist.VERSION_PATTERN`)."""
-    from matcher.matching.persist import VERSION_PATTERN
-
     value = _optional_text(value)
     if isinstance(value, str) and not VERSION_PATTERN.match(value):
         raise ValueError(
