@@ -384,7 +384,13 @@ def test_two_concurrent_commits_never_double_book(
     monkeypatch.setattr(sources, "ensure_database", lambda *args, **kwargs: False)
     before, _ = _open_engagements(db_url)
     barrier = threading.Barrier(2, timeout=60)
-    monkeypatch.setattr(bookings, "_test_pause", barrier.wait)
+    plain = bookings.transaction
+
+    def when_both_planned(*args: object, **kwargs: object):  # the booking transaction starts after both plans
+        barrier.wait()
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(bookings, "transaction", when_both_planned)
     outcomes: dict[int, object] = {}
 
     def run(number: int) -> None:
