@@ -168,7 +168,7 @@ def load_fraction(frame: pd.DataFrame, capacity: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1 << 16)
 def label(value: str) -> str:
-    """A tag or county normalised (:func:`matcher.text.segment.normalise`), remembered: labels recur on every row."""
+    """A tag or county normalised (:func:`matcher.text.normalise.normalise`), remembered: labels recur on every row."""
     return normalise(value)
 
 
