@@ -53,9 +53,9 @@ browser:
 	  echo "could not install chromium: the browser tests will skip (under CI=true they fail)"; \
 	else echo "chromium is missing and needs root and apt-get to install: the browser tests will skip"; fi
 
-## test: install what the tests need (Python packages, Chromium), lint, and run the whole suite
+## test: install what the tests need (Python packages, Chromium), lint, and run the whole suite (on every core)
 test: $(VENV)/.installed-test lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 $(VENV)/.installed-notebooks: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[notebooks]'

@@ -124,18 +124,24 @@ def test_split_list(cell, expected) -> None:
     assert split_list(cell) == expected
 
 
-def test_prepare_segments_in_processes_gives_the_same_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    if processes.fork_cores() < 2:
+def test_prepare_segments_in_processes_gives_the_same_words() -> None:
+    """Run in a fresh interpreter: a pool is forked only where no other thread runs (earlier tests start some)."""
+    if processes.usable_cores() < 2:
         pytest.skip("one core here: no pool to test")
-    texts = [normalise(f"第{i}家社工机构想做个案管理,小组工作第{i}期;Case {i} management") for i in range(40)]
-    expected = [[word for word, _, _ in tokenize(t)] for t in texts]
-    monkeypatch.setattr(text_module, "_native", lambda: None)  # the pool is for jieba only
-    monkeypatch.setattr(text_module, "PARALLEL_BLOCKS", 1)
-    memory = text_module.SegmentMemory(text_module.SEGMENT_CACHE_SIZE)
-    monkeypatch.setattr(text_module, "SEGMENT_MEMORY", memory)
-    done = text_module.prepare_segments(texts)
-    assert len(memory) == done > 40  # a pool segmented them and the memory holds their words
-    assert [segment(t) for t in texts] == expected
+    code = """
+from matcher.text import segment as text_module
+from matcher.text.normalise import normalise
+texts = [normalise(f"第{i}家社工机构想做个案管理,小组工作第{i}期;Case {i} management") for i in range(40)]
+expected = [[word for word, _, _ in text_module.tokenize(t)] for t in texts]
+text_module._native = lambda: None  # the pool is for jieba only
+text_module.PARALLEL_BLOCKS = 1
+text_module.SEGMENT_MEMORY = memory = text_module.SegmentMemory(text_module.SEGMENT_CACHE_SIZE)
+done = text_module.prepare_segments(texts)
+assert len(memory) == done > 40, (len(memory), done)  # a pool segmented them and the memory holds their words
+assert [text_module.segment(t) for t in texts] == expected
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_segment_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
