@@ -73,6 +73,19 @@ def _database_url(given: str | None) -> str:
     return given
 
 
+def _threads(given: str | None) -> int:
+    """``MATCHER_WORKER_THREADS``: a whole number of 1 or more (default 1); anything else is named."""
+    if not given or not given.strip():
+        return 1
+    try:
+        value = int(given)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{WORKER_THREADS_ENV} must be a whole number of 1 or more, got {given[:40]!r}")
+    return value
+
+
 def _web_options(environ: Mapping[str, str]) -> dict[str, Any]:
     """The other ``MATCHER_*`` variables as config keys (prefix removed, ``A__B`` nested), JSON-parsed where JSON."""
     options: dict[str, Any] = {}
@@ -132,7 +145,7 @@ class Settings:
             signing_key=env.get(SIGNING_KEY_ENV),
             segmenter=env.get(SEGMENTER_ENV, "").strip().lower(),
             dask_scheduler=env.get(DASK_SCHEDULER_ENV) or None,
-            worker_threads=int(env.get(WORKER_THREADS_ENV) or 1),
+            worker_threads=_threads(env.get(WORKER_THREADS_ENV)),
             metrics_dir=Path(metrics) if metrics else None,
             web=_web_options(env),
         )

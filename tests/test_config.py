@@ -127,3 +127,9 @@ def test_dask_engine_takes_the_scheduler_from_the_environment(monkeypatch: pytes
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.5:8786")
     assert make_engine("dask").scheduler == "tcp://10.0.0.5:8786"
     assert make_engine("dask", scheduler="tcp://other:8786").scheduler == "tcp://other:8786"
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_worker_thread_count_is_named(value: str) -> None:
+    with pytest.raises(ValueError, match=r"MATCHER_WORKER_THREADS must be a whole number of 1 or more, got"):
+        Settings.from_env({"MATCHER_WORKER_THREADS": value})
