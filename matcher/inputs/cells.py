@@ -7,6 +7,7 @@ the same everywhere: the user library files of ``matcher batch`` and ``matcher a
 (:mod:`matcher.matching.judgments`) and the conflict and forced-pair files of ``matcher assign``
 (:mod:`matcher.jobs.assign.job`).
 
+* A cell reads as text as the user sees it (:func:`cell_text`: XLSX ``12.0`` is ``12``).
 * Headers and words compare after Unicode NFKC, trimming and case folding (:func:`cell_key`).
 * A list cell is a list, or a text split on ``;``, ``；`` or ``、`` (:data:`LIST_SEPARATORS`); items are
   trimmed and blank ones dropped (:func:`split_items`, :func:`split_list`).
@@ -18,8 +19,12 @@ the same everywhere: the user library files of ``matcher batch`` and ``matcher a
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -29,7 +34,9 @@ __all__ = [
     "TARGET_TYPE_WORDS",
     "YES_WORDS",
     "aliases_of",
+    "cell_at",
     "cell_key",
+    "cell_text",
     "split_items",
     "split_list",
     "yes_no",
@@ -347,3 +354,29 @@ HEADER_ALIASES: dict[str, dict[str, str]] = {
 def aliases_of(kind: str, field: str) -> tuple[str, ...]:
     """The headers that name ``field`` in a file of ``kind``: the field name first, then its aliases in order."""
     return (field, *(alias for alias, name in HEADER_ALIASES[kind].items() if name == field and alias != field))
+
+
+def cell_at(cells: Sequence[Any], index: int | None) -> Any:
+    """The cell at ``index`` of a row, None where the column is absent or the row is short."""
+    if index is None or index >= len(cells):
+        return None
+    return cells[index]
+
+
+def cell_text(value: Any) -> str:
+    """One cell as the user reads it: XLSX ``12.0`` is ``"12"``, a date its ISO form, a blank cell ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

@@ -16,7 +16,6 @@ whose formulas carry no saved value is refused with one problem. Ids may not beg
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ import pandas as pd
 
 from matcher.documents.writer import FORMULA_TRIGGERS, unescape_csv, write_csv
 from matcher.errors import LibraryError
-from matcher.inputs.cells import HEADER_ALIASES, cell_key, split_items, yes_no
+from matcher.inputs.cells import HEADER_ALIASES, cell_key, cell_text, split_items, yes_no
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +415,7 @@ def _check_formulas(file: str, data: bytes, values: list[list[Any]]) -> None:
 
 
 def _labels(header: list[Any]) -> list[str]:
-    return [_text(h).strip() for h in header]
+    return [cell_text(h).strip() for h in header]
 
 
 # ------------------------------------------------------------------------ validation
@@ -483,7 +482,7 @@ def _validate(file: str, raw: _Raw, skip_invalid: bool) -> Table:
         if found:
             problems.extend(found)
             reason = "; ".join(f"{p.column}: {p.message}" for p in found)
-            shown = [_text(c) for c, name in zip(cells, names, strict=True) if name]
+            shown = [cell_text(c) for c, name in zip(cells, names, strict=True) if name]
             rejected.append([number, *shown, reason])
         else:
             good.append(record)
@@ -509,15 +508,15 @@ def _parse_row(
 ) -> tuple[dict[str, Any], list[Problem]]:
     """Convert one row's canonical cells; return the record and its problems."""
     found: list[Problem] = []
-    record_id = _text(values.get("id")).strip()
+    record_id = cell_text(values.get("id")).strip()
     if not record_id:
         found.append(Problem(file, number, header["id"], "empty id"))
     elif record_id.startswith(FORMULA_TRIGGERS):
         found.append(Problem(file, number, header["id"], f"id {record_id!r} must not begin with = + - @"))
-    title = _text(values.get("title")).strip()
-    text = _text(values.get("text")).strip()
+    title = cell_text(values.get("title")).strip()
+    text = cell_text(values.get("text")).strip()
     if not text:
-        parts = (title, _text(values.get("description")).strip())
+        parts = (title, cell_text(values.get("description")).strip())
         text = "\n".join(p for p in parts if p)
     if not text:
         sources = [header[c] for c in ("text", "title", "description") if c in header]
@@ -528,7 +527,7 @@ def _parse_row(
             message += f" ({', '.join(quoted[:-1])} and {quoted[-1]} are {both} empty)"
         found.append(Problem(file, number, sources[0], message))
     capacity: int | None = None
-    cell = _text(values.get("capacity"))
+    cell = cell_text(values.get("capacity"))
     normal = unicodedata.normalize("NFKC", cell).strip()
     if normal:
         if _CAPACITY.fullmatch(normal):
@@ -536,7 +535,7 @@ def _parse_row(
         else:
             message = f"capacity must be a whole number of 0 or more, not '{cell.strip()}'"
             found.append(Problem(file, number, header["capacity"], message))
-    cell = _text(values.get("available"))
+    cell = cell_text(values.get("available"))
     available = yes_no(cell)
     if available is None:
         available = True
@@ -546,12 +545,12 @@ def _parse_row(
     record = {
         "row": number,
         "id": record_id,
-        "name": _text(values.get("name")).strip() or title or record_id,
+        "name": cell_text(values.get("name")).strip() or title or record_id,
         "text": text,
         "tags": _items(values.get("tags")),
         "counties": _items(values.get("counties")),
-        "org_id": _text(values.get("org_id")).strip() or None,
-        "org_name": _text(values.get("org_name")).strip() or None,
+        "org_id": cell_text(values.get("org_id")).strip() or None,
+        "org_name": cell_text(values.get("org_name")).strip() or None,
         "capacity": capacity,
         "available": available,
     }
@@ -572,34 +571,16 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- values
 
 
-def _text(value: Any) -> str:
-    """Render one cell as the user would read it (XLSX ``12.0`` → ``"12"``)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
 
 def _items(value: Any) -> list[str]:
     """A list cell: JSON list, or a string separated by ``;``, ``；`` or ``、`` (:func:`~matcher.inputs.cells.split_items`)."""
     if isinstance(value, list):
-        return [s.strip() for s in map(_text, value) if s.strip()]
-    return split_items(_text(value))
+        return [s.strip() for s in map(cell_text, value) if s.strip()]
+    return split_items(cell_text(value))
 
 
 def _blank(value: Any) -> bool:
-    return value is None or value == [] or not _text(value).strip()
+    return value is None or value == [] or not cell_text(value).strip()
 
 
 def _blank_row(cells: list[Any]) -> bool:

@@ -41,7 +41,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from matcher.inputs.cells import TARGET_TYPE_WORDS, aliases_of, cell_key
+from matcher.inputs.cells import TARGET_TYPE_WORDS, aliases_of, cell_at, cell_key, cell_text
 from matcher.inputs.files import Problem, TableError, read_rows
 from matcher.inputs.library import TARGET_TYPES
 from matcher.matching import grades
@@ -108,19 +108,6 @@ FEATURE_LABELS = {
 _FIELDS = ("need_id", "target_type", "target_id", "grade")
 
 
-def _cell(cells: list[Any], index: int | None) -> Any:
-    if index is None or index >= len(cells):
-        return None
-    return cells[index]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
 
 def read_judgments(
     path: str | os.PathLike[str], *, needs: Iterable[str], targets: Mapping[str, Iterable[str]]
@@ -158,25 +145,25 @@ def read_judgments(
     seen: dict[tuple[str, str, str], int] = {}
     records = []
     for number, cells in rows:
-        values = {name: _cell(cells, i) for name, i in mapping.items()}
-        if all(not _text(v) for v in values.values()):
+        values = {name: cell_at(cells, i) for name, i in mapping.items()}
+        if all(not cell_text(v).strip() for v in values.values()):
             continue
 
         def fail(name: str, message: str, row: int = number) -> None:
             raise TableError([Problem(file, row, header.get(name, name), message)])
 
-        need = _text(values["need_id"])
+        need = cell_text(values["need_id"]).strip()
         if not need:
             fail("need_id", "empty need id")
         if need not in need_ids:
             fail("need_id", f"unknown need '{need}' (not in the needs file)")
         target_type = "expert"
         if mapping["target_type"] is not None:
-            word = cell_key(_text(values["target_type"]))
+            word = cell_key(cell_text(values["target_type"]).strip())
             target_type = TARGET_TYPE_WORDS.get(word, word)
             if target_type not in TARGET_TYPES:
-                fail("target_type", f"target type must be expert, resource or project, not '{_text(values['target_type'])}'")
-        target = _text(values["target_id"])
+                fail("target_type", f"target type must be expert, resource or project, not '{cell_text(values['target_type']).strip()}'")
+        target = cell_text(values["target_id"]).strip()
         if not target:
             fail("target_id", "empty target id")
         if target_type not in known:

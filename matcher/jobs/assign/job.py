@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_key
+from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_at, cell_key, cell_text
 from matcher.inputs.files import TableError, read_rows
 from matcher.jobs.assign.booking import Booking, book
 from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
@@ -249,6 +249,11 @@ class AssignReport:
 # ----------------------------------------------------------------------------- inputs
 
 
+def _cell(cells: list[Any], index: int | None) -> str:
+    """A pair file's cell as trimmed text (:func:`~matcher.inputs.cells.cell_text`), blank where absent."""
+    return cell_text(cell_at(cells, index)).strip()
+
+
 def _header_map(file: str, headers: list[str], kind: str, required: tuple[str, ...]) -> dict:
     """Field -> column index of a ``kind`` file (:data:`matcher.inputs.cells.HEADER_ALIASES`)."""
     keys = {cell_key(h): i for i, h in enumerate(headers)}
@@ -263,15 +268,6 @@ def _header_map(file: str, headers: list[str], kind: str, required: tuple[str, .
     if missing:
         raise AssignmentError(f"{file}: missing column {missing[0]!r} (columns: {', '.join(wanted)})")
     return mapping
-
-
-def _cell(cells: list[Any], index: int | None) -> str:
-    if index is None or index >= len(cells) or cells[index] is None:
-        return ""
-    value = cells[index]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
 
 
 def read_conflicts(path: str | os.PathLike[str]) -> pd.DataFrame:
