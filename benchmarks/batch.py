@@ -127,7 +127,9 @@ def corpus_dataset(corpus: Path, size: str, cache: Path, needs: int | None = Non
 
 def read_frames(expert_file: Path, need_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if expert_file.suffix == ".jsonl":  # a perf corpus: read as `matcher batch` reads the files
-        from matcher.jobs.batch import needs_frame, read_inputs, targets_frame
+        from matcher.inputs.frames import table_needs_frame as needs_frame
+        from matcher.inputs.frames import table_targets_frame as targets_frame
+        from matcher.jobs.batch import read_inputs
 
         need_table, tables = read_inputs(need_file, {"expert": expert_file})
         experts, needs = targets_frame(tables), needs_frame(need_table)

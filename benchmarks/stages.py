@@ -105,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
+    from matcher.inputs import frames
     from matcher.jobs import batch
     from matcher.jobs.chunks import ChunkOptions, chunk_step
     from matcher.text.segment import segmenter
 
     need_table, tables = batch.read_inputs(args.needs, {"expert": args.experts})
-    targets, needs = batch.targets_frame(tables), batch.needs_frame(need_table)
+    targets, needs = frames.table_targets_frame(tables), frames.table_needs_frame(need_table)
     instrument()
     load = os.getloadavg()
     started = time.perf_counter()

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from matcher.errors import BatchError
+from matcher.inputs import frames
 from matcher.inputs.files import TableError, read_table
 from matcher.jobs import batch
 from matcher.jobs.batch import check_inputs, run_batch
@@ -709,7 +710,7 @@ def test_long_texts(tmp_path: Path) -> None:
     frame = pq.read_table(out).to_pandas()
     first = frame.loc[frame["need_id"] == "N1"].iloc[0]
     assert first["target_id"] == "E1" and first["score"] > 0.7
-    model = build_matcher().fit(batch.targets_frame({"expert": read_table(experts)}))
+    model = build_matcher().fit(frames.table_targets_frame({"expert": read_table(experts)}))
     [best] = model.recommend({"text": LONG_TEXT}, k=1)["expert"]
     assert (best["id"], best["score"]) == ("E1", first["score"])
 
@@ -801,7 +802,7 @@ def test_cli_bad_params(library: dict[str, Path], tmp_path: Path) -> None:
 
 def _fitted(paths: dict[str, Path]) -> Any:
     tables = {t: read_table(p) for t, p in targets_of(paths).items()}
-    return build_matcher().fit(batch.targets_frame(tables))
+    return build_matcher().fit(frames.table_targets_frame(tables))
 
 
 def _rows_by_need(path: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
@@ -817,7 +818,7 @@ def test_rows_equal_recommend(library: dict[str, Path], tmp_path: Path) -> None:
     run_batch(library["needs"], targets_of(library), out, k=4)
     rows = _rows_by_need(out)
     model = _fitted(library)
-    needs = batch.needs_frame(read_table(library["needs"]))
+    needs = frames.table_needs_frame(read_table(library["needs"]))
     for need in needs.to_dict("records"):
         expected = {
             target_type: [(r["id"], r["score"]) for r in results]

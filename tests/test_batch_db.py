@@ -393,7 +393,8 @@ def test_batch_benchmark_runs_small(tmp_path: Path) -> None:
 def test_fit_sample_indexes_every_target(tmp_path: Path) -> None:
     """A vocabulary learnt from a sample still indexes and scores every target, the same way each run."""
     paths = write_library(tmp_path / "in")
-    from matcher.jobs.batch import fit_matcher, read_inputs, targets_frame
+    from matcher.inputs.frames import table_targets_frame as targets_frame
+    from matcher.jobs.batch import fit_matcher, read_inputs
 
     _, tables = read_inputs(paths["needs"], targets_of(paths))
     frame = targets_frame(tables)

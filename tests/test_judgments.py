@@ -240,7 +240,8 @@ def test_batch_model_with_other_targets_uses_the_fitted_vocabulary(files: dict[s
     assert {t for _, t in scores} <= {"E1", "E2", "E9"} and ("N1", "E9") in scores
     model, _ = persist.load_folder(version)
     features = len(model.feature_names_)
-    from matcher.jobs.batch import read_table, targets_frame
+    from matcher.inputs.frames import table_targets_frame as targets_frame
+    from matcher.jobs.batch import read_table
 
     model.sync_targets(targets_frame({"expert": read_table(fewer)}))
     assert len(model.feature_names_) == features  # no refit: the version's vocabulary

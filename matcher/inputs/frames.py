@@ -1,7 +1,10 @@
-"""The one builder of the flat frames the model works on, from :class:`~matcher.inputs.library.Libraries`.
+"""The one builder of the flat frames the model works on: from the libraries, and from user files.
 
 The libraries come from the files of ``data/`` (:func:`matcher.inputs.library.load_libraries`) or from
-the database (:func:`matcher.store.libraries.load_libraries_db`); both give the same frames here:
+the database (:func:`matcher.store.libraries.load_libraries_db`); both give the same frames here. The
+user files of ``matcher batch``, ``assign`` and ``train`` file mode (one text a record,
+:class:`~matcher.inputs.files.Table`) give the same columns (:func:`table_targets_frame`,
+:func:`table_needs_frame`):
 
 * a *targets* frame, one row per expert, resource or project: ``TARGET_COLUMNS``;
 * a *needs* frame, one row per stored need: ``NEED_COLUMNS`` plus ``org_name`` (the need's own
@@ -14,14 +17,27 @@ Personal data never reaches the model: every text of these frames goes through
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from matcher.inputs.library import Libraries
+from matcher.errors import BatchError
+from matcher.inputs.files import Table
+from matcher.inputs.library import TARGET_TYPES, Libraries
 from matcher.text.privacy import index_text
 
-__all__ = ["NEED_COLUMNS", "TARGET_COLUMNS", "need_record", "needs_frame", "targets_frame"]
+__all__ = [
+    "NEED_COLUMNS",
+    "TARGET_COLUMNS",
+    "check_target_types",
+    "need_record",
+    "needs_frame",
+    "table_needs_frame",
+    "table_targets_frame",
+    "targets_frame",
+]
 
 TARGET_COLUMNS = ("target_type", "id", "name", "texts", "tags", "counties", "org_id", "capacity", "load", "available")
 NEED_COLUMNS = ("id", "text", "tags", "counties", "org_id")
@@ -156,3 +172,59 @@ def need_record(libs: Libraries, need_id: str) -> dict[str, Any]:
 def _text_or_none(value: Any) -> str | None:
     """A text cell of a frame, None for a blank or missing one (NaN, None)."""
     return value if isinstance(value, str) and value else None
+
+def table_needs_frame(table: Table) -> pd.DataFrame:
+    """The needs of a user file (``matcher batch``, ``assign``, ``train`` file mode) as the model's needs frame: ``id, text, tags, counties, org_id``.
+
+    A need without tags (no ``tags`` column, or an empty cell) gets None: the model infers its tags,
+    as ``POST /v1/match`` does for free text sent without ``tags``.
+    """
+    frame = table.frame
+    return pd.DataFrame(
+        {
+            "id": frame["id"].astype(object),
+            "text": frame["text"].map(index_text).astype(object),  # personal data never matched on
+            "tags": pd.Series([list(t) if len(t) else None for t in frame["tags"]], dtype=object),
+            "counties": frame["counties"],
+            "org_id": frame["org_id"],
+            "org_name": frame["org_name"],  # the need's own organisation: never matched as a target's name
+        }
+    ).reset_index(drop=True)
+
+def table_targets_frame(tables: Mapping[str, Table]) -> pd.DataFrame:
+    """The targets of user files (target type -> table) as one frame of ``TARGET_COLUMNS``.
+
+    Each target has one text; a blank capacity means unlimited; ``load`` is 0. Columns absent from a
+    file hold their defaults (no tags, no counties, no organisation, unlimited, available).
+    """
+    check_target_types(tables)
+    parts = []
+    for target_type in TARGET_TYPES:
+        if target_type not in tables:
+            continue
+        frame = tables[target_type].frame.reset_index(drop=True)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "target_type": [target_type] * len(frame),
+                    "id": frame["id"].astype(object),
+                    "name": frame["name"].astype(object),
+                    "texts": [[index_text(text)] for text in frame["text"]],  # personal data never indexed
+                    "tags": frame["tags"],
+                    "counties": frame["counties"],
+                    "org_id": frame["org_id"],
+                    "capacity": pd.array(frame["capacity"], dtype="Int64"),
+                    "load": np.zeros(len(frame), dtype=int),
+                    "available": frame["available"].astype(bool),
+                }
+            )
+        )
+    if not parts:
+        raise BatchError("no target files: give at least one of experts, resources and projects")
+    return pd.concat(parts, ignore_index=True).loc[:, list(TARGET_COLUMNS)]
+
+def check_target_types(targets: Mapping[str, object]) -> None:
+    """Refuse a target type other than expert, resource and project (a :class:`~matcher.errors.BatchError`)."""
+    unknown = sorted(set(targets) - set(TARGET_TYPES))
+    if unknown:
+        raise BatchError(f"unknown target type {unknown[0]!r}; expected one of {TARGET_TYPES}")

@@ -35,7 +35,7 @@ import pandas as pd
 
 from matcher.errors import BatchError
 from matcher.inputs.files import Table, TableError, read_table, write_rejects
-from matcher.inputs.frames import TARGET_COLUMNS
+from matcher.inputs.frames import check_target_types, table_needs_frame, table_targets_frame
 from matcher.inputs.library import TARGET_TYPES, data_dir, load_taxonomy
 from matcher.jobs.chunks import ChunkOptions, score_to_file
 from matcher.jobs.executors import LocalEngine
@@ -45,7 +45,7 @@ from matcher.matching import persist
 from matcher.matching.estimator import Matcher, build_matcher
 from matcher.matching.persist import file_sha256, jsonable
 from matcher.store.db import safe_url
-from matcher.text.privacy import index_text, redact
+from matcher.text.privacy import redact
 from matcher.text.processes import parallelism
 from matcher.text.segment import segmenter
 
@@ -61,12 +61,10 @@ __all__ = [
     "fit_tagger",
     "manifest_path",
     "match_to_file",
-    "needs_frame",
     "read_inputs",
     "run_batch",
     "run_batch_db",
     "run_batch_model",
-    "targets_frame",
 ]
 
 #: Targets added to the index at a time after a sampled fit (``fit_sample``).
@@ -210,68 +208,10 @@ def read_inputs(
     TableError
         The first file that cannot be used, with its problems.
     """
-    _check_types(targets)
+    check_target_types(targets)
     need_table = read_table(needs, skip_invalid=skip_invalid)
     tables = {t: read_table(targets[t], skip_invalid=skip_invalid) for t in TARGET_TYPES if t in targets}
     return need_table, tables
-
-
-def needs_frame(table: Table) -> pd.DataFrame:
-    """The needs of a table as the model's needs frame: ``id, text, tags, counties, org_id``.
-
-    A need without tags (no ``tags`` column, or an empty cell) gets None: the model infers its tags,
-    as ``POST /v1/match`` does for free text sent without ``tags``.
-    """
-    frame = table.frame
-    return pd.DataFrame(
-        {
-            "id": frame["id"].astype(object),
-            "text": frame["text"].map(index_text).astype(object),  # personal data never matched on
-            "tags": pd.Series([list(t) if len(t) else None for t in frame["tags"]], dtype=object),
-            "counties": frame["counties"],
-            "org_id": frame["org_id"],
-            "org_name": frame["org_name"],  # the need's own organisation: never matched as a target's name
-        }
-    ).reset_index(drop=True)
-
-
-def targets_frame(tables: Mapping[str, Table]) -> pd.DataFrame:
-    """The targets of the tables (target type -> table) as one frame of ``TARGET_COLUMNS``.
-
-    Each target has one text; a blank capacity means unlimited; ``load`` is 0. Columns absent from a
-    file hold their defaults (no tags, no counties, no organisation, unlimited, available).
-    """
-    _check_types(tables)
-    parts = []
-    for target_type in TARGET_TYPES:
-        if target_type not in tables:
-            continue
-        frame = tables[target_type].frame.reset_index(drop=True)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "target_type": [target_type] * len(frame),
-                    "id": frame["id"].astype(object),
-                    "name": frame["name"].astype(object),
-                    "texts": [[index_text(text)] for text in frame["text"]],  # personal data never indexed
-                    "tags": frame["tags"],
-                    "counties": frame["counties"],
-                    "org_id": frame["org_id"],
-                    "capacity": pd.array(frame["capacity"], dtype="Int64"),
-                    "load": np.zeros(len(frame), dtype=int),
-                    "available": frame["available"].astype(bool),
-                }
-            )
-        )
-    if not parts:
-        raise BatchError("no target files: give at least one of experts, resources and projects")
-    return pd.concat(parts, ignore_index=True).loc[:, list(TARGET_COLUMNS)]
-
-
-def _check_types(targets: Mapping[str, object]) -> None:
-    unknown = sorted(set(targets) - set(TARGET_TYPES))
-    if unknown:
-        raise BatchError(f"unknown target type {unknown[0]!r}; expected one of {TARGET_TYPES}")
 
 
 # -------------------------------------------------------------------------- parameters
@@ -428,7 +368,7 @@ def run_batch(
     """
     k = _positive(k, "k")
     chunks = _checked(chunks or ChunkOptions())
-    _check_types(targets)
+    check_target_types(targets)
     if not targets:
         raise BatchError("no target files: give at least one of experts, resources and projects")
     out = Path(os.fspath(out))
@@ -445,9 +385,9 @@ def run_batch(
     runner = chunks.make_engine()
 
     need_table, tables = read_inputs(needs, targets, skip_invalid=rejects is not None)
-    need_rows = needs_frame(need_table)
+    need_rows = table_needs_frame(need_table)
     fit_workers = runner.workers if isinstance(runner, LocalEngine) else None
-    model = fit_matcher(targets_frame(tables), params, fit_sample=fit_sample, workers=fit_workers)
+    model = fit_matcher(table_targets_frame(tables), params, fit_sample=fit_sample, workers=fit_workers)
     fit_tagger(model, need_rows)
     all_tables = [need_table, *tables.values()]
 
@@ -633,16 +573,16 @@ def run_batch_model(
     is made to hold exactly those targets, transformed with its fitted vocabulary
     (:meth:`Matcher.sync_targets`), and its re-ranker applies. ``chunks``: as for :func:`match_to_file`.
     """
-    _check_types(targets)
+    check_target_types(targets)
     inputs = [Path(os.fspath(p)) for p in (needs, *targets.values())]
     check_output(Path(os.fspath(out)), inputs)
     model, manifest = persist.load_folder(Path(os.fspath(model_dir)))
     need_table = read_table(needs)
     if targets:
         tables = {t: read_table(targets[t]) for t in TARGET_TYPES if t in targets}
-        frame = targets_frame(tables)
+        frame = table_targets_frame(tables)
         model.sync_targets(frame)
-    report = match_to_file(model, needs_frame(need_table), out, k=k, chunks=chunks)
+    report = match_to_file(model, table_needs_frame(need_table), out, k=k, chunks=chunks)
     report.model_version = manifest.get("version")
     return report
 
@@ -699,7 +639,7 @@ def check_inputs(
     CheckReport
         Per file: valid and invalid rows, each problem, ignored columns.
     """
-    _check_types(targets)
+    check_target_types(targets)
     files = [_check_file("needs", needs, unused=("name", "capacity", "available"))]
     files += [_check_file(_ROLES[t], targets[t], unused=("org_name",)) for t in TARGET_TYPES if t in targets]
     problems = []

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from matcher.errors import BatchError
-from matcher.inputs.frames import needs_frame, targets_frame
+from matcher.inputs.frames import needs_frame, table_needs_frame, table_targets_frame, targets_frame
 from matcher.inputs.library import Libraries
 from matcher.jobs import batch
 from matcher.matching import persist
@@ -114,13 +114,13 @@ def train_files(
         raise BatchError("no target files: give at least one of experts, resources and projects")
     batch.checked_matcher(params)
     need_table, tables = batch.read_inputs(needs, targets)
-    need_rows = batch.needs_frame(need_table)
+    need_rows = table_needs_frame(need_table)
     judged = None
     if judgments is not None:
         judged = read_judgments(
             judgments, needs=need_rows["id"], targets={t: table.frame["id"] for t, table in tables.items()}
         )
-    model = batch.fit_matcher(batch.targets_frame(tables), params)
+    model = batch.fit_matcher(table_targets_frame(tables), params)
     batch.fit_tagger(model, need_rows)
     metrics: dict[str, Any] = {}
     if judged is not None:

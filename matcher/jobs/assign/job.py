@@ -36,10 +36,11 @@ import pyarrow as pa
 
 from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_at, cell_key, cell_text
 from matcher.inputs.files import TableError, read_rows
+from matcher.inputs.frames import table_needs_frame, table_targets_frame
 from matcher.jobs.assign.booking import Booking, book
 from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
 from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve, solve_greedy
-from matcher.jobs.batch import fit_matcher, needs_frame, read_inputs, targets_frame
+from matcher.jobs.batch import fit_matcher, read_inputs
 from matcher.jobs.chunks import CHUNK_SIZE, chunk_bounds, chunk_step, score_chunks
 from matcher.jobs.executors import Engine, EngineError, make_engine
 from matcher.jobs.output import write_frame, write_json
@@ -527,7 +528,7 @@ def _load(inputs: AssignInputs) -> _Loaded:
         if not inputs.target_files:
             raise AssignmentError("give the experts file (and resources file) with the needs file")
         need_table, tables = read_inputs(inputs.needs_file, inputs.target_files)
-        return _Loaded(fit_matcher(targets_frame(tables), inputs.params), needs_frame(need_table), None, None)
+        return _Loaded(fit_matcher(table_targets_frame(tables), inputs.params), table_needs_frame(need_table), None, None)
     if inputs.params:
         raise AssignmentError("--params goes with --needs files: the database mode uses the active model")
     sources = load_active(database_url=inputs.database_url, models_dir=inputs.models_dir, data_dir=inputs.data_dir)
