@@ -1,4 +1,8 @@
-"""Typed errors raised by the library; the CLI and the web layer map them once each."""
+"""Typed errors shared by the rooms of the package; the CLI and the web layer map them once each.
+
+A room's own errors derive from these and live with it (``TableError`` in :mod:`matcher.inputs.files`,
+``AssignmentError`` in :mod:`matcher.jobs.assign.solver`, ``EngineError`` in :mod:`matcher.jobs.executors`…).
+"""
 
 from __future__ import annotations
 

@@ -34,11 +34,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from matcher.inputs.cells import HEADER_ALIASES, aliases_of, cell_at, cell_key, cell_text
-from matcher.inputs.files import TableError, read_rows
 from matcher.inputs.frames import table_needs_frame, table_targets_frame
 from matcher.jobs.assign.booking import Booking, book
 from matcher.jobs.assign.feasibility import FeasibilityReport, check_feasibility
+from matcher.jobs.assign.pairs import read_conflicts, read_forced
 from matcher.jobs.assign.solver import SCALE, AssignmentError, Problem, Solution, alternates, solve, solve_greedy
 from matcher.jobs.batch import fit_matcher, read_inputs
 from matcher.jobs.chunks import CHUNK_SIZE, chunk_bounds, chunk_step, score_chunks
@@ -56,8 +55,6 @@ __all__ = [
     "AssignInputs",
     "AssignOptions",
     "AssignReport",
-    "read_conflicts",
-    "read_forced",
     "run_assign",
     "side_files",
 ]
@@ -161,9 +158,9 @@ class AssignInputs:
     params : dict or None
         With ``needs_file``: the matcher's parameters.
     conflicts : path or None
-        A conflicts file (:func:`read_conflicts`).
+        A conflicts file (:func:`matcher.jobs.assign.pairs.read_conflicts`).
     forced : path or None
-        A forced-assignments file (:func:`read_forced`).
+        A forced-assignments file (:func:`matcher.jobs.assign.pairs.read_forced`).
     database_url, models_dir, data_dir
         Without ``needs_file``: where the database, the model versions and the seed data are
         (defaults: ``DATABASE_URL``, ``MATCHER_MODELS_DIR``, ``MATCHER_DATA_DIR``).
@@ -245,77 +242,6 @@ class AssignReport:
             lines.append(f"booked {self.booked} engagements in the database")
         lines.append("wrote " + ", ".join(str(p) for p in self.files))
         return lines
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _cell(cells: list[Any], index: int | None) -> str:
-    """A pair file's cell as trimmed text (:func:`~matcher.inputs.cells.cell_text`), blank where absent."""
-    return cell_text(cell_at(cells, index)).strip()
-
-
-def _header_map(file: str, headers: list[str], kind: str, required: tuple[str, ...]) -> dict:
-    """Field -> column index of a ``kind`` file (:data:`matcher.inputs.cells.HEADER_ALIASES`)."""
-    keys = {cell_key(h): i for i, h in enumerate(headers)}
-    wanted = dict.fromkeys(HEADER_ALIASES[kind].values())
-    mapping = {}
-    for name in wanted:
-        for alias in aliases_of(kind, name):
-            if alias in keys:
-                mapping[name] = keys[alias]
-                break
-    missing = [name for name in required if name not in mapping]
-    if missing:
-        raise AssignmentError(f"{file}: missing column {missing[0]!r} (columns: {', '.join(wanted)})")
-    return mapping
-
-
-def read_conflicts(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A conflicts file (CSV, JSONL or XLSX): ``expert_id, org_id, relation`` (same organisation, supervisor,
-    evaluator, funder…). The expert is never assigned to a need of that organisation.
-
-    Raises
-    ------
-    AssignmentError
-        A missing column or a row without an expert or organisation, naming the file and row.
-    """
-    file = os.fspath(path)
-    try:
-        headers, rows = read_rows(file)
-    except TableError as error:
-        raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, "conflicts", ("expert_id", "org_id"))
-    records = []
-    for number, cells in rows:
-        expert, org = _cell(cells, mapping["expert_id"]), _cell(cells, mapping["org_id"])
-        if not expert and not org:
-            continue
-        if not expert or not org:
-            column = "expert_id" if not expert else "org_id"
-            raise AssignmentError(f"{file}: row {number}, column {column!r}: empty")
-        records.append({"expert_id": expert, "org_id": org, "relation": _cell(cells, mapping.get("relation"))})
-    return pd.DataFrame(records, columns=["expert_id", "org_id", "relation"])
-
-
-def read_forced(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A forced-assignments file: ``need_id, expert_id``, pairs that must be in the assignment."""
-    file = os.fspath(path)
-    try:
-        headers, rows = read_rows(file)
-    except TableError as error:
-        raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, "forced", ("need_id", "expert_id"))
-    records = []
-    for number, cells in rows:
-        need, expert = _cell(cells, mapping["need_id"]), _cell(cells, mapping["expert_id"])
-        if not need and not expert:
-            continue
-        if not need or not expert:
-            column = "need_id" if not need else "expert_id"
-            raise AssignmentError(f"{file}: row {number}, column {column!r}: empty")
-        records.append({"need_id": need, "expert_id": expert, "row": number})
-    return pd.DataFrame(records, columns=["need_id", "expert_id", "row"]).drop_duplicates(["need_id", "expert_id"])
 
 
 def side_files(out: Path) -> dict[str, Path]:
