@@ -2,7 +2,7 @@
 
 Each is a CSV, JSONL or XLSX file read like every user file (:func:`matcher.inputs.files.read_rows`),
 its headers and cells by the cell rules (:mod:`matcher.inputs.cells`); a missing column or a half-empty
-row is an :class:`~matcher.errors.AssignmentError` naming the file, the row and the column.
+row is an :class:`~matcher.jobs.assign.solver.AssignmentError` naming the file, the row and the column.
 """
 
 from __future__ import annotations
