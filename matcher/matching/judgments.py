@@ -15,8 +15,9 @@ Features are generic, defined by the file contract and the matcher, never by one
 * the candidate's standing among its need's candidates (:func:`standing_features`): the ratio and the
   gap to the need's best base score, the log of its rank by base score, and the gaps to the best cover.
 
-The model is a gradient-boosted regression of the grade, monotone increasing in every similarity and
-cover, decreasing in every gap and in the rank; its prediction is mapped by a logistic calibration
+The model is a gradient-boosted regression of the grade, monotone increasing in every similarity of
+the matcher and in the base score (more evidence never lowers a candidate's grade; with
+``monotone="all"`` also in every cover, and decreasing in every gap and in the rank); its prediction is mapped by a logistic calibration
 (fitted on out-of-fold predictions, grouped by need) to the served score: **the probability that the
 pair is relevant** (grade >= :data:`matcher.matching.grades.RELEVANT`), a value in [0, 1]. The matcher then caps
 scores to the evidence (:func:`matcher.matching.rerank.cap_to_evidence`) as for the decisions' re-ranker.
@@ -382,9 +383,11 @@ class JudgedReranker(BaseEstimator):
         As :class:`matcher.matching.rerank.Reranker`: the re-ranker never lifts a candidate above one with a
         base score more than this higher (nor one without evidence above one with it). Judgments are
         labels of relevance, not simulated decisions, so the default lets it reorder the whole list.
-    monotone : {"all", "similarities"}
-        Constrain every feature of :data:`MONOTONE` (``all``), or only the matcher's similarities and
-        the base score (the overlap and standing features are then free).
+    monotone : {"similarities", "all"}
+        Constrain only the matcher's similarities and the base score (the default: the overlap and
+        standing features are free), or every feature of :data:`MONOTONE` (``all``). On the zh dev
+        split, cross-validated through ``train --judgments`` / ``batch --model`` in one run,
+        ``similarities`` read nDCG@10 0.806 / PAIR 1.343 against 0.793 / 1.315 for ``all``.
     random_state : int
 
     Attributes
@@ -413,7 +416,7 @@ class JudgedReranker(BaseEstimator):
         min_relevant: int = 5,
         calibration_folds: int = 3,
         evidence_margin: float = 1.0,
-        monotone: str = "all",
+        monotone: str = "similarities",
         random_state: int = 0,
     ) -> None:
         self.learning_rate = learning_rate
