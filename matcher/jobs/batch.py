@@ -37,7 +37,7 @@ from matcher.errors import BatchError
 from matcher.inputs.files import Table, TableError, read_table, write_rejects
 from matcher.inputs.frames import check_target_types, table_needs_frame, table_targets_frame
 from matcher.inputs.library import TARGET_TYPES, data_dir, load_taxonomy
-from matcher.jobs.chunks import ChunkOptions, score_to_file
+from matcher.jobs.chunks import ChunkOptions, Outcome, score_to_file
 from matcher.jobs.executors import LocalEngine
 from matcher.jobs.output import check_output, write_json
 from matcher.jobs.sources import load_active
@@ -111,6 +111,20 @@ class BatchReport:
     chunks: int = 0
     model_version: str | None = None
     manifest: Path | None = None
+
+    @classmethod
+    def of_run(cls, out: Path, model: Matcher, needs: pd.DataFrame, outcome: Outcome, **extra: Any) -> BatchReport:
+        """The report of ``needs`` scored by ``model`` into ``out`` (:func:`matcher.jobs.chunks.score_to_file`'s ``outcome``)."""
+        return cls(
+            out=out,
+            needs=len(needs),
+            targets={t: int(n) for t, n in model.n_targets_.items()},
+            rows=outcome.rows,
+            unmatched=len(needs) - outcome.matched,
+            resumed=outcome.resumed,
+            chunks=outcome.chunks,
+            **extra,
+        )
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -406,16 +420,8 @@ def run_batch(
         identity=identity,
         before_commit=write_rejects_file,
     )
-    report = BatchReport(
-        out=out,
-        needs=len(need_rows),
-        targets={t: int(n) for t, n in model.n_targets_.items()},
-        rows=outcome.rows,
-        unmatched=len(need_rows) - outcome.matched,
-        rejected=sum(len(t.rejects) for t in all_tables),
-        rejects=rejects,
-        resumed=outcome.resumed,
-        chunks=outcome.chunks,
+    report = BatchReport.of_run(
+        out, model, need_rows, outcome, rejected=sum(len(t.rejects) for t in all_tables), rejects=rejects
     )
     logger.info("%s", report.summary())
     return report
@@ -464,17 +470,7 @@ def run_batch_db(
     logger.info("matching %d open needs with model version %s", len(needs), version)
     identity = {"mode": "database", "model_version": version}
     outcome = score_to_file(model, needs, out, k=k, options=chunks, engine=runner, identity=identity)
-    report = BatchReport(
-        out=out,
-        needs=len(needs),
-        targets={t: int(n) for t, n in model.n_targets_.items()},
-        rows=outcome.rows,
-        unmatched=len(needs) - outcome.matched,
-        resumed=outcome.resumed,
-        chunks=outcome.chunks,
-        model_version=version,
-        manifest=manifest_path(out),
-    )
+    report = BatchReport.of_run(out, model, needs, outcome, model_version=version, manifest=manifest_path(out))
     finished = time.perf_counter()
     manifest = {
         "output": out.name,
@@ -547,15 +543,7 @@ def match_to_file(
         engine=chunks.make_engine(),
         identity={"mode": "model", "params": _params_identity(model)},
     )
-    return BatchReport(
-        out=out,
-        needs=len(needs),
-        targets={t: int(n) for t, n in model.n_targets_.items()},
-        rows=outcome.rows,
-        unmatched=len(needs) - outcome.matched,
-        resumed=outcome.resumed,
-        chunks=outcome.chunks,
-    )
+    return BatchReport.of_run(out, model, needs, outcome)
 
 
 def run_batch_model(
