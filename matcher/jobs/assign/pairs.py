@@ -40,6 +40,25 @@ def _header_map(file: str, headers: list[str], kind: str, required: tuple[str, .
     return mapping
 
 
+def _pairs(path: str | os.PathLike[str], kind: str, first: str, second: str) -> tuple[dict[str, int], list[tuple[int, str, str, list[Any]]]]:
+    """The rows of a ``kind`` pair file as ``(row number, first, second, cells)``; blank rows skipped, half-empty refused."""
+    file = os.fspath(path)
+    try:
+        headers, rows = read_rows(file)
+    except TableError as error:
+        raise AssignmentError(str(error)) from error
+    mapping = _header_map(file, headers, kind, (first, second))
+    pairs = []
+    for number, cells in rows:
+        a, b = _cell(cells, mapping[first]), _cell(cells, mapping[second])
+        if not a and not b:
+            continue
+        if not a or not b:
+            raise AssignmentError(f"{file}: row {number}, column {first if not a else second!r}: empty")
+        pairs.append((number, a, b, cells))
+    return mapping, pairs
+
+
 def read_conflicts(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A conflicts file (CSV, JSONL or XLSX): ``expert_id, org_id, relation`` (same organisation, supervisor,
     evaluator, funder…). The expert is never assigned to a need of that organisation.
@@ -49,39 +68,16 @@ def read_conflicts(path: str | os.PathLike[str]) -> pd.DataFrame:
     AssignmentError
         A missing column or a row without an expert or organisation, naming the file and row.
     """
-    file = os.fspath(path)
-    try:
-        headers, rows = read_rows(file)
-    except TableError as error:
-        raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, "conflicts", ("expert_id", "org_id"))
-    records = []
-    for number, cells in rows:
-        expert, org = _cell(cells, mapping["expert_id"]), _cell(cells, mapping["org_id"])
-        if not expert and not org:
-            continue
-        if not expert or not org:
-            column = "expert_id" if not expert else "org_id"
-            raise AssignmentError(f"{file}: row {number}, column {column!r}: empty")
-        records.append({"expert_id": expert, "org_id": org, "relation": _cell(cells, mapping.get("relation"))})
+    mapping, pairs = _pairs(path, "conflicts", "expert_id", "org_id")
+    records = [
+        {"expert_id": expert, "org_id": org, "relation": _cell(cells, mapping.get("relation"))}
+        for _, expert, org, cells in pairs
+    ]
     return pd.DataFrame(records, columns=["expert_id", "org_id", "relation"])
 
 
 def read_forced(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A forced-assignments file: ``need_id, expert_id``, pairs that must be in the assignment."""
-    file = os.fspath(path)
-    try:
-        headers, rows = read_rows(file)
-    except TableError as error:
-        raise AssignmentError(str(error)) from error
-    mapping = _header_map(file, headers, "forced", ("need_id", "expert_id"))
-    records = []
-    for number, cells in rows:
-        need, expert = _cell(cells, mapping["need_id"]), _cell(cells, mapping["expert_id"])
-        if not need and not expert:
-            continue
-        if not need or not expert:
-            column = "need_id" if not need else "expert_id"
-            raise AssignmentError(f"{file}: row {number}, column {column!r}: empty")
-        records.append({"need_id": need, "expert_id": expert, "row": number})
+    _, pairs = _pairs(path, "forced", "need_id", "expert_id")
+    records = [{"need_id": need, "expert_id": expert, "row": number} for number, need, expert, _ in pairs]
     return pd.DataFrame(records, columns=["need_id", "expert_id", "row"]).drop_duplicates(["need_id", "expert_id"])
