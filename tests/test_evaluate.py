@@ -201,6 +201,44 @@ def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> N
     expected = official.evaluate(scores, bench.qrels, official.load_pairs(BENCH, needs, "dev"))
     assert _value(rows, "char_tfidf", "nDCG", 10)["value"] == pytest.approx(expected["nDCG@10"], abs=1e-4)
     assert _value(rows, "char_tfidf", "PAIR")["value"] == pytest.approx(expected["PAIR"], abs=1e-3)
+    # the paired gains are the differences of the two methods' figures on the same needs
+    for method, other in (("matcher", "char_tfidf"), ("matcher+judgments(cv)", "matcher")):
+        gain = _value(rows, f"{method}-{other}", "nDCG gain", 10)
+        difference = _value(rows, method, "nDCG", 10)["value"] - _value(rows, other, "nDCG", 10)["value"]
+        assert gain["value"] == pytest.approx(difference, abs=2e-4) and gain["ci_low"] <= gain["value"] <= gain["ci_high"]
+        pair = _value(rows, f"{method}-{other}", "PAIR gain")
+        assert pair["value"] == pytest.approx(_value(rows, method, "PAIR")["value"] - _value(rows, other, "PAIR")["value"], abs=2e-3)
+
+
+def test_paired_gains_by_hand() -> None:
+    from matcher.quality.benchmark import Bench, paired_gains
+
+    bench = Bench(
+        experts=pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"]}),
+        needs=pd.DataFrame({"id": ["n1", "n2"], "text": ["x", "y"]}),
+        qrels={"n1": {"a": 2, "b": 1}, "n2": {"c": 1}},
+        pairs=[("n1", "a", "b", 2, 1), ("n1", "b", "c", 1, 0), ("n2", "b", "c", 0, 1)],
+    )
+
+    def run(scores: dict[str, dict[str, float]]) -> pd.DataFrame:
+        rows = [(n, e, v) for n, s in scores.items() for e, v in s.items()]
+        return pd.DataFrame(rows, columns=["need_id", "expert_id", "score"])
+
+    good = run({"n1": {"a": 0.9, "c": 0.6, "b": 0.5}, "n2": {"c": 0.9, "b": 0.2, "a": 0.1}})
+    bad = run({"n1": {"b": 0.9, "a": 0.5, "c": 0.1}, "n2": {"a": 0.9, "b": 0.2, "c": 0.1}})
+    same = paired_gains(good, good, bench, "same", n_resamples=50)
+    assert [(r["metric"], r["value"], r["ci_low"], r["ci_high"]) for r in same] == [
+        ("nDCG gain", 0.0, 0.0, 0.0),
+        ("PAIR gain", 0.0, 0.0, 0.0),
+    ]
+    gain, pair = paired_gains(good, bad, bench, "good-bad", n_resamples=50)
+    ideal = 2 + 1 / math.log2(3)
+    n1 = (2 + 1 / math.log2(4)) / ideal - (1 + 2 / math.log2(3)) / ideal  # good: a, c, b; bad: b, a, c
+    n2 = 1 - 1 / math.log2(4)  # c first against c third
+    assert (gain["method"], gain["metric"], gain["k"], gain["n"]) == ("good-bad", "nDCG gain", 10, 2)
+    assert gain["value"] == pytest.approx((n1 + n2) / 2, abs=1e-4)
+    # good orders 2 pairs right and 1 wrong (b under c in n1); bad 1 right and 2 wrong
+    assert (pair["metric"], pair["n"]) == ("PAIR gain", 2) and pair["value"] == pytest.approx(2.0 - 0.5)
 
 
 @pytest.mark.shared

@@ -65,13 +65,18 @@ def evaluate(
         rows += evaluate_bench(bench, params, n_resamples=resamples)[0]
     write_results(rows, out_dir / "evaluation.csv")
     plot_ndcg(rows, out_dir / "ndcg_at_k.png")
-    for row in rows:
-        if (row["metric"] == "nDCG" and row["k"] in (5, 10)) or row["metric"] == "PAIR":
-            k = f"@{row['k']}" if row["k"] != "" else ""
-            click.echo(
-                f"{row['dataset']:8} {row['method']:22} {row['metric']}{k:4} {row['value']:.4f} "
-                f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] n={row['n']}"
-            )
+    shown = [
+        row
+        for row in rows
+        if (row["metric"] in ("nDCG", "nDCG gain") and row["k"] in (5, 10)) or row["metric"] in ("PAIR", "PAIR gain")
+    ]
+    width = max((len(row["method"]) for row in shown), default=22)
+    for row in shown:
+        k = f"@{row['k']}" if row["k"] != "" else ""
+        click.echo(
+            f"{row['dataset']:8} {row['method']:{width}} {row['metric']}{k:4} {row['value']:.4f} "
+            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] n={row['n']}"
+        )
     click.echo(f"wrote {out_dir / 'evaluation.csv'} and {out_dir / 'ndcg_at_k.png'}")
 
 

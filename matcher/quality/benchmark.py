@@ -30,7 +30,7 @@ from matcher.quality.results import result_row
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BENCH_KS", "Bench", "bench_metrics", "evaluate_bench", "judgments_cv_run", "load_bench"]
+__all__ = ["BENCH_KS", "Bench", "bench_metrics", "evaluate_bench", "judgments_cv_run", "load_bench", "paired_gains"]
 
 BENCH_KS = (1, 3, 5, 10, 20)
 
@@ -108,7 +108,9 @@ def load_bench(folder: str | Path, split: str = "dev") -> Bench:
         with (folder / "pairs.csv").open(encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle):
                 if row["need_id"] in wanted:
-                    pairs.append((row["need_id"], row["expert_a"], row["expert_b"], int(row["label_a"]), int(row["label_b"])))
+                    pairs.append(
+                        (row["need_id"], row["expert_a"], row["expert_b"], int(row["label_a"]), int(row["label_b"]))
+                    )
     return Bench(
         experts=jsonl("experts.jsonl"), needs=needs.reset_index(drop=True), qrels=qrels, pairs=pairs, folder=folder
     )
@@ -140,11 +142,10 @@ def _top_and_judged(score_block: Callable[[pd.DataFrame], np.ndarray], bench: Be
     return pd.concat(parts, ignore_index=True)
 
 
-def bench_metrics(
-    run: pd.DataFrame, bench: Bench, method: str, *, n_resamples: int = 1000, ks: Sequence[int] = BENCH_KS
-) -> list[dict]:
-    """nDCG@k, MRR@10, recall@10/100 and PAIR of a run (need_id, expert_id, score), as the benchmark's
-    own ``evaluate.py`` computes them (ties by expert id), with bootstrap intervals over needs."""
+def _per_need(
+    run: pd.DataFrame, bench: Bench, ks: Sequence[int]
+) -> tuple[dict[tuple[str, int | None], list[float]], dict[str, list[float]]]:
+    """Per judged need (in ``bench.needs`` order): each metric's value, and PAIR's right and wrong counts."""
     scores = {n: dict(zip(g["expert_id"], g["score"], strict=True)) for n, g in run.groupby("need_id", sort=False)}
     judged = [n for n in bench.needs["id"] if any(v >= 1 for v in bench.qrels.get(n, {}).values())]
     per: dict[tuple[str, int | None], list[float]] = {}
@@ -158,11 +159,7 @@ def bench_metrics(
         per.setdefault(("MAP", None), []).append(metrics.average_precision(ranked[:100], relevant))
         for k in (10, 100):
             per.setdefault(("recall", k), []).append(metrics.recall_at_k(ranked, relevant, k))
-    rows = [
-        result_row("bench", method, metric, k, metrics.bootstrap_ci(values, n_resamples=n_resamples), len(values))
-        for (metric, k), values in per.items()
-    ]
-    # PAIR = right / wrong over preference pairs; resampled by need (rows: right, wrong of one need)
+    # PAIR = right / wrong over preference pairs whose two experts are both in the run
     counts: dict[str, list[float]] = {}
     for need_id, a, b, label_a, label_b in bench.pairs:
         s = scores.get(need_id, {})
@@ -172,10 +169,70 @@ def bench_metrics(
         high, low = (s[a], s[b]) if label_a > label_b else (s[b], s[a])
         right_wrong[0] += 1.0 if high > low else 0.5 if high == low else 0.0
         right_wrong[1] += 1.0 if high < low else 0.5 if high == low else 0.0
-    table = np.asarray(list(counts.values())).reshape(-1, 2)
-    ratio = metrics.bootstrap_ci(table, lambda d: d[:, 0].sum() / d[:, 1].sum(), n_resamples=n_resamples)
-    rows.append(result_row("bench", method, "PAIR", None, ratio, len(table)))
+    return per, counts
+
+
+def _pair_ratio(table: np.ndarray) -> float:
+    """PAIR of rows of (right, wrong) counts (inf or nan when nothing is wrong: the bootstrap drops it)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(table[:, 0].sum()) / table[:, 1].sum()
+
+
+def _pair_gain(table: np.ndarray) -> float:
+    """PAIR of the first two columns of (right, wrong, right, wrong) rows minus that of the last two."""
+    with np.errstate(invalid="ignore"):
+        return _pair_ratio(table[:, :2]) - _pair_ratio(table[:, 2:])
+
+
+def bench_metrics(
+    run: pd.DataFrame, bench: Bench, method: str, *, n_resamples: int = 1000, ks: Sequence[int] = BENCH_KS
+) -> list[dict]:
+    """nDCG@k, MRR@10, recall@10/100 and PAIR of a run (need_id, expert_id, score), as the benchmark's
+    own ``evaluate.py`` computes them (ties by expert id), with bootstrap intervals over needs."""
+    per, counts = _per_need(run, bench, ks)
+    rows = [
+        result_row("bench", method, metric, k, metrics.bootstrap_ci(values, n_resamples=n_resamples), len(values))
+        for (metric, k), values in per.items()
+    ]
+    table = np.asarray(list(counts.values())).reshape(-1, 2)  # resampled by need
+    rows.append(
+        result_row(
+            "bench", method, "PAIR", None, metrics.bootstrap_ci(table, _pair_ratio, n_resamples=n_resamples), len(table)
+        )
+    )
     return rows
+
+
+def paired_gains(
+    run: pd.DataFrame, other: pd.DataFrame, bench: Bench, method: str, *, n_resamples: int = 1000, k: int = 10
+) -> list[dict]:
+    """What ``run`` gains over ``other`` on the same needs, with paired bootstrap intervals (the same
+    resampled needs for both): ``nDCG gain`` at ``k`` (mean per-need difference) and ``PAIR gain``
+    (difference of the two ratios). ``method`` names the pair, e.g. ``matcher-char_tfidf``."""
+    (mine, mine_counts), (theirs, their_counts) = _per_need(run, bench, (k,)), _per_need(other, bench, (k,))
+    differences = np.subtract(mine[("nDCG", k)], theirs[("nDCG", k)])
+    needs = sorted(set(mine_counts) | set(their_counts))
+    table = np.asarray([[*mine_counts.get(n, [0.0, 0.0]), *their_counts.get(n, [0.0, 0.0])] for n in needs]).reshape(
+        -1, 4
+    )
+    return [
+        result_row(
+            "bench",
+            method,
+            "nDCG gain",
+            k,
+            metrics.bootstrap_ci(differences, n_resamples=n_resamples),
+            len(differences),
+        ),
+        result_row(
+            "bench",
+            method,
+            "PAIR gain",
+            None,
+            metrics.bootstrap_ci(table, _pair_gain, n_resamples=n_resamples),
+            len(table),
+        ),
+    ]
 
 
 def _write_jsonl(path: Path, frame: pd.DataFrame) -> None:
@@ -216,10 +273,16 @@ def judgments_cv_run(
         _write_jsonl(work / f"test{fold}.jsonl", test)
         wanted = set(train["id"])
         judged = [(n, e, g) for n, q in bench.qrels.items() if n in wanted for e, g in q.items()]
-        pd.DataFrame(judged, columns=["need_id", "expert_id", "relevance"]).to_csv(work / f"judgments{fold}.csv", index=False)
+        pd.DataFrame(judged, columns=["need_id", "expert_id", "relevance"]).to_csv(
+            work / f"judgments{fold}.csv", index=False
+        )
         folder = work / f"model{fold}"
         train_files(
-            work / f"train{fold}.jsonl", {"expert": experts}, folder, judgments=work / f"judgments{fold}.csv", params=params
+            work / f"train{fold}.jsonl",
+            {"expert": experts},
+            folder,
+            judgments=work / f"judgments{fold}.csv",
+            params=params,
         )
         run_batch_model(folder, work / f"test{fold}.jsonl", {}, work / f"run{fold}.csv", k=depth)  # no progress bar
         runs.append(_read_run(work / f"run{fold}.csv"))
@@ -239,22 +302,38 @@ def evaluate_bench(
     """The plain char TF-IDF baseline, the zero-shot matcher (``matcher batch`` on the files) and the
     judgments path cross-validated (:func:`judgments_cv_run`) on one benchmark, in one run.
 
-    Every method's run is its top ``depth`` experts per need. Returns the table rows and each run.
+    Every method's run is its top ``depth`` experts per need. Besides each method's figures, the rows
+    hold the paired gains (:func:`paired_gains`) of the matcher over the baseline, and of the judgments
+    path over both. Returns the table rows and each run.
     """
     baseline = plain_char_tfidf(bench.experts["text"].tolist())
     experts = baseline.transform(bench.experts["text"].tolist()).T.tocsr()
-    runs = {"char_tfidf": _top_and_judged(lambda chunk: (baseline.transform(chunk["text"]) @ experts).toarray(), bench, depth)}
+    runs = {
+        "char_tfidf": _top_and_judged(
+            lambda chunk: (baseline.transform(chunk["text"]) @ experts).toarray(), bench, depth
+        )
+    }
     runs["char_tfidf"] = runs["char_tfidf"].loc[runs["char_tfidf"]["retrieved"]]
     with tempfile.TemporaryDirectory(prefix="bench.", dir=work) as folder:
         work_dir = Path(folder)
         _write_jsonl(work_dir / "needs.jsonl", bench.need_frame())
         run_batch(
-            work_dir / "needs.jsonl", {"expert": bench.folder / "experts.jsonl"}, work_dir / "zero_shot.csv",
-            k=depth, params=params, chunks=ChunkOptions(progress=False),
+            work_dir / "needs.jsonl",
+            {"expert": bench.folder / "experts.jsonl"},
+            work_dir / "zero_shot.csv",
+            k=depth,
+            params=params,
+            chunks=ChunkOptions(progress=False),
         )
         runs["matcher"] = _read_run(work_dir / "zero_shot.csv")
         runs["matcher+judgments(cv)"] = judgments_cv_run(bench, params, work_dir, n_splits=n_splits, depth=depth)
     rows = []
     for method, run in runs.items():
         rows += bench_metrics(run, bench, method, n_resamples=n_resamples)
+    for method, other in (
+        ("matcher", "char_tfidf"),
+        ("matcher+judgments(cv)", "char_tfidf"),
+        ("matcher+judgments(cv)", "matcher"),
+    ):
+        rows += paired_gains(runs[method], runs[other], bench, f"{method}-{other}", n_resamples=n_resamples)
     return rows, runs

@@ -32,7 +32,10 @@ def plot_ndcg(rows: list[dict], path: Path) -> None:
     """nDCG@k against k, one line (with its confidence band) per dataset and method, as a PNG."""
     plt = _pyplot()
     frame = pd.DataFrame(rows)
-    frame = frame.loc[(frame["metric"] == "nDCG") & (frame["k"] != "")]
+    # paired differences ("a-b" methods) are gains, not curves of nDCG
+    frame = frame.loc[
+        (frame["metric"] == "nDCG") & (frame["k"] != "") & ~frame["method"].str.contains("-", regex=False)
+    ]
     datasets = list(dict.fromkeys(frame["dataset"]))
     figure, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=False):
