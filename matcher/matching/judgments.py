@@ -31,6 +31,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from matcher.inputs.cells import TARGET_TYPE_WORDS, aliases_of, cell_at, cell_key, cell_text
 from matcher.inputs.files import Problem, TableError, read_rows
@@ -360,6 +361,12 @@ def candidate_frame(
 
 
 # ---------------------------------------------------------------------------- the model
+@cache
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, found once (finding them reads the loaded libraries: ~2 ms a time)."""
+    return ThreadpoolController()
+
+
 class JudgedReranker(BaseEstimator):
     """Re-rank candidates by the probability that they are relevant, learnt from graded judgments.
 
@@ -492,7 +499,7 @@ class JudgedReranker(BaseEstimator):
     def _predict(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         # one OpenMP thread: on a few hundred rows the per-tree thread start-up costs far more than it
         # saves, and on a busy machine it made one need's prediction 20 times slower
-        with threadpool_limits(1, user_api="openmp"):
+        with _threadpools().limit(limits=1, user_api="openmp"):
             return self.models_[target_type].predict(matrix)
 
     def _logits(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
@@ -512,13 +519,14 @@ class JudgedReranker(BaseEstimator):
     def contributions(self, target_type: str, matrix: np.ndarray) -> np.ndarray:
         """Each feature's effect on the calibrated log-odds: the change when it is set to its training mean."""
         check_is_fitted(self, "models_")
-        base = self._logits(target_type, matrix)
-        effects = np.zeros_like(matrix)
-        for j, mean in enumerate(self.means_[target_type]):
-            replaced = matrix.copy()
-            replaced[:, j] = mean
-            effects[:, j] = base - self._logits(target_type, replaced)
-        return effects
+        means = self.means_[target_type]
+        n, width = matrix.shape
+        # the matrix, then one copy of it per feature with that feature at its mean: one prediction
+        stacked = np.tile(matrix, (width + 1, 1))
+        for j, mean in enumerate(means):
+            stacked[(j + 1) * n : (j + 2) * n, j] = mean
+        logits = self._logits(target_type, stacked).reshape(width + 1, n)
+        return (logits[0] - logits[1:]).T
 
     def serving_matrix(
         self,
