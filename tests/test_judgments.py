@@ -20,7 +20,7 @@ import pytest
 from matcher.errors import ModelError
 from matcher.matching import grades, persist
 from matcher.matching.estimator import build_matcher
-from matcher.matching.judgments import read_judgments
+from matcher.matching.judgments import JUDGED_FEATURES, JudgedReranker, read_judgments
 from matcher.quality import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,6 +351,32 @@ def test_the_reranker_learns_a_known_answer_the_base_score_misses() -> None:
     assert after > 0.95 and after > before + 0.15, (before, after)
     scores = learned.match(test, k=5, target_types=["expert"])["score"]
     assert scores.between(0.0, 1.0).all()  # a probability: of the pair being relevant
+
+
+def test_unjudged_candidates_weigh_what_unjudged_weight_says() -> None:
+    """Judged pairs' grade rises with the need's cover; the unjudged candidates (grade 0 by
+    assumption) all have a high cover. The less they weigh, the higher a high cover is graded."""
+    rng = np.random.default_rng(0)
+    n = 1200
+    judged = np.arange(n) % 3 != 0
+    cover = np.where(judged, rng.uniform(0, 1, n), rng.uniform(0.6, 1, n))
+    frame = pd.DataFrame(0.0, index=range(n), columns=list(JUDGED_FEATURES))
+    frame["cover1"] = cover
+    frame["need_id"] = [f"N{i % 120}" for i in range(n)]
+    frame["target_type"] = "expert"
+    grades_ = np.where(judged, 4 * cover, 0.0)
+    high = np.zeros((1, len(JUDGED_FEATURES)))
+    high[0, JUDGED_FEATURES.index("cover1")] = 0.9
+
+    def fitted(weight: float, frame: pd.DataFrame) -> JudgedReranker:
+        return JudgedReranker(max_iter=50, min_samples_leaf=20, unjudged_weight=weight).fit(frame, grades_)
+
+    plain = fitted(1.0, frame.assign(judged=judged))
+    assert plain.get_params()["unjudged_weight"] == 1.0
+    # weight 1 is the unweighted fit (and a frame without the column is all judged)
+    assert fitted(1.0, frame).predict_grade("expert", high) == pytest.approx(plain.predict_grade("expert", high))
+    light = fitted(0.05, frame.assign(judged=judged))
+    assert plain.predict_grade("expert", high)[0] < 2.5 < light.predict_grade("expert", high)[0]
 
 
 def test_a_database_version_says_so(tmp_path: Path) -> None:

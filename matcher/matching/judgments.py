@@ -307,7 +307,7 @@ def candidate_frame(
     model: Matcher, needs: pd.DataFrame, judgments: pd.DataFrame | None, depth: int, idf: Mapping[str, float]
 ) -> pd.DataFrame:
     """Each need's ``depth`` best targets of each type by the base score, plus its judged targets, with
-    :data:`JUDGED_FEATURES` and ``grade`` (0 for unjudged candidates).
+    :data:`JUDGED_FEATURES`, ``grade`` (0 for unjudged candidates) and ``judged``.
 
     The base score is the matcher's weighted sum with its hard rules off (:meth:`Matcher.score`);
     targets scoring 0 are not candidates (the matcher never serves them).
@@ -353,10 +353,12 @@ def candidate_frame(
             )
             features["target_type"] = target_type
             features["target_id"] = pairs["target_id"].to_numpy()
-            features["grade"] = [grade_of.get(p, 0.0) for p in zip(pairs["need_id"], pairs["target_id"], strict=True)]
+            keys = list(zip(pairs["need_id"], pairs["target_id"], strict=True))
+            features["grade"] = [grade_of.get(p, 0.0) for p in keys]
+            features["judged"] = [p in grade_of for p in keys]
             parts.append(features)
     if not parts:
-        return pd.DataFrame(columns=[*JUDGED_FEATURES, "need_id", "target_type", "target_id", "grade", "retrieved"])
+        return pd.DataFrame(columns=[*JUDGED_FEATURES, "need_id", "target_type", "target_id", "grade", "judged", "retrieved"])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -395,6 +397,10 @@ class JudgedReranker(BaseEstimator):
         standing features are free), or every feature of :data:`MONOTONE` (``all``). On the zh dev
         split, cross-validated through ``train --judgments`` / ``batch --model`` in one run,
         ``similarities`` read nDCG@10 0.806 / PAIR 1.343 against 0.793 / 1.315 for ``all``.
+    unjudged_weight : float
+        The weight of a candidate nobody judged (a grade 0 by assumption) in the regression, against 1 for a
+        judged pair. The calibration counts every candidate alike: the served score stays the
+        probability of relevance among the candidates as retrieved.
     random_state : int
 
     Attributes
@@ -424,6 +430,7 @@ class JudgedReranker(BaseEstimator):
         calibration_folds: int = 3,
         evidence_margin: float = 1.0,
         monotone: str = "similarities",
+        unjudged_weight: float = 1.0,
         random_state: int = 0,
     ) -> None:
         self.learning_rate = learning_rate
@@ -437,6 +444,7 @@ class JudgedReranker(BaseEstimator):
         self.calibration_folds = calibration_folds
         self.evidence_margin = evidence_margin
         self.monotone = monotone
+        self.unjudged_weight = unjudged_weight
         self.random_state = random_state
 
     feature_names = JUDGED_FEATURES
@@ -472,13 +480,18 @@ class JudgedReranker(BaseEstimator):
                 logger.info("%s: %d pairs, %d relevant: too few to re-rank", target_type, mask.sum(), relevant.sum())
                 continue
             matrix = X.loc[mask, list(JUDGED_FEATURES)].to_numpy(dtype=float)
+            weights = None  # the regressor's own path when every pair weighs the same
+            if self.unjudged_weight != 1.0 and "judged" in X:
+                weights = np.where(X.loc[mask, "judged"].to_numpy(dtype=bool), 1.0, self.unjudged_weight)
             self.means_[target_type] = matrix.mean(axis=0)
             predicted = np.zeros(len(labels))
             folds = min(self.calibration_folds, len(set(groups)))
             if folds >= 2:
                 for train, test in GroupKFold(n_splits=folds).split(matrix, labels, groups):
-                    predicted[test] = self._regressor().fit(matrix[train], labels[train]).predict(matrix[test])
-            model = self._regressor().fit(matrix, labels)
+                    part = None if weights is None else weights[train]
+                    fitted = self._regressor().fit(matrix[train], labels[train], sample_weight=part)
+                    predicted[test] = fitted.predict(matrix[test])
+            model = self._regressor().fit(matrix, labels, sample_weight=weights)
             if folds < 2:
                 predicted = model.predict(matrix)
             calibration = LogisticRegression(C=1e4, max_iter=1000).fit(predicted.reshape(-1, 1), relevant.astype(int))
