@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import K, Reference, machine, summary, timed
+from latency import K, Reference, emit, machine, summary, timed
 
 from matcher.jobs.training import train_files
 from matcher.matching import persist
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.bench / "qrels.csv").is_file():
         parser.error(f"{args.bench}: not a benchmark folder (no qrels.csv)")
     report = run(args)
-    print(markdown(report))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    emit(markdown(report), report, args.out)
     return 0
 
 

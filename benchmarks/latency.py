@@ -518,6 +518,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def emit(text: str, report: dict[str, Any], out: Path | None) -> None:
+    """Print the Markdown ``text``; with ``out``, also write the full ``report`` there as JSON."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experts", type=int, default=20000, help="size of the generated expert library")
@@ -530,10 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.experts < K or args.queries < 1 or not 1 <= args.bm25_queries <= args.queries or args.warmup < 1:
         parser.error("need --experts >= 10, --queries >= 1, 1 <= --bm25-queries <= --queries, --warmup >= 1")
     report = run(args)
-    print(markdown(report))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    emit(markdown(report), report, args.out)
     return 0
 
 

@@ -106,3 +106,31 @@ def test_segmenters_and_stages_benchmarks_run_small(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     timed = json.loads(stages.read_text())["stages"]
     assert timed["fit"] > 0 and timed["score / vectorise the needs"] > 0 and "| stage | s | calls |" in result.stdout
+
+
+def test_judged_latency_benchmark_runs_small(tmp_path) -> None:
+    """On a tiny benchmark folder of our own (the format of ../shared/bench/zh)."""
+    topics = ["个案管理", "小组工作", "社区治理", "养老服务", "儿童保护", "心理援助"]
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    with (bench / "experts.jsonl").open("w", encoding="utf-8") as handle:
+        for i in range(60):
+            text = f"专家{i}长期从事{topics[i % 6]}，也做过{topics[(i + 1) % 6]}的培训"
+            handle.write(json.dumps({"id": f"E{i}", "text": text}, ensure_ascii=False) + "\n")
+    qrels = ["need_id,expert_id,relevance"]
+    with (bench / "needs.jsonl").open("w", encoding="utf-8") as handle:
+        for n in range(60):
+            handle.write(json.dumps({"id": f"N{n}", "text": f"需要{topics[n % 6]}方面的指导"}, ensure_ascii=False) + "\n")
+            qrels += [f"N{n},E{n % 6},2", f"N{n},E{(n % 6) + 6},1", f"N{n},E{(n + 3) % 6},0"]
+    (bench / "qrels.csv").write_text("\n".join(qrels) + "\n", encoding="utf-8")
+    out = tmp_path / "judged.json"
+    command = [sys.executable, "benchmarks/judged_latency.py", "--bench", str(bench), "--test-share", "0.5"]
+    command += ["--queries", "5", "--warmup", "2", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["reranked"] == ["expert"] and report["config"]["train_needs"] == 30
+    assert set(report["latency"]) == {"recommend, judgments re-ranker", "recommend, weighted sum", "reference, dense q"}
+    assert "recommend, judgments re-ranker / recommend, weighted sum" in result.stdout
+    bad = subprocess.run([*command[:2], "--bench", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not a benchmark folder" in bad.stderr
