@@ -213,19 +213,25 @@ def overlap_features(needs: Sequence[str], targets: Sequence[str], idf: Mapping[
     idf = idf or {}
     unseen = idf.get("", 1.0)
     rows = np.zeros((len(needs), len(OVERLAP_FEATURES) + len(LENGTH_FEATURES)))
+    seen: dict[str, tuple[list[set[str]], dict[str, float], float, SequenceMatcher]] = {}
     for r, (need, target) in enumerate(zip(needs, targets, strict=True)):
+        if need not in seen:  # what depends on the need alone, once per need (serving passes one need)
+            grams = [{need[i : i + n] for i in range(len(need) - n + 1)} for n in (1, 2, 3)]
+            weights = {g: idf.get(g, unseen) for k in (1, 2) for g in (need[i : i + k] for i in range(len(need) - k + 1))}
+            matcher = SequenceMatcher(None, autojunk=False)
+            matcher.set_seq2(need[:COMMON_CHARS])  # its index is built once; the targets are the first text
+            seen[need] = (grams, weights, sum(weights.values()), matcher)
+        grams, weights, total, matcher = seen[need]
         row = rows[r]
-        for j, n in enumerate((1, 2, 3)):
-            grams = {need[i : i + n] for i in range(len(need) - n + 1)}
-            row[j] = sum(g in target for g in grams) / len(grams) if grams else 0.0
+        for j in range(3):
+            row[j] = sum(g in target for g in grams[j]) / len(grams[j]) if grams[j] else 0.0
         row[3] = float(bool(need) and need in target)
         target_grams = {target[i : i + 2] for i in range(len(target) - 1)}
         row[4] = sum(g in need for g in target_grams) / len(target_grams) if target_grams else 0.0
-        weights = {g: idf.get(g, unseen) for k in (1, 2) for g in (need[i : i + k] for i in range(len(need) - k + 1))}
-        total = sum(weights.values())
         row[5] = sum(w for g, w in weights.items() if g in target) / total if total else 0.0
         a, b = need[:COMMON_CHARS], target[:COMMON_CHARS]
-        common = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+        matcher.set_seq1(b)
+        common = matcher.find_longest_match(0, len(b), 0, len(a)).size  # the longest common substring
         row[6] = common / len(a) if a else 0.0
         row[7] = common / len(b) if b else 0.0
         row[8] = math.log1p(len(need))
