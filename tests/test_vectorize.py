@@ -256,3 +256,18 @@ def test_each_block_is_fitted_as_by_scikit_learn(params: dict) -> None:
         assert block.vocabulary_ == reference.vocabulary_
         assert block.vocabulary is None and block.fixed_vocabulary_ is False
         assert (block.transform(views[name]) != expected).nnz == 0
+
+
+def test_counts_of_a_few_texts_equal_the_bulk_path() -> None:
+    """The service's few-needs counting (numpy) gives the same CSR as the bulk path (a COO conversion)."""
+    from matcher.matching.vectorize import _BULK_DOCS, _counts
+
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 3, 200)
+    columns = rng.integers(0, 50, 200)
+    few = _counts(rows, columns, 3, 50)
+    bulk = _counts(rows, columns, _BULK_DOCS + 8, 50)[:3]
+    assert few.has_canonical_format
+    assert np.array_equal(few.indptr, bulk.indptr) and np.array_equal(few.indices, bulk.indices)
+    assert np.array_equal(few.data, bulk.data) and few.data.sum() == 200
+    assert _counts(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 2, 5).shape == (2, 5)

@@ -182,13 +182,12 @@ def label_vocabulary(lists: pd.Series, known: dict[str, int] | None = None) -> d
 
 def label_matrix(lists: Sequence[list[str]] | pd.Series, vocabulary: dict[str, int]) -> sp.csr_matrix:
     """Binary (n_rows, len(vocabulary)) matrix of the known values of each row's list."""
-    rows, cols = [], []
-    for row, items in enumerate(lists):
-        for column in {vocabulary.get(label(v)) for v in items} - {None}:
-            rows.append(row)
-            cols.append(column)
-    data = np.ones(len(rows), dtype=float)
-    return sp.csr_matrix((data, (rows, cols)), shape=(len(lists), len(vocabulary)))
+    indptr, indices = [0], []
+    for items in lists:
+        indices.extend(sorted({vocabulary.get(label(v)) for v in items} - {None}))
+        indptr.append(len(indices))
+    data = np.ones(len(indices), dtype=float)
+    return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(vocabulary)))
 
 
 def check_targets(X: pd.DataFrame) -> pd.DataFrame:

@@ -34,7 +34,8 @@ class ReasonsMixin:
         rows = np.flatnonzero(index.owners == target)
         row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
         body, name = text, None
-        if self._named(block, index)[0, target]:  # the need names the target: its part of the text score
+        named = self._named(block, index)
+        if target in named.indices[named.indptr[0] : named.indptr[1]]:  # the need names the target: its part
             body = float(self._text_component(block, index, names=False)[0, target])
             name = index.name_index.spans(block.docs[0], target, block.org_names[0] if block.org_names else None)
         text_part = round(text_weight * text, SCORE_DECIMALS)

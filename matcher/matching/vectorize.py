@@ -205,6 +205,12 @@ def _char_codes(docs: list[str], ngram_range: tuple[int, int]) -> tuple[np.ndarr
 
 def _counts(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
     """How often each ``(row, column)`` pair occurs: float64 CSR of shape (n_rows, n_columns), indices sorted."""
+    if n_rows < _BULK_DOCS:  # the service's few needs: counted with numpy, half the time of a COO conversion
+        key, counts = np.unique(np.asarray(rows, dtype=np.int64) * n_columns + columns, return_counts=True)
+        owner = key // n_columns
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=n_rows), out=indptr[1:])
+        return sp.csr_matrix((counts.astype(np.float64), key - owner * n_columns, indptr), shape=(n_rows, n_columns))
     ones = np.ones(len(rows), dtype=np.float64)
     matrix = sp.csr_matrix((ones, (rows, columns)), shape=(n_rows, n_columns))  # duplicates summed
     matrix.sum_duplicates()  # and indices sorted (a no-op when the conversion did both)
