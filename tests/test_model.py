@@ -159,6 +159,14 @@ def test_aggregations_find_the_right_expert(toy_targets, aggregation) -> None:
     assert model.recommend({"text": "小组工作实务工作坊"}, k=1)["expert"][0]["id"] == "E02"
 
 
+@pytest.mark.parametrize("aggregation", ["concat", "max"])
+def test_text_rows_are_each_targets_own(toy_targets, aggregation) -> None:
+    index = build_matcher({"aggregation": aggregation}).fit(toy_targets).index_["expert"]
+    assert (len(index.owners) > len(index.ids)) == (aggregation == "max")  # a bio and specialties each
+    for target in range(len(index.ids)):
+        assert index.text_rows(target).tolist() == np.flatnonzero(index.owners == target).tolist()
+
+
 def test_max_aggregation_uses_the_best_single_text() -> None:
     frame = pd.DataFrame(
         [

@@ -93,6 +93,13 @@ class TypeIndex:
         self.counties_t = self.counties.T.tocsr()
         return self
 
+    def text_rows(self, target: int) -> np.ndarray:
+        """The text rows of target row ``target`` (text rows are ordered by owner: one run of rows)."""
+        if self.starts is None:
+            return np.array([target])
+        end = self.starts[target + 1] if target + 1 < len(self.starts) else len(self.owners)
+        return np.arange(self.starts[target], end)
+
     def text_scores(self, vectors: sp.csr_matrix) -> np.ndarray:
         """Dot products of need vectors with every text row: array of shape (n_needs, n_texts).
 

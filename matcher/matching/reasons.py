@@ -31,7 +31,7 @@ class ReasonsMixin:
         target, score = int(ranking.rows[position]), float(ranking.scores[position])
         text, tags, region = (float(c[0, target]) for c in components)
         text_weight = 1.0 - self.tag_weight - self.region_weight
-        rows = np.flatnonzero(index.owners == target)
+        rows = index.text_rows(target)
         row = rows[0] if len(rows) == 1 else rows[np.argmax(index.text_scores(block.vectors)[0, rows])]
         body, name = text, None
         named = self._named(block, index)
