@@ -163,8 +163,8 @@ def test_aggregations_find_the_right_expert(toy_targets, aggregation) -> None:
 def test_text_rows_are_each_targets_own(toy_targets, aggregation) -> None:
     index = build_matcher({"aggregation": aggregation}).fit(toy_targets).index_["expert"]
     assert (len(index.owners) > len(index.ids)) == (aggregation == "max")  # a bio and specialties each
-    for target in range(len(index.ids)):
-        assert index.text_rows(target).tolist() == np.flatnonzero(index.owners == target).tolist()
+    for row in range(len(index.ids)):
+        assert index.text_rows(row).tolist() == np.flatnonzero(index.owners == row).tolist()
 
 
 def test_max_aggregation_uses_the_best_single_text() -> None:

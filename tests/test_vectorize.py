@@ -197,7 +197,7 @@ def test_words_counted_with_arrays_equal_the_analyser(weighting: str, monkeypatc
     assert _equal(X, slow.fit_transform_preprocessed(docs))
     assert fast.word_.vocabulary_ == slow.word_.vocabulary_ and fast.char_.vocabulary_ == slow.char_.vocabulary_
     assert _equal(Q, slow.transform_queries(queries))
-    # one need alone (the service's path, word by word) is the same row as in a block
+    # one need alone (the service's path, word by word and gram by gram) is the same row as in a block
     assert all(_equal(Q[i], fast.transform_queries(queries[i : i + 1])) for i in range(len(queries)))
 
 

@@ -740,7 +740,9 @@ class TextVectorizer(TransformerMixin, BaseEstimator):
         """
         block = getattr(self, f"{name}_")
         size = len(block.vocabulary_)
-        fast = _char_range(block) if name == "char" else None
+        # a few texts (the service's one need): the analyser and the vocabulary, dearer per text but
+        # without the arrays' fixed cost
+        fast = _char_range(block) if name == "char" and len(docs) >= _BULK_DOCS else None
         if fast is not None:
             rows, codes = _char_codes(docs, fast)
             known, columns = self._code_columns()
