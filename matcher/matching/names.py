@@ -138,15 +138,15 @@ class NameIndex:
         """
         owners = list(organisations) if organisations is not None else [None] * len(texts)
         automaton = self._automaton()
-        rows: list[int] = []
         columns: list[int] = []
+        indptr = [0] * (len(texts) + 1)
         if len(automaton):
             for row, (text, owner) in enumerate(zip(texts, owners, strict=True)):
                 found = {t for _, (_, targets) in automaton.iter(mask_organisation(text, owner)) for t in targets}
-                rows.extend([row] * len(found))
                 columns.extend(sorted(found))
-        data = np.ones(len(rows), dtype=np.float64)
-        return sp.csr_matrix((data, (rows, columns)), shape=(len(texts), self.n_targets))
+                indptr[row + 1] = len(columns)
+        data = np.ones(len(columns), dtype=np.float64)
+        return sp.csr_matrix((data, columns, indptr), shape=(len(texts), self.n_targets))
 
     def spans(self, text: str, row: int, organisation: str | None = None) -> tuple[str, list[list[int]]] | None:
         """The longest form of target ``row`` found in ``text`` and its ``[start, end)`` spans, or None."""
