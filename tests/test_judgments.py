@@ -379,6 +379,22 @@ def test_unjudged_candidates_weigh_what_unjudged_weight_says() -> None:
     assert plain.predict_grade("expert", high)[0] < 2.5 < light.predict_grade("expert", high)[0]
 
 
+def test_a_few_candidates_still_grow_trees() -> None:
+    """A leaf holds ``min_samples_leaf`` candidates, or a tenth of them when they are few: 150
+    candidates under the default 200 still learn that a higher cover is a higher grade."""
+    rng = np.random.default_rng(0)
+    n = 150
+    frame = pd.DataFrame(0.0, index=range(n), columns=list(JUDGED_FEATURES))
+    frame["cover1"] = rng.uniform(0, 1, n)
+    frame["need_id"] = [f"N{i % 15}" for i in range(n)]
+    frame["target_type"] = "expert"
+    model = JudgedReranker().fit(frame, np.round(3 * frame["cover1"].to_numpy()))
+    assert model.get_params()["min_samples_leaf"] == 200 and model.models_["expert"].min_samples_leaf == 15
+    low, high = np.zeros((2, len(JUDGED_FEATURES)))
+    low[JUDGED_FEATURES.index("cover1")], high[JUDGED_FEATURES.index("cover1")] = 0.1, 0.9
+    assert model.predict_proba("expert", low[None])[0] < 0.5 < model.predict_proba("expert", high[None])[0]
+
+
 def test_a_database_version_says_so(tmp_path: Path) -> None:
     targets = pd.DataFrame(
         {

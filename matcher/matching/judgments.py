@@ -386,7 +386,10 @@ class JudgedReranker(BaseEstimator):
     Parameters
     ----------
     learning_rate, max_iter, max_leaf_nodes, min_samples_leaf, l2_regularization :
-        The gradient boosting's parameters.
+        The gradient boosting's parameters; a leaf holds at least ``min_samples_leaf`` candidates, or
+        a tenth of the training candidates when they are fewer than ten times that. Larger, smoother
+        leaves (200, l2 1.0) read +0.003 nDCG@10 and +0.03 to +0.06 PAIR over 40 and 0 on the zh dev
+        split, on three fold seeds.
     depth : int
         Candidates per need and type in training: the base score's best ``depth``, plus the judged
         ones (unjudged candidates count as grade 0). Serving re-scores the matcher's ``rerank_depth``.
@@ -428,8 +431,8 @@ class JudgedReranker(BaseEstimator):
         learning_rate: float = 0.05,
         max_iter: int = 300,
         max_leaf_nodes: int = 31,
-        min_samples_leaf: int = 40,
-        l2_regularization: float = 0.0,
+        min_samples_leaf: int = 200,
+        l2_regularization: float = 1.0,
         depth: int = 100,
         min_judgments: int = 30,
         min_relevant: int = 5,
@@ -455,12 +458,12 @@ class JudgedReranker(BaseEstimator):
 
     feature_names = JUDGED_FEATURES
 
-    def _regressor(self) -> HistGradientBoostingRegressor:
+    def _regressor(self, n_rows: int) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
+            min_samples_leaf=max(1, min(self.min_samples_leaf, n_rows // 10)),
             l2_regularization=self.l2_regularization,
             monotonic_cst=[self._constraint(name) for name in JUDGED_FEATURES],
             early_stopping=False,
@@ -495,9 +498,9 @@ class JudgedReranker(BaseEstimator):
             if folds >= 2:
                 for train, test in GroupKFold(n_splits=folds).split(matrix, labels, groups):
                     part = None if weights is None else weights[train]
-                    fitted = self._regressor().fit(matrix[train], labels[train], sample_weight=part)
+                    fitted = self._regressor(len(train)).fit(matrix[train], labels[train], sample_weight=part)
                     predicted[test] = fitted.predict(matrix[test])
-            model = self._regressor().fit(matrix, labels, sample_weight=weights)
+            model = self._regressor(len(labels)).fit(matrix, labels, sample_weight=weights)
             if folds < 2:
                 predicted = model.predict(matrix)
             calibration = LogisticRegression(C=1e4, max_iter=1000).fit(predicted.reshape(-1, 1), relevant.astype(int))

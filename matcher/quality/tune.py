@@ -42,7 +42,7 @@ DEFAULT_GRID: list[dict[str, list[Any]]] = [
     {
         "matcher__vectorizer__char_weight": [1.0, 3.0],
         "matcher__judged__max_leaf_nodes": [15, 31],
-        "matcher__judged__min_samples_leaf": [20, 40],
+        "matcher__judged__min_samples_leaf": [40, 200],
         "matcher__judged__evidence_margin": [0.05, 1.0],
         "rerank": [True],
     },
