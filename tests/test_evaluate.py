@@ -179,7 +179,7 @@ def test_standing_ignores_the_judged_experts_the_retrieval_missed() -> None:
 def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> None:
     bench = load_bench(BENCH).subset(150, seed=1)
     rows, runs = evaluate_bench(bench, depth=30, n_splits=2, n_resamples=100, work=tmp_path)
-    assert set(runs) == {"char_tfidf", "matcher", "matcher+judgments(cv)"}
+    assert set(runs) == {"char_tfidf", "char_bm25", "matcher", "matcher+judgments(cv)"}
     for method in runs:
         row = _value(rows, method, "nDCG", 10)
         assert 0.4 < row["value"] <= 1 and row["n"] == 150
@@ -202,12 +202,26 @@ def test_bench_subset_baseline_and_cross_validated_judgments_path(tmp_path) -> N
     assert _value(rows, "char_tfidf", "nDCG", 10)["value"] == pytest.approx(expected["nDCG@10"], abs=1e-4)
     assert _value(rows, "char_tfidf", "PAIR")["value"] == pytest.approx(expected["PAIR"], abs=1e-3)
     # the paired gains are the differences of the two methods' figures on the same needs
-    for method, other in (("matcher", "char_tfidf"), ("matcher+judgments(cv)", "matcher")):
+    for method, other in (("matcher", "char_tfidf"), ("matcher", "char_bm25"), ("matcher+judgments(cv)", "matcher")):
         gain = _value(rows, f"{method}-{other}", "nDCG gain", 10)
         difference = _value(rows, method, "nDCG", 10)["value"] - _value(rows, other, "nDCG", 10)["value"]
         assert gain["value"] == pytest.approx(difference, abs=2e-4) and gain["ci_low"] <= gain["value"] <= gain["ci_high"]
         pair = _value(rows, f"{method}-{other}", "PAIR gain")
         assert pair["value"] == pytest.approx(_value(rows, method, "PAIR")["value"] - _value(rows, other, "PAIR")["value"], abs=2e-3)
+
+
+def test_plain_char_bm25_by_hand() -> None:
+    """"ab" holds the grams a, b, ab (3), "b" holds b (1): avgdl 2. The query "ax" has one gram the
+    library knows, a: idf ln(1 + (2 - 1 + 0.5) / (1 + 0.5)) = ln 2, saturated tf
+    1 * 2.2 / (1 + 1.2 * (0.25 + 0.75 * 3 / 2)); "b" has no a. The query "bb" counts b once."""
+    from matcher.quality.baseline import plain_char_bm25
+
+    score = plain_char_bm25(["ab", "b"])
+    tf_ab = 2.2 / (1 + 1.2 * (0.25 + 0.75 * 3 / 2))
+    assert score(["ax"])[0].tolist() == pytest.approx([math.log(2) * tf_ab, 0.0])
+    idf_b = math.log(1 + 0.5 / 2.5)  # b is in both
+    tf_b = 2.2 / (1 + 1.2 * (0.25 + 0.75 * 1 / 2))
+    assert score(["bb"])[0].tolist() == pytest.approx([idf_b * tf_ab, idf_b * tf_b])
 
 
 def test_paired_gains_by_hand() -> None:

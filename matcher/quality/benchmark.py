@@ -25,7 +25,7 @@ from matcher.jobs.batch import run_batch, run_batch_model
 from matcher.jobs.chunks import ChunkOptions
 from matcher.jobs.training import train_files
 from matcher.quality import metrics
-from matcher.quality.baseline import plain_char_tfidf
+from matcher.quality.baseline import plain_char_bm25, plain_char_tfidf
 from matcher.quality.results import result_row
 
 logger = logging.getLogger(__name__)
@@ -299,21 +299,26 @@ def evaluate_bench(
     n_resamples: int = 1000,
     work: Path | None = None,
 ) -> tuple[list[dict], dict[str, pd.DataFrame]]:
-    """The plain char TF-IDF baseline, the zero-shot matcher (``matcher batch`` on the files) and the
-    judgments path cross-validated (:func:`judgments_cv_run`) on one benchmark, in one run.
+    """The plain baselines (char TF-IDF, textbook char BM25), the zero-shot matcher (``matcher batch``
+    on the files) and the judgments path cross-validated (:func:`judgments_cv_run`) on one benchmark,
+    in one run.
 
     Every method's run is its top ``depth`` experts per need. Besides each method's figures, the rows
-    hold the paired gains (:func:`paired_gains`) of the matcher over the baseline, and of the judgments
-    path over both. Returns the table rows and each run.
+    hold the paired gains (:func:`paired_gains`) of the matcher over both baselines, and of the
+    judgments path over the char TF-IDF baseline and the matcher. Returns the table rows and each run.
     """
-    baseline = plain_char_tfidf(bench.experts["text"].tolist())
-    experts = baseline.transform(bench.experts["text"].tolist()).T.tocsr()
+    texts = bench.experts["text"].tolist()
+    baseline = plain_char_tfidf(texts)
+    experts = baseline.transform(texts).T.tocsr()
+    bm25 = plain_char_bm25(texts)
     runs = {
         "char_tfidf": _top_and_judged(
             lambda chunk: (baseline.transform(chunk["text"]) @ experts).toarray(), bench, depth
-        )
+        ),
+        "char_bm25": _top_and_judged(lambda chunk: bm25(chunk["text"]), bench, depth),
     }
-    runs["char_tfidf"] = runs["char_tfidf"].loc[runs["char_tfidf"]["retrieved"]]
+    for name in ("char_tfidf", "char_bm25"):
+        runs[name] = runs[name].loc[runs[name]["retrieved"]]
     with tempfile.TemporaryDirectory(prefix="bench.", dir=work) as folder:
         work_dir = Path(folder)
         _write_jsonl(work_dir / "needs.jsonl", bench.need_frame())
@@ -332,6 +337,7 @@ def evaluate_bench(
         rows += bench_metrics(run, bench, method, n_resamples=n_resamples)
     for method, other in (
         ("matcher", "char_tfidf"),
+        ("matcher", "char_bm25"),
         ("matcher+judgments(cv)", "char_tfidf"),
         ("matcher+judgments(cv)", "matcher"),
     ):
