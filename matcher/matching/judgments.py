@@ -388,8 +388,8 @@ class JudgedReranker(BaseEstimator):
     learning_rate, max_iter, max_leaf_nodes, min_samples_leaf, l2_regularization :
         The gradient boosting's parameters; a leaf holds at least ``min_samples_leaf`` candidates, or
         a tenth of the training candidates when they are fewer than ten times that. Larger, smoother
-        leaves (200, l2 1.0) read +0.003 nDCG@10 and +0.03 to +0.06 PAIR over 40 and 0 on the zh dev
-        split, on three fold seeds.
+        leaves (200, l2 1.0) read +0.001 to +0.003 nDCG@10 and +0.02 to +0.03 PAIR over 40 and 0 through
+        the product path on the zh dev split (two fold seeds; docs/quality.md).
     depth : int
         Candidates per need and type in training: the base score's best ``depth``, plus the judged
         ones (unjudged candidates count as grade 0). Serving re-scores the matcher's ``rerank_depth``.
